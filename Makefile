@@ -1,0 +1,54 @@
+# The two commands a newcomer needs: `make demo` (the main job) and `make test` (everything CI runs).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+
+.PHONY: all venv devcluster lint typecheck test unit demo bench lock clean
+
+all: test
+
+# The virtualenv is (re)installed from the hash-pinned lock whenever the lock or pyproject changes.
+$(STAMP): requirements-dev.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --require-hashes -r requirements-dev.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.installed-*; touch $@
+
+venv: $(STAMP)
+
+# Builds kube-apiserver, kube-scheduler, etcd, kubectl, registries, ORAS and NFD's tools from Go
+# modules into the cache (IMAGE_COMPAT_CACHE, default ~/.cache/image-compat-extender); a no-op
+# when binaries for the pinned versions are already there.
+devcluster: venv
+	$(PY) -m devcluster build
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: venv
+	$(PY) -m mypy
+
+# Unit tests only: no Go build, no control plane.
+unit: venv
+	$(PY) -m pytest -m "not integration and not e2e" -q
+
+test: venv devcluster lint typecheck
+	$(PY) -m pytest -q
+
+demo: venv devcluster
+	$(PY) -m devcluster.demo
+
+bench: venv devcluster
+	$(PY) benchmarks/rules_bench.py
+
+lock:
+	@echo "pip-compile (pip-tools) regenerates the locks; see README 'Dependencies'."
+	pip-compile -q --strip-extras --generate-hashes --allow-unsafe -o requirements.lock pyproject.toml
+	pip-compile -q --strip-extras --generate-hashes --allow-unsafe --extra dev --extra demo -o requirements-dev.lock pyproject.toml
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
