@@ -44,7 +44,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from devcluster.pki import TestCA
@@ -281,12 +281,24 @@ def _stop_all() -> None:
             _stop_process(proc, 5.0)
 
 
+def _prctl() -> Any:
+    # Resolved in the parent: loading a library between fork and exec could deadlock on a lock
+    # another thread held at fork time.
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _prctl()
+_PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:
     # Runs in the child between fork and exec: ask the kernel for SIGKILL when the parent
     # thread dies, so a crashed or SIGKILLed test run leaves no registry behind.
-    pr_set_pdeathsig = 1
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _tail(path: Path, lines: int) -> str:
@@ -322,7 +334,7 @@ def _spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent if main else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if main and _PRCTL is not None else None,  # noqa: PLW1509
         )
     with _live_lock:
         _live.add(proc)
