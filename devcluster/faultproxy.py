@@ -284,7 +284,7 @@ class FaultProxy:
         if self._tls_cert:
             self._ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             self._ssl.load_cert_chain(str(self._tls_cert), str(self._tls_key or self._tls_cert))
-        upstream_ssl = self.upstream.ssl_context() if not self.upstream.plain_http else False
+        upstream_ssl: ssl.SSLContext | bool = self.upstream.ssl_context() or False
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=64, ssl=upstream_ssl),
             timeout=aiohttp.ClientTimeout(total=self._upstream_timeout_s, connect=5.0),
