@@ -1,0 +1,766 @@
+"""A real local Kubernetes control plane: etcd, kube-apiserver and kube-scheduler processes.
+
+Owns the processes (start on free 127.0.0.1 ports, readiness with bounded waits, logs in files,
+clean-up even after a crash) and the small cluster helpers tests need: Nodes without a
+kubelet, CRDs, namespaces, waiting for a pod to be bound, and a ``kubernetes`` API client.
+
+Orphans are prevented three ways: every child runs in its own process group (stop kills the
+whole group), an ``atexit`` hook stops whatever is still running, and each child asks the
+kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``), which covers SIGKILL/OOM of
+the Python process where ``atexit`` never runs.
+
+Caveat of PR_SET_PDEATHSIG: the "parent" is the *thread* that forked. Start control planes
+from a thread that lives as long as they should (the main thread, as pytest and the CLI do).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devcluster import build
+from devcluster.pki import ClusterPKI
+
+__all__ = [
+    "DEFAULT_SCHEDULER_CONFIG",
+    "ControlPlane",
+    "ControlPlaneError",
+    "ManagedProcess",
+    "free_port",
+]
+
+_PR_SET_PDEATHSIG = 1
+_LOG_TAIL_LINES = 40
+
+
+class ControlPlaneError(RuntimeError):
+    """A component failed to start, stop or answer in time; the message names its log file."""
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1 (the caller binds it soon after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))  # the last 64 KiB hold far more than 40 lines
+            data = fh.read().decode(errors="replace")
+    except OSError as e:
+        return f"(cannot read {path}: {e})"
+    return "\n".join(data.splitlines()[-lines:])
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+
+try:
+    _libc: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
+except OSError:  # not Linux/glibc: atexit and process groups still apply
+    _libc = None
+
+
+def _child_setup(parent_pid: int) -> Callable[[], None]:
+    def setup() -> None:
+        # Runs in the child between fork and exec: die with the parent, even if it is SIGKILLed.
+        if _libc is not None:
+            _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent already died before prctl took effect
+            os._exit(1)
+
+    return setup
+
+
+_LIVE: set[ManagedProcess] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def _stop_all_at_exit() -> None:
+    with _LIVE_LOCK:
+        procs = list(_LIVE)
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.stop(timeout=5)
+
+
+atexit.register(_stop_all_at_exit)
+
+
+class ManagedProcess:
+    """One long-running child: own process group, output appended to a log file."""
+
+    def __init__(
+        self, name: str, argv: list[str], log_path: Path, env: Mapping[str, str] | None = None
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.env = dict(env) if env is not None else None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __repr__(self) -> str:
+        return f"<ManagedProcess {self.name} pid={self.pid} log={self.log_path}>"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> None:
+        if self.alive():
+            raise ControlPlaneError(f"{self.name} is already running (pid {self.pid})")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Appending keeps the history of restarts in one file, separated by a header line.
+        with self.log_path.open("ab") as log:
+            stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            log.write(f"=== devcluster {stamp}: {' '.join(self.argv)}\n".encode())
+            log.flush()
+            try:
+                self.proc = subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=self.env,
+                    start_new_session=True,  # own process group: stop() kills grandchildren too
+                    preexec_fn=_child_setup(os.getpid()),  # noqa: PLW1509 (needed for pdeathsig)
+                )
+            except OSError as e:
+                raise ControlPlaneError(f"cannot start {self.name} ({self.argv[0]}): {e}") from e
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+
+    def send_signal(self, sig: int) -> None:
+        if self.alive() and self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 15.0, sig: int = signal.SIGTERM) -> int | None:
+        """Stop the whole process group (``sig``, then SIGKILL after ``timeout``); exit code."""
+        if self.proc is None:
+            return None
+        proc = self.proc
+        if proc.poll() is None:
+            self.send_signal(sig)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.send_signal(signal.SIGKILL)
+                proc.wait(timeout=10)
+        # Whatever else is left in the group (grandchildren) goes too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+        return proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would; no graceful shutdown."""
+        self.stop(timeout=0.1, sig=signal.SIGKILL)
+
+    def tail(self, lines: int = _LOG_TAIL_LINES) -> str:
+        return _tail(self.log_path, lines)
+
+    def failure(self, what: str) -> ControlPlaneError:
+        """An error naming the log file and quoting its end."""
+        return ControlPlaneError(
+            f"{self.name} {what}; log: {self.log_path}\n"
+            f"--- last lines of {self.log_path.name} ---\n{self.tail()}"
+        )
+
+    def wait_ready(
+        self, probe: Callable[[], str | None], timeout: float, interval: float = 0.2
+    ) -> None:
+        """Poll ``probe`` (None = ready, else why not) until ready, exit, or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        why = "not probed yet"
+        while True:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise self.failure(f"exited with code {self.proc.returncode} during startup")
+            result = probe()
+            if result is None:
+                return
+            why = result
+            if time.monotonic() >= deadline:
+                raise self.failure(f"did not become ready within {timeout:.0f}s (last: {why})")
+            time.sleep(interval)
+
+
+def _http_probe(url: str, ctx: ssl.SSLContext | None, expect: str | None = None) -> str | None:
+    try:
+        with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
+            body = resp.read(4096).decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return f"GET {url}: HTTP {e.code} {e.read(2048).decode(errors='replace').strip()[:300]}"
+    except (OSError, ssl.SSLError) as e:
+        return f"GET {url}: {e}"
+    if expect is not None and expect not in body:
+        return f"GET {url}: unexpected answer {body.strip()[:200]!r}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The control plane
+
+DEFAULT_SCHEDULER_CONFIG: dict[str, Any] = {
+    "apiVersion": "kubescheduler.config.k8s.io/v1",
+    "kind": "KubeSchedulerConfiguration",
+    "leaderElection": {"leaderElect": False},
+    "profiles": [{"schedulerName": "default-scheduler"}],
+}
+
+_READY_TIMEOUT = {"etcd": 30.0, "kube-apiserver": 90.0, "kube-scheduler": 60.0}
+
+
+@dataclass
+class _Scheduler:
+    name: str
+    process: ManagedProcess
+    config_path: Path
+    port: int
+
+
+@dataclass
+class ControlPlane:
+    """etcd + kube-apiserver + kube-schedulers under one working directory.
+
+    >>> with ControlPlane() as cp:
+    ...     cp.create_node("n1")
+    ...     api = cp.api_client()
+
+    Layout of ``workdir``: ``pki/``, ``etcd/`` (data), ``logs/<component>.log``,
+    ``admin.kubeconfig``, ``scheduler-<name>.yaml``.
+    """
+
+    workdir: Path | None = None
+    cleanup: bool = True  # remove workdir on stop() (only if we created it)
+    log_level: int = 2  # -v for kube-scheduler: 2 shows each binding decision
+    ready_timeout: dict[str, float] = field(default_factory=lambda: dict(_READY_TIMEOUT))
+
+    def __post_init__(self) -> None:
+        self._own_workdir = self.workdir is None
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="devcluster-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.dir: Path = self.workdir
+        self.log_dir = self.dir / "logs"
+        self.etcd: ManagedProcess | None = None
+        self.apiserver: ManagedProcess | None = None
+        self.schedulers: dict[str, _Scheduler] = {}
+        self.pki: ClusterPKI | None = None
+        self.etcd_port = 0
+        self.etcd_peer_port = 0
+        self.apiserver_port = 0
+        self._api_clients: list[Any] = []
+
+    # -- whole-cluster lifecycle ---------------------------------------------------------------
+
+    def __enter__(self) -> ControlPlane:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(
+        self, scheduler_config: Mapping[str, Any] | Path | str | None = DEFAULT_SCHEDULER_CONFIG
+    ) -> ControlPlane:
+        """Start etcd, kube-apiserver and (unless ``scheduler_config`` is None) kube-scheduler."""
+        # Build first (may take minutes on a cold machine) so that timeouts below measure
+        # startup only.
+        build.build_all(["etcd", "kube-apiserver", "kube-scheduler", "kubectl"])
+        try:
+            self.start_etcd()
+            self.start_apiserver()
+            if scheduler_config is not None:
+                self.start_scheduler(scheduler_config)
+        except BaseException:
+            self.stop(remove=False)
+            raise
+        return self
+
+    def stop(self, remove: bool | None = None) -> None:
+        """Stop every process (schedulers, apiserver, etcd) and optionally remove workdir."""
+        for client in self._api_clients:
+            with contextlib.suppress(Exception):
+                client.close()
+        self._api_clients.clear()
+        for name in list(self.schedulers):
+            self.stop_scheduler(name)
+        self.stop_apiserver()
+        if self.etcd is not None:
+            self.etcd.stop()
+        remove = self.cleanup and self._own_workdir if remove is None else remove
+        if remove:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def processes(self) -> list[ManagedProcess]:
+        procs = [p for p in (self.etcd, self.apiserver) if p is not None]
+        return procs + [s.process for s in self.schedulers.values()]
+
+    def log_tails(self, lines: int = _LOG_TAIL_LINES) -> str:
+        """The end of every component log, for test failure reports."""
+        parts = []
+        for p in self.processes():
+            state = "running" if p.alive() else f"exited {p.proc.returncode if p.proc else '-'}"
+            parts.append(f"--- {p.name} ({state}) {p.log_path} ---\n{p.tail(lines)}")
+        return "\n".join(parts)
+
+    # -- etcd ----------------------------------------------------------------------------------
+
+    def start_etcd(self) -> None:
+        if self.etcd is not None and self.etcd.alive():
+            return
+        if not self.etcd_port:
+            self.etcd_port, self.etcd_peer_port = free_port(), free_port()
+        client_url = f"http://127.0.0.1:{self.etcd_port}"
+        peer_url = f"http://127.0.0.1:{self.etcd_peer_port}"
+        argv = [
+            str(build.binary("etcd")),
+            "--name=devcluster",
+            f"--data-dir={self.dir / 'etcd'}",
+            f"--listen-client-urls={client_url}",
+            f"--advertise-client-urls={client_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=devcluster={peer_url}",
+            "--unsafe-no-fsync=true",  # test data: durability traded for a large speed-up
+            "--log-level=warn",
+        ]
+        self.etcd = ManagedProcess("etcd", argv, self.log_dir / "etcd.log", _child_env())
+        self.etcd.start()
+        self.etcd.wait_ready(
+            lambda: _http_probe(f"{client_url}/health", None, '"health":"true"'),
+            self.ready_timeout["etcd"],
+        )
+
+    @property
+    def etcd_url(self) -> str:
+        return f"http://127.0.0.1:{self.etcd_port}"
+
+    # -- kube-apiserver ------------------------------------------------------------------------
+
+    @property
+    def server(self) -> str:
+        """The apiserver URL (stable across restarts)."""
+        return f"https://127.0.0.1:{self.apiserver_port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.dir / "admin.kubeconfig"
+
+    def _admin_ssl(self) -> ssl.SSLContext:
+        assert self.pki is not None
+        ctx = ssl.create_default_context(cafile=str(self.pki.ca_file))
+        ctx.load_cert_chain(self.pki.admin_cert_file, self.pki.admin_key_file)
+        return ctx
+
+    def start_apiserver(self, extra_args: Iterable[str] = ()) -> None:
+        """Start (or restart) kube-apiserver on the same port, with the same PKI and etcd data."""
+        if self.apiserver is not None and self.apiserver.alive():
+            return
+        if self.etcd is None or not self.etcd.alive():
+            raise ControlPlaneError("start etcd before kube-apiserver")
+        if self.pki is None:
+            self.pki = ClusterPKI.create(self.dir / "pki")
+        if not self.apiserver_port:
+            self.apiserver_port = free_port()
+        pki = self.pki
+        argv = [
+            str(build.binary("kube-apiserver")),
+            # envtest's flag set (controller-runtime pkg/internal/testing/controlplane).
+            f"--etcd-servers={self.etcd_url}",
+            f"--cert-dir={pki.cert_dir}",  # holds apiserver.crt/.key issued by our serving CA
+            f"--secure-port={self.apiserver_port}",
+            "--bind-address=127.0.0.1",
+            # Without it the apiserver looks for a host interface with a default route, which
+            # sandboxes and offline CI machines may not have.
+            "--advertise-address=127.0.0.1",
+            # No kube-proxy or Service IPs are used; only the required range.
+            "--service-cluster-ip-range=10.0.0.0/24",
+            # The default reconciler would publish 127.0.0.1 as the `kubernetes` Service's
+            # endpoint, which Endpoints validation refuses (loopback), logging errors forever.
+            "--endpoint-reconciler-type=none",
+            "--authorization-mode=RBAC",
+            "--allow-privileged=true",
+            # No kube-controller-manager creates default ServiceAccounts, so pods would be
+            # rejected by the ServiceAccount admission plugin.
+            "--disable-admission-plugins=ServiceAccount",
+            f"--service-account-issuer={self.server}",
+            f"--service-account-key-file={pki.sa_pub_file}",
+            f"--service-account-signing-key-file={pki.sa_key_file}",
+            f"--client-ca-file={pki.client_ca_file}",
+            *extra_args,
+        ]
+        self.apiserver = ManagedProcess(
+            "kube-apiserver", argv, self.log_dir / "kube-apiserver.log", _child_env()
+        )
+        self.apiserver.start()
+        if not self.kubeconfig.exists():
+            pki.write_admin_kubeconfig(self.kubeconfig, self.server)
+        ctx = self._admin_ssl()
+        self.apiserver.wait_ready(
+            lambda: _http_probe(f"{self.server}/readyz", ctx, "ok"),
+            self.ready_timeout["kube-apiserver"],
+            interval=0.25,
+        )
+
+    def stop_apiserver(self, kill: bool = False) -> None:
+        """Stop kube-apiserver (SIGKILL when ``kill``); etcd and its data stay."""
+        if self.apiserver is not None:
+            if kill:
+                self.apiserver.kill()
+            else:
+                self.apiserver.stop()
+
+    def restart_apiserver(self, kill: bool = False) -> None:
+        self.stop_apiserver(kill=kill)
+        self.start_apiserver()
+
+    # -- kube-scheduler ------------------------------------------------------------------------
+
+    def start_scheduler(
+        self,
+        config: Mapping[str, Any] | Path | str = DEFAULT_SCHEDULER_CONFIG,
+        name: str = "kube-scheduler",
+        extra_args: Iterable[str] = (),
+    ) -> ManagedProcess:
+        """Start a kube-scheduler with a KubeSchedulerConfiguration (a mapping or a file path).
+
+        Several can run side by side under different ``name``s (e.g. a dedicated scheduler
+        pointed at an extender, next to the default one); give their profiles distinct
+        ``schedulerName``s. ``clientConnection.kubeconfig`` defaults to the admin kubeconfig
+        and ``leaderElection.leaderElect`` to false, since a second scheduler would otherwise
+        wait forever for the default one's lease.
+        """
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+            raise ValueError(f"scheduler name {name!r}: use lowercase letters, digits and '-'")
+        if name in self.schedulers and self.schedulers[name].process.alive():
+            raise ControlPlaneError(f"a scheduler named {name!r} is already running")
+        if self.apiserver is None or not self.apiserver.alive():
+            raise ControlPlaneError("start kube-apiserver before kube-scheduler")
+        assert self.pki is not None
+        if isinstance(config, str | Path):
+            doc = yaml.safe_load(Path(config).read_text())
+        else:
+            doc = json.loads(json.dumps(config))  # deep copy; we fill in defaults below
+        doc.setdefault("apiVersion", "kubescheduler.config.k8s.io/v1")
+        doc.setdefault("kind", "KubeSchedulerConfiguration")
+        doc.setdefault("clientConnection", {}).setdefault("kubeconfig", str(self.kubeconfig))
+        doc.setdefault("leaderElection", {}).setdefault("leaderElect", False)
+        config_path = self.dir / f"scheduler-{name}.yaml"
+        config_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+        # Serve /readyz on a loopback port with a cert from our CA, so readiness is a real
+        # probe ("informers synced"), not a guess.
+        cert_dir = self.dir / f"scheduler-{name}"
+        serving = self.pki.serving_ca.issue_server_cert(["localhost", "127.0.0.1"], cn=name)
+        crt, key = serving.write(cert_dir / "tls.crt", cert_dir / "tls.key")
+        port = free_port()
+        kc = str(self.kubeconfig)
+        argv = [
+            str(build.binary("kube-scheduler")),
+            f"--config={config_path}",
+            f"--secure-port={port}",
+            "--bind-address=127.0.0.1",
+            f"--tls-cert-file={crt}",
+            f"--tls-private-key-file={key}",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+            f"-v={self.log_level}",
+            *extra_args,
+        ]
+        proc = ManagedProcess(name, argv, self.log_dir / f"{name}.log", _child_env())
+        self.schedulers[name] = _Scheduler(name, proc, config_path, port)
+        proc.start()
+        ctx = ssl.create_default_context(cafile=str(self.pki.ca_file))
+        proc.wait_ready(
+            lambda: _http_probe(f"https://127.0.0.1:{port}/readyz", ctx, "ok"),
+            self.ready_timeout["kube-scheduler"],
+        )
+        return proc
+
+    def stop_scheduler(self, name: str = "kube-scheduler") -> None:
+        sched = self.schedulers.pop(name, None)
+        if sched is not None:
+            sched.process.stop()
+
+    # -- clients -------------------------------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        """Environment for a shell or subprocess: KUBECONFIG, and our kubectl first on PATH."""
+        bindir = str(build.bin_dir())
+        return {"KUBECONFIG": str(self.kubeconfig), "PATH": f"{bindir}:{os.environ['PATH']}"}
+
+    def api_client(self) -> Any:
+        """A ``kubernetes.client.ApiClient`` authenticated as the admin (system:masters)."""
+        from kubernetes import config
+
+        client = config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
+        self._api_clients.append(client)
+        return client
+
+    def kubectl(
+        self, *args: str, check: bool = True, timeout: float = 60, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run our kubectl against this cluster."""
+        return subprocess.run(
+            [str(build.binary("kubectl")), f"--kubeconfig={self.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+            input=input,
+        )
+
+    # -- cluster helpers -----------------------------------------------------------------------
+
+    def create_node(
+        self,
+        name: str,
+        *,
+        cpu: str = "32",
+        memory: str = "128Gi",
+        pods: str = "110",
+        arch: str = "amd64",
+        os_name: str = "linux",
+        labels: Mapping[str, str] | None = None,
+        taints: list[dict[str, str]] | None = None,
+        extra_capacity: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Create a Ready Node with no kubelet behind it; returns the created object as a dict.
+
+        Nothing ever marks it NotReady (no kube-controller-manager runs), so it stays
+        schedulable: pods get bound to it and then stay Pending, which is what scheduling
+        tests assert on.
+        """
+        from kubernetes import client
+
+        api = client.CoreV1Api(self.api_client())
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        capacity = {"cpu": cpu, "memory": memory, "pods": pods, **(extra_capacity or {})}
+        # Plain dicts are accepted by the client at runtime; `Any` keeps its stubs quiet.
+        body: Any = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "kubernetes.io/hostname": name,
+                    "kubernetes.io/os": os_name,
+                    "kubernetes.io/arch": arch,
+                    **(labels or {}),
+                },
+            },
+            "spec": {"taints": taints or []},
+            "status": {
+                "capacity": capacity,
+                "allocatable": capacity,
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "KubeletReady",
+                        "message": "devcluster fake node (no kubelet)",
+                        "lastHeartbeatTime": now,
+                        "lastTransitionTime": now,
+                    }
+                ],
+                "nodeInfo": {
+                    "architecture": arch,
+                    "operatingSystem": os_name,
+                    "kubeletVersion": build.versions()["kube-apiserver"],
+                    # The remaining NodeSystemInfo fields are required by the API schema.
+                    "bootID": "",
+                    "containerRuntimeVersion": "",
+                    "kernelVersion": "",
+                    "kubeProxyVersion": "",
+                    "machineID": "",
+                    "osImage": "",
+                    "systemUUID": "",
+                },
+            },
+        }
+        api.create_node(body)
+        # The TaintNodesByCondition admission plugin adds node.kubernetes.io/not-ready on
+        # create; normally the node lifecycle controller lifts it once the kubelet reports
+        # Ready. No controller runs here, so set the wanted taints ourselves (a JSON patch:
+        # `add` replaces the whole list).
+        patch: Any = [{"op": "add", "path": "/spec/taints", "value": taints or []}]
+        api.patch_node(name, patch)
+        # Node create keeps .status today; patch it anyway if some version ever drops it.
+        created = api.read_node(name)
+        if not created.status or not created.status.allocatable:
+            created = api.patch_node_status(name, {"status": body["status"]})
+        result: dict[str, Any] = api.api_client.sanitize_for_serialization(created)
+        return result
+
+    def delete_node(self, name: str) -> None:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            client.CoreV1Api(self.api_client()).delete_node(name)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    def install_crd(self, crd: Mapping[str, Any] | str | Path, timeout: float = 30) -> str:
+        """Create (or update) a CRD from a mapping, YAML text or file; wait until Established."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        if isinstance(crd, Path):
+            doc = yaml.safe_load(crd.read_text())
+        elif isinstance(crd, str):
+            doc = yaml.safe_load(crd)
+        else:
+            doc = json.loads(json.dumps(crd))
+        name = doc["metadata"]["name"]
+        api = client.ApiextensionsV1Api(self.api_client())
+        try:
+            api.create_custom_resource_definition(doc)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+            # Shared cluster: another test installed it first; bring it to this definition.
+            current = api.read_custom_resource_definition(name)
+            doc["metadata"]["resourceVersion"] = (
+                current.metadata and current.metadata.resource_version
+            )
+            api.replace_custom_resource_definition(name, doc)
+        deadline = time.monotonic() + timeout
+        conditions: list[Any] = []
+        while time.monotonic() < deadline:
+            got = api.read_custom_resource_definition(name)
+            conditions = (got.status.conditions if got.status else None) or []
+            if any(c.type == "Established" and c.status == "True" for c in conditions):
+                return str(name)
+            time.sleep(0.1)
+        summary = [(c.type, c.status, c.message) for c in conditions]
+        raise ControlPlaneError(
+            f"CRD {name} not Established within {timeout:.0f}s; conditions: {summary}"
+        )
+
+    def create_namespace(
+        self, name: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> str:
+        from kubernetes import client
+
+        name = name or f"t-{uuid.uuid4().hex[:8]}"
+        body: Any = {"metadata": {"name": name, "labels": dict(labels or {})}}
+        client.CoreV1Api(self.api_client()).create_namespace(body)
+        return name
+
+    def delete_namespace(self, name: str) -> None:
+        """Delete a namespace and everything in it, without a namespace controller.
+
+        No kube-controller-manager runs, so a plain delete would leave the namespace
+        Terminating forever and its pods still counted on their nodes. We do the controller's
+        job: delete every namespaced collection (pods with grace period 0, as no kubelet will
+        confirm), then clear the namespace's finalizer.
+        """
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0}
+        for prefix, resource in self._namespaced_collections():
+            # Best effort: some kinds refuse deletecollection in odd states; the namespace
+            # itself is removed below either way.
+            with contextlib.suppress(urllib.error.HTTPError):
+                self.request("DELETE", f"{prefix}/namespaces/{name}/{resource}", body)
+        core = client.CoreV1Api(self.api_client())
+        try:
+            core.delete_namespace(name)
+            finalized: Any = {"metadata": {"name": name}, "spec": {"finalizers": []}}
+            core.replace_namespace_finalize(name, finalized)
+        except ApiException as e:
+            if e.status not in (404, 409):
+                raise
+
+    def request(self, method: str, path: str, body: Any = None, timeout: float = 30) -> Any:
+        """A raw JSON call to the apiserver as admin (independent of the python client's API).
+
+        Raises ``urllib.error.HTTPError`` for non-2xx answers.
+        """
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"{self.server}{path}", data=data, method=method)
+        req.add_header("Accept", "application/json")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, context=self._admin_ssl(), timeout=timeout) as resp:
+            raw = resp.read()
+        return json.loads(raw) if raw else None
+
+    def _namespaced_collections(self) -> list[tuple[str, str]]:
+        """(path prefix, resource) for every namespaced resource that supports deletecollection."""
+        prefixes = [f"/api/{v}" for v in self.request("GET", "/api")["versions"]]
+        for group in self.request("GET", "/apis")["groups"]:
+            prefixes.append(f"/apis/{group['preferredVersion']['groupVersion']}")
+        out = []
+        for prefix in prefixes:
+            for r in self.request("GET", prefix)["resources"]:
+                if r["namespaced"] and "/" not in r["name"] and "deletecollection" in r["verbs"]:
+                    out.append((prefix, r["name"]))
+        # Pods first: they are what holds node capacity.
+        out.sort(key=lambda pr: pr[1] != "pods")
+        return out
+
+    def wait_for_pod_bound(self, namespace: str, name: str, timeout: float = 30) -> str:
+        """Wait until the pod has ``spec.nodeName``; return it, or fail with the reason."""
+        from kubernetes import client
+
+        api = client.CoreV1Api(self.api_client())
+        deadline = time.monotonic() + timeout
+        pod = None
+        while time.monotonic() < deadline:
+            pod = api.read_namespaced_pod(name, namespace)
+            if pod.spec is not None and pod.spec.node_name:
+                return str(pod.spec.node_name)
+            time.sleep(0.1)
+        conds = []
+        if pod is not None and pod.status and pod.status.conditions:
+            conds = [(c.type, c.status, c.reason, c.message) for c in pod.status.conditions]
+        sched = ", ".join(str(s.process.log_path) for s in self.schedulers.values()) or "none"
+        raise ControlPlaneError(
+            f"pod {namespace}/{name} not bound within {timeout:.0f}s; conditions: {conds}; "
+            f"scheduler logs: {sched}"
+        )
+
+
+def _child_env() -> dict[str, str]:
+    # The components must not pick up a developer's KUBECONFIG or proxies for loopback calls.
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG",)}
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    return env
