@@ -420,6 +420,14 @@ class ControlPlane:
             f"--service-account-key-file={pki.sa_pub_file}",
             f"--service-account-signing-key-file={pki.sa_key_file}",
             f"--client-ca-file={pki.client_ca_file}",
+            # Front-proxy (request-header) auth as kubeadm sets it up; see ClusterPKI.
+            f"--requestheader-client-ca-file={pki.front_proxy_ca_file}",
+            f"--requestheader-allowed-names={pki.FRONT_PROXY_CLIENT}",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki.front_proxy_client_files[0]}",
+            f"--proxy-client-key-file={pki.front_proxy_client_files[1]}",
             *extra_args,
         ]
         self.apiserver = ManagedProcess(
@@ -637,7 +645,7 @@ class ControlPlane:
                 raise
 
     def install_crd(self, crd: Mapping[str, Any] | str | Path, timeout: float = 30) -> str:
-        """Create (or update) a CRD from a mapping, YAML text or file; wait until Established."""
+        """Create (or update) a CRD from a mapping, YAML text or file; wait until it is served."""
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
@@ -666,12 +674,27 @@ class ControlPlane:
             got = api.read_custom_resource_definition(name)
             conditions = (got.status.conditions if got.status else None) or []
             if any(c.type == "Established" and c.status == "True" for c in conditions):
-                return str(name)
+                break
             time.sleep(0.1)
-        summary = [(c.type, c.status, c.message) for c in conditions]
-        raise ControlPlaneError(
-            f"CRD {name} not Established within {timeout:.0f}s; conditions: {summary}"
-        )
+        else:
+            summary = [(c.type, c.status, c.message) for c in conditions]
+            raise ControlPlaneError(
+                f"CRD {name} not Established within {timeout:.0f}s; conditions: {summary}"
+            )
+        # Established is not yet "served": right after a create or update the handler may
+        # answer 429 (Retry-After) or 404 while it (re)builds the storage. Wait for a list.
+        spec = doc["spec"]
+        version = next(v["name"] for v in spec["versions"] if v.get("served", True))
+        path = f"/apis/{spec['group']}/{version}/{spec['names']['plural']}?limit=1"
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                self.request("GET", path, timeout=5)
+                return str(name)
+            except urllib.error.HTTPError as e:
+                last = f"HTTP {e.code}"
+            time.sleep(0.1)
+        raise ControlPlaneError(f"CRD {name} Established but GET {path} still fails ({last})")
 
     def create_namespace(
         self, name: str | None = None, labels: Mapping[str, str] | None = None

@@ -1,10 +1,10 @@
 """Test PKI for devcluster: certificate authorities, serving and client certificates,
 service-account signing keys and kubeconfigs, written with Python ``cryptography``.
 
-Owns every key and certificate the local control plane uses (the same three-CA layout as
-controller-runtime's envtest: a serving CA, a client CA whose ``system:masters`` admin cert
-bypasses RBAC, and a service-account signer), and the generic ``TestCA`` that other tests reuse
-for TLS registries and the extender's own TLS.
+Owns every key and certificate the local control plane uses (envtest's three-CA layout
+of controller-runtime: a serving CA, a client CA whose ``system:masters`` admin cert bypasses
+RBAC, and a service-account signer; plus kubeadm's front-proxy CA, see ``ClusterPKI``), and
+the generic ``TestCA`` that other tests reuse for TLS registries and the extender's own TLS.
 
 Keys are ECDSA P-256: generated in microseconds, accepted by Go's and Python's TLS stacks and
 by kube-apiserver for service-account tokens (ES256). Nothing here is meant to be secure.
@@ -267,6 +267,11 @@ class ClusterPKI:
 
     ``cert_dir`` holds ``apiserver.crt``/``apiserver.key``: the names kube-apiserver looks for
     in ``--cert-dir``, so no --tls-* flags are needed.
+
+    The front-proxy CA and client (kubeadm's layout) are not in envtest's: without
+    ``--requestheader-client-ca-file`` every component that delegates authentication to the
+    apiserver (kube-scheduler's /readyz, an extender using delegated auth) logs "missing
+    content for CA bundle requestheader-client-ca-file" several times a second.
     """
 
     dir: Path
@@ -275,6 +280,8 @@ class ClusterPKI:
     serving: KeyPair
     admin: KeyPair
     sa_key: ec.EllipticCurvePrivateKey
+    front_proxy_ca: TestCA
+    front_proxy_client: KeyPair
 
     @classmethod
     def create(
@@ -283,6 +290,7 @@ class ClusterPKI:
         directory.mkdir(parents=True, exist_ok=True)
         serving_ca = TestCA("devcluster-serving-ca")
         client_ca = TestCA("devcluster-client-ca")
+        front_proxy_ca = TestCA("devcluster-front-proxy-ca")
         pki = cls(
             dir=directory,
             serving_ca=serving_ca,
@@ -290,9 +298,13 @@ class ClusterPKI:
             serving=serving_ca.issue_server_cert(hosts, cn="kube-apiserver"),
             admin=client_ca.issue_client_cert("admin", ["system:masters"]),
             sa_key=_new_key(),
+            front_proxy_ca=front_proxy_ca,
+            front_proxy_client=front_proxy_ca.issue_client_cert(cls.FRONT_PROXY_CLIENT),
         )
         pki._write()
         return pki
+
+    FRONT_PROXY_CLIENT = "front-proxy-client"
 
     @property
     def cert_dir(self) -> Path:
@@ -315,6 +327,14 @@ class ClusterPKI:
         return self.dir / "sa.pub"
 
     @property
+    def front_proxy_ca_file(self) -> Path:
+        return self.dir / "front-proxy-ca.crt"
+
+    @property
+    def front_proxy_client_files(self) -> tuple[Path, Path]:
+        return self.dir / "front-proxy-client.crt", self.dir / "front-proxy-client.key"
+
+    @property
     def admin_cert_file(self) -> Path:
         return self.dir / "admin.crt"
 
@@ -327,6 +347,8 @@ class ClusterPKI:
         self.client_ca.write_cert(self.client_ca_file)
         self.serving.write(self.cert_dir / "apiserver.crt", self.cert_dir / "apiserver.key")
         self.admin.write(self.admin_cert_file, self.admin_key_file)
+        self.front_proxy_ca.write_cert(self.front_proxy_ca_file)
+        self.front_proxy_client.write(*self.front_proxy_client_files)
         _write_private(
             self.sa_key_file,
             self.sa_key.private_bytes(
