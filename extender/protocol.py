@@ -1,0 +1,319 @@
+"""kube-scheduler's extender wire protocol: the request and response bodies, exactly.
+
+Owns the JSON shapes of ``k8s.io/kube-scheduler/extender/v1``. Those Go structs carry no JSON
+tags, so their keys are the Go field names (``Pod``, ``NodeNames``, ``FailedNodes``, ...),
+while the embedded Kubernetes objects use their API's camelCase. Go encodes nil slices and
+maps as ``null``, so every list and map here accepts ``null``.
+
+Only the parts of a Pod the policy needs are decoded (msgspec skips the rest without building
+it). In full-Nodes mode (``nodeCacheCapable: false``) each Node item is kept as raw JSON and
+sent back unchanged, so nothing we did not decode is re-serialised. Nothing here knows about
+HTTP; :mod:`extender.server` calls these functions with the body bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "ARCH_LABEL",
+    "OS_LABEL",
+    "Container",
+    "ExtenderArgs",
+    "ExtenderBindingArgs",
+    "ExtenderBindingResult",
+    "ExtenderFilterResult",
+    "FilterRequest",
+    "HostPriority",
+    "LocalObjectReference",
+    "NodeItem",
+    "NodeList",
+    "ObjectMeta",
+    "Pod",
+    "PodSpec",
+    "ProtocolError",
+    "RequestNode",
+    "decode_binding_args",
+    "decode_extender_args",
+    "encode",
+    "encode_filter_result",
+    "encode_priorities",
+    "pod_from_object",
+]
+
+OS_LABEL = "kubernetes.io/os"
+ARCH_LABEL = "kubernetes.io/arch"
+
+
+class ProtocolError(ValueError):
+    """A request body that is not a valid extender request (answered with HTTP 400)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Kubernetes objects: only the fields we read
+
+
+class ObjectMeta(msgspec.Struct, frozen=True, rename="camel"):
+    name: str | None = None
+    namespace: str | None = None
+    uid: str | None = None
+    annotations: dict[str, str] | None = None
+    labels: dict[str, str] | None = None
+
+
+class Container(msgspec.Struct, frozen=True):
+    name: str | None = None
+    image: str | None = None
+
+
+class LocalObjectReference(msgspec.Struct, frozen=True):
+    name: str | None = None
+
+
+class PodSpec(msgspec.Struct, frozen=True, rename="camel"):
+    scheduler_name: str | None = None
+    node_name: str | None = None
+    init_containers: list[Container | None] | None = None
+    containers: list[Container | None] | None = None
+    image_pull_secrets: list[LocalObjectReference | None] | None = None
+
+
+class Pod(msgspec.Struct, frozen=True):
+    metadata: ObjectMeta | None = None
+    spec: PodSpec | None = None
+
+    @property
+    def meta(self) -> ObjectMeta:
+        return self.metadata or _EMPTY_META
+
+    @property
+    def pod_spec(self) -> PodSpec:
+        return self.spec or _EMPTY_SPEC
+
+    @property
+    def key(self) -> str:
+        """``namespace/name`` for logs."""
+        meta = self.meta
+        return f"{meta.namespace or ''}/{meta.name or ''}"
+
+
+_EMPTY_META = ObjectMeta()
+_EMPTY_SPEC = PodSpec()
+
+
+class NodeItem(msgspec.Struct, frozen=True):
+    """What we read of a Node object in full-Nodes mode: its name and labels."""
+
+    metadata: ObjectMeta | None = None
+
+
+class NodeList(msgspec.Struct, frozen=True):
+    """``Nodes`` as sent: each item stays raw JSON, to be answered unchanged."""
+
+    metadata: msgspec.Raw | None = None
+    items: list[msgspec.Raw] | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Extender messages (PascalCase, exactly the Go field names)
+
+
+class ExtenderArgs(msgspec.Struct, frozen=True):
+    Pod: Pod | None = None
+    Nodes: NodeList | None = None
+    NodeNames: list[str] | None = None
+
+
+class _NodeListOut(msgspec.Struct, frozen=True):
+    metadata: msgspec.Raw
+    items: list[msgspec.Raw]
+
+
+class ExtenderFilterResult(msgspec.Struct, frozen=True):
+    """The filter answer. Every field is always present; lists may be ``null`` as in Go."""
+
+    Nodes: _NodeListOut | None = None
+    NodeNames: list[str] | None = None
+    FailedNodes: dict[str, str] = msgspec.field(default_factory=dict)
+    FailedAndUnresolvableNodes: dict[str, str] = msgspec.field(default_factory=dict)
+    Error: str = ""
+
+
+class HostPriority(msgspec.Struct, frozen=True):
+    Host: str
+    Score: int
+
+
+class ExtenderBindingArgs(msgspec.Struct, frozen=True):
+    PodName: str | None = None
+    PodNamespace: str | None = None
+    PodUID: str | None = None
+    Node: str | None = None
+
+
+class ExtenderBindingResult(msgspec.Struct, frozen=True):
+    Error: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+
+
+@dataclass(frozen=True, slots=True)
+class RequestNode:
+    """One candidate node of a request: its name, labels (full-Nodes mode) and raw JSON."""
+
+    name: str
+    labels: Mapping[str, str]
+    raw: msgspec.Raw | None = None
+
+    @property
+    def platform(self) -> str:
+        """``os/arch`` from the Node's well-known labels, or "" when they are not known."""
+        os_name, arch = self.labels.get(OS_LABEL), self.labels.get(ARCH_LABEL)
+        return f"{os_name}/{arch}" if os_name and arch else ""
+
+
+@dataclass(frozen=True, slots=True)
+class FilterRequest:
+    """A decoded filter/prioritize request: the pod and its candidate nodes in order.
+
+    ``names_mode`` and ``nodes_mode`` say which list the scheduler sent (and so which list the
+    answer must carry): ``NodeNames`` with ``nodeCacheCapable: true``, ``Nodes`` otherwise.
+    A request with neither is answered in names mode.
+    """
+
+    pod: Pod
+    nodes: tuple[RequestNode, ...]
+    names_mode: bool
+    nodes_mode: bool
+    list_metadata: msgspec.Raw | None = None
+
+
+_ARGS_DECODER = msgspec.json.Decoder(ExtenderArgs)
+_NODE_DECODER = msgspec.json.Decoder(NodeItem)
+_BINDING_DECODER = msgspec.json.Decoder(ExtenderBindingArgs)
+_NO_LABELS: Mapping[str, str] = {}
+
+
+def _decode_error(err: msgspec.MsgspecError, what: str) -> ProtocolError:
+    message = str(err)
+    if isinstance(err, msgspec.DecodeError) and "truncated" in message:
+        message = "empty or truncated JSON body"
+    return ProtocolError(f"invalid {what}: {message}")
+
+
+def decode_extender_args(body: bytes) -> FilterRequest:
+    """Decode an ``ExtenderArgs`` body. Raises :class:`ProtocolError` with a short reason."""
+    if not body.strip():
+        raise ProtocolError("invalid ExtenderArgs: empty request body")
+    try:
+        args = _ARGS_DECODER.decode(body)
+    except msgspec.MsgspecError as err:
+        raise _decode_error(err, "ExtenderArgs") from None
+    if args.Pod is None:
+        raise ProtocolError("invalid ExtenderArgs: Pod is missing or null")
+    nodes: list[RequestNode] = []
+    names_mode = args.NodeNames is not None
+    nodes_mode = args.Nodes is not None
+    if args.NodeNames is not None:
+        nodes.extend(RequestNode(name, _NO_LABELS) for name in args.NodeNames)
+    list_metadata = None
+    if args.Nodes is not None:
+        list_metadata = args.Nodes.metadata
+        from_items = []
+        for index, raw in enumerate(args.Nodes.items or ()):
+            try:
+                item = _NODE_DECODER.decode(raw)
+            except msgspec.MsgspecError as err:
+                raise _decode_error(err, f"Nodes.items[{index}]") from None
+            meta = item.metadata
+            if meta is None or not meta.name:
+                raise ProtocolError(f"invalid Nodes.items[{index}]: metadata.name is missing")
+            from_items.append(RequestNode(meta.name, meta.labels or _NO_LABELS, raw))
+        if names_mode:
+            # Not something kube-scheduler sends. Answer both lists: judge every name once,
+            # with its Node object where one came (NodeNames order, then the other items).
+            by_name = {n.name: n for n in from_items}
+            named = set(args.NodeNames or ())
+            nodes = [by_name.get(n.name, n) for n in nodes]
+            nodes.extend(n for n in from_items if n.name not in named)
+        else:
+            nodes = from_items
+    if not names_mode and not nodes_mode:
+        names_mode = True
+    return FilterRequest(args.Pod, tuple(nodes), names_mode, nodes_mode, list_metadata)
+
+
+def decode_binding_args(body: bytes) -> ExtenderBindingArgs:
+    if not body.strip():
+        raise ProtocolError("invalid ExtenderBindingArgs: empty request body")
+    try:
+        return _BINDING_DECODER.decode(body)
+    except msgspec.MsgspecError as err:
+        raise _decode_error(err, "ExtenderBindingArgs") from None
+
+
+def pod_from_object(obj: Mapping[str, Any]) -> Pod:
+    """A Pod from an already-parsed API object (a watch event, a fixture)."""
+    try:
+        return msgspec.convert(obj, Pod)
+    except msgspec.ValidationError as err:
+        raise ProtocolError(f"invalid Pod: {err}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding
+
+_ENCODER = msgspec.json.Encoder()
+_EMPTY_OBJECT = msgspec.Raw(b"{}")
+
+
+def encode(value: Any) -> bytes:
+    return _ENCODER.encode(value)
+
+
+def encode_filter_result(
+    request: FilterRequest | None,
+    passing: Sequence[int] = (),
+    *,
+    unresolvable: Mapping[str, str] | None = None,
+    error: str = "",
+) -> bytes:
+    """The filter answer in the request's mode: the passing nodes (indices into
+    ``request.nodes``) as ``NodeNames`` and/or ``Nodes.items`` (raw, unchanged).
+
+    Never both lists ``null``: the scheduler would drop every node. Without a request (the
+    body could not be read) the answer carries ``NodeNames: []`` and the error.
+    """
+    names: list[str] | None = None
+    node_list: _NodeListOut | None = None
+    if request is None:
+        names = []
+    else:
+        chosen = [request.nodes[i] for i in passing]
+        if request.names_mode:
+            names = [n.name for n in chosen]
+        if request.nodes_mode:
+            node_list = _NodeListOut(
+                request.list_metadata or _EMPTY_OBJECT,
+                [n.raw for n in chosen if n.raw is not None],
+            )
+    return _ENCODER.encode(
+        ExtenderFilterResult(
+            Nodes=node_list,
+            NodeNames=names,
+            FailedNodes={},
+            FailedAndUnresolvableNodes=dict(unresolvable or {}),
+            Error=error,
+        )
+    )
+
+
+def encode_priorities(scores: Sequence[tuple[str, int]]) -> bytes:
+    """A ``HostPriorityList``: a bare JSON array of ``{"Host", "Score"}``."""
+    return _ENCODER.encode([HostPriority(host, score) for host, score in scores])
