@@ -6,15 +6,23 @@ Owns how a node's NFD features are represented in memory (:class:`NodeFeatures`)
 first, then by name, then by namespace; later objects add flags, overwrite attributes and
 append instances), interned by content so identical hardware shares memory, and fingerprinted
 per feature name so that verdicts can be memoised by the features a spec actually reads.
+
+It also owns where the server's features live: :class:`FeatureStore`, fed by sources (the
+``--features-file`` poller here, a Kubernetes watch later) and read by requests through
+immutable snapshots (:class:`FeatureSnapshot`), so the request path never takes a lock or waits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
+import os
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -24,8 +32,12 @@ __all__ = [
     "DEFAULT_NFD_NAMESPACE",
     "NODE_NAME_LABEL",
     "FeatureError",
+    "FeatureSnapshot",
+    "FeatureStore",
+    "FeaturesFileSource",
     "Interner",
     "NodeFeatures",
+    "NodeRecord",
     "iter_nodefeature_objects",
     "load_node_features",
     "merge_node_features",
@@ -172,6 +184,10 @@ class NodeFeatures:
     @property
     def is_empty(self) -> bool:
         return not (self.flags or self.attributes or self.instances)
+
+    def same_content(self, other: NodeFeatures) -> bool:
+        """True when both hold the same features (by their fingerprints), whatever the node."""
+        return self is other or self._fingerprints == other._fingerprints
 
     def to_json(self) -> dict[str, Any]:
         """The NodeFeature ``spec.features`` shape (as ``nfd export features`` prints it)."""
@@ -349,3 +365,215 @@ def load_node_features(
     return merge_node_features(
         iter_nodefeature_objects(documents), nfd_namespace=nfd_namespace, interner=interner
     )
+
+
+# --------------------------------------------------------------------------------------------
+# The store: what requests read, fed by sources
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """A node's features in the store, with a generation that is unique across the store and
+    changes whenever the node's feature content changes (so it can key a memo)."""
+
+    features: NodeFeatures
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSnapshot:
+    """An immutable view of the store, taken once per request.
+
+    ``synced`` is false until every registered source has delivered its first full state;
+    ``waiting`` names those that have not. ``version`` changes with any content change.
+    ``platforms`` maps node name to ``os/arch`` from its Node labels, where a source knows it.
+    """
+
+    nodes: Mapping[str, NodeRecord]
+    platforms: Mapping[str, str]
+    synced: bool
+    version: int
+    waiting: tuple[str, ...] = ()
+
+    def record(self, node: str) -> NodeRecord | None:
+        return self.nodes.get(node)
+
+    def platform(self, node: str) -> str:
+        return self.platforms.get(node, "")
+
+
+class FeatureStore:
+    """Node name → features, fed by named sources and read through :meth:`snapshot`.
+
+    Writers (sources, possibly from a worker thread) serialise on a lock and publish a new
+    snapshot by swapping one reference; readers never lock. When several sources know a node,
+    the one registered last wins. A store without sources is synced and empty.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sources: dict[str, dict[str, NodeFeatures]] = {}
+        self._synced: dict[str, bool] = {}
+        self._platforms: dict[str, str] = {}
+        self._generation = 0
+        self._version = 0
+        self._snapshot = FeatureSnapshot({}, {}, True, 0)
+
+    def snapshot(self) -> FeatureSnapshot:
+        return self._snapshot
+
+    def add_source(self, name: str) -> None:
+        """Register a source; the store is not synced until it calls :meth:`replace` once."""
+        with self._lock:
+            if name in self._sources:
+                raise ValueError(f"feature source {name!r} is already registered")
+            self._sources[name] = {}
+            self._synced[name] = False
+            self._publish(())
+
+    def replace(self, source: str, features: Mapping[str, NodeFeatures]) -> None:
+        """A source's full state (a re-list, a file reload); marks the source synced."""
+        with self._lock:
+            previous = self._sources[source]
+            self._sources[source] = dict(features)
+            self._synced[source] = True
+            self._publish(previous.keys() | features.keys())
+
+    def update(self, source: str, node: str, features: NodeFeatures | None) -> None:
+        """One node changed in a source (a watch event); ``None`` removes it."""
+        with self._lock:
+            nodes = self._sources[source]
+            if features is None:
+                nodes.pop(node, None)
+            else:
+                nodes[node] = features
+            self._publish((node,))
+
+    def set_synced(self, source: str, synced: bool) -> None:
+        """A source lost (or regained) its connection; the store is ready only when all are."""
+        with self._lock:
+            self._synced[source] = synced
+            self._publish(())
+
+    def set_platform(self, node: str, platform: str | None) -> None:
+        """A node's ``os/arch`` (from its Node labels), or None when the node is gone."""
+        with self._lock:
+            if platform:
+                self._platforms[node] = platform
+            else:
+                self._platforms.pop(node, None)
+            self._platforms = dict(self._platforms)  # the published mapping stays untouched
+            self._publish(())
+
+    def _effective(self, node: str) -> NodeFeatures | None:
+        for nodes in reversed(self._sources.values()):
+            found = nodes.get(node)
+            if found is not None:
+                return found
+        return None
+
+    def _publish(self, changed: Iterable[str]) -> None:
+        old = self._snapshot
+        records = old.nodes
+        copied: dict[str, NodeRecord] | None = None
+        for node in changed:
+            features = self._effective(node)
+            previous = records.get(node)
+            if features is None:
+                if previous is None:
+                    continue
+                copied = copied if copied is not None else dict(records)
+                del copied[node]
+            elif previous is None or not previous.features.same_content(features):
+                copied = copied if copied is not None else dict(records)
+                self._generation += 1
+                copied[node] = NodeRecord(features, self._generation)
+        waiting = tuple(name for name, synced in self._synced.items() if not synced)
+        if copied is None and waiting == old.waiting and self._platforms is old.platforms:
+            return
+        self._version += 1
+        self._snapshot = FeatureSnapshot(
+            records if copied is None else copied,
+            self._platforms,
+            not waiting,
+            self._version,
+            waiting,
+        )
+
+
+class FeaturesFileSource:
+    """``--features-file``: NodeFeature objects read from a file, reloaded when it changes.
+
+    The file is polled (mounted ConfigMaps change by symlink swap, without inotify events):
+    a changed stat triggers a read, a changed content hash a reparse. A file that cannot be
+    read or parsed is logged and the last good state kept; until a first good read the
+    source is not synced, so the server is not ready.
+    """
+
+    def __init__(
+        self,
+        store: FeatureStore,
+        path: str | os.PathLike[str],
+        *,
+        interval: float = 2.0,
+        nfd_namespace: str = DEFAULT_NFD_NAMESPACE,
+        interner: Interner = DEFAULT_INTERNER,
+        name: str = "features-file",
+    ) -> None:
+        self.path = Path(path)
+        self.name = name
+        self._store = store
+        self._interval = interval
+        self._nfd_namespace = nfd_namespace
+        self._interner = interner
+        self._stat: tuple[int, int, int] | None = None
+        self._digest: bytes | None = None
+        self._last_problem: str | None = None
+        store.add_source(name)
+
+    def poll(self) -> bool:
+        """Check the file once; returns True when the store was updated. Blocking I/O."""
+        try:
+            stat = self.path.stat()
+            key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+            if key == self._stat:
+                return False
+            data = self.path.read_bytes()
+        except OSError as err:
+            self._problem(f"cannot read {self.path}: {err.strerror or err}")
+            return False
+        self._stat = key
+        digest = hashlib.sha256(data).digest()
+        if digest == self._digest:
+            return False
+        try:
+            features = load_node_features(
+                data, nfd_namespace=self._nfd_namespace, interner=self._interner
+            )
+        except FeatureError as err:
+            self._problem(f"{self.path}: {err}")
+            return False
+        self._digest = digest
+        self._last_problem = None
+        self._store.replace(self.name, features)
+        log.info("features file %s loaded: %d nodes", self.path, len(features))
+        return True
+
+    def _problem(self, message: str) -> None:
+        if message != self._last_problem:
+            state = "keeping the last good state" if self._digest else "not ready"
+            log.error("features file: %s (%s)", message, state)
+            self._last_problem = message
+
+    async def run(self, *, iterations: int | None = None) -> None:
+        """Poll forever (or ``iterations`` times, for tests) in a worker thread."""
+        done = 0
+        while iterations is None or done < iterations:
+            await asyncio.sleep(self._interval)
+            try:
+                await asyncio.to_thread(self.poll)
+            except Exception:
+                log.exception("features file %s: unexpected error while reloading", self.path)
+            done += 1
