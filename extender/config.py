@@ -1,0 +1,453 @@
+"""Server settings: one table of options, read from flags and ``IMAGE_COMPAT_*`` variables.
+
+Owns :class:`Settings` (what ``serve`` runs with) and :data:`OPTIONS`, the single table from
+which the ``serve`` flags, the environment variable names and the configuration docs
+(:func:`markdown_table`) are all generated. A flag wins over its environment variable, which
+wins over the default. Values are checked here, so a bad setting stops ``serve`` with a
+message naming the flag or variable, before anything starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from extender.features import DEFAULT_NFD_NAMESPACE
+from extender.policy import (
+    DEFAULT_ANNOTATION_PREFIX,
+    DEFAULT_SCHEDULER_NAME,
+    Mode,
+    PolicyConfig,
+    RegistryErrorPolicy,
+)
+from extender.rules import SetSemantics
+
+__all__ = [
+    "ENV_PREFIX",
+    "OPTIONS",
+    "ConfigError",
+    "Option",
+    "Settings",
+    "add_arguments",
+    "markdown_table",
+    "parse_duration",
+    "parse_listen",
+    "parse_size",
+    "settings_from",
+]
+
+ENV_PREFIX = "IMAGE_COMPAT_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names the flag or variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything ``serve`` needs. Defaults are what a production operator expects."""
+
+    listen: tuple[str, int] = ("127.0.0.1", 8888)
+    path_prefix: str = "/"
+    scheduler_names: tuple[str, ...] = (DEFAULT_SCHEDULER_NAME,)
+    annotation_prefix: str = DEFAULT_ANNOTATION_PREFIX
+    allowed_modes: frozenset[Mode] = frozenset(Mode)
+    default_mode: Mode = Mode.ENFORCE
+    set_semantics: SetSemantics = SetSemantics.ANY
+    on_registry_error: RegistryErrorPolicy = RegistryErrorPolicy.FAIL
+    spec_wait_budget: float = 0.3
+    max_body_bytes: int = 64 << 20
+    memo_size: int = 65_536
+    features_file: Path | None = None
+    nfd_namespace: str = DEFAULT_NFD_NAMESPACE
+    spec_map: Path | None = None
+    file_check_interval: float = 2.0
+    shutdown_timeout: float = 10.0
+    log_level: str = "INFO"
+    access_log: bool = False
+
+    def policy_config(self) -> PolicyConfig:
+        return PolicyConfig(
+            scheduler_names=frozenset(self.scheduler_names),
+            annotation_prefix=self.annotation_prefix,
+            allowed_modes=self.allowed_modes,
+            default_mode=self.default_mode,
+            set_semantics=self.set_semantics,
+            on_registry_error=self.on_registry_error,
+            spec_wait_budget=self.spec_wait_budget,
+            memo_size=self.memo_size,
+        )
+
+    def check(self) -> Settings:
+        """Cross-field checks; returns self. Raises :class:`ConfigError`."""
+        try:
+            self.policy_config()
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if self.max_body_bytes < 1024:
+            raise ConfigError("--max-body-bytes: at least 1Ki is needed")
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# Value parsers (each raises ValueError with a short reason)
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ms|s|m|h)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_SIZE = re.compile(r"([0-9]+)(Ki|Mi|Gi|K|M|G)?")
+_SIZE_UNITS = {None: 1, "K": 1000, "M": 1000**2, "G": 1000**3, "Ki": 1 << 10, "Mi": 1 << 20}
+_SIZE_UNITS["Gi"] = 1 << 30
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``300ms``, ``2s``, ``1m30s`` (Go style) or a bare number of seconds."""
+    text = text.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        pos, value = 0, 0.0
+        for match in _DURATION_PART.finditer(text):
+            if match.start() != pos:
+                break
+            value += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+            pos = match.end()
+        if pos != len(text) or not text:
+            raise ValueError(f"{text!r} is not a duration (e.g. 300ms, 2s, 1m)") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{text!r} is not a duration (e.g. 300ms, 2s, 1m)")
+    return value
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``65536``, ``64Ki``, ``64Mi``, ``1Gi`` (or decimal K, M, G)."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a size (e.g. 64Mi, 1048576)")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT``; IPv6 hosts in brackets (``[::1]:8888``). Port 0 picks a free port."""
+    host, sep, port_text = text.strip().rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:8888)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"port {port} is out of range")
+    return host, port
+
+
+def _parse_prefix(text: str) -> str:
+    text = text.strip()
+    if any(c in text for c in "?#{} ") or "//" in text:
+        raise ValueError(f"{text!r} is not a URL path")
+    return "/" + text.strip("/") + "/" if text.strip("/") else "/"
+
+
+def _parse_names(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        raise ValueError("at least one name is needed")
+    return names
+
+
+def _parse_modes(text: str) -> frozenset[Mode]:
+    return frozenset(_parse_choice(Mode)(n) for n in _parse_names(text))
+
+
+def _parse_choice(enum: Any) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            return enum(text.strip().lower())
+        except ValueError:
+            choices = ", ".join(m.value for m in enum)
+            raise ValueError(f"{text!r} is not one of {choices}") from None
+
+    return parse
+
+
+def _parse_positive_int(text: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise ValueError(f"{value} must be at least 1")
+    return value
+
+
+def _parse_path(text: str) -> Path | None:
+    return Path(text.strip()) if text.strip() else None
+
+
+def _parse_text(text: str) -> str:
+    return text.strip()
+
+
+def _parse_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{text!r} is not a boolean (true/false)")
+
+
+# --------------------------------------------------------------------------------------------
+# The table
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One setting: its :class:`Settings` field, flag, default (as written) and meaning."""
+
+    field: str
+    flag: str
+    default: str
+    help: str
+    parse: Callable[[str], Any]
+    metavar: str = ""
+    repeatable: bool = False  # the flag may repeat; each value (and the variable) is a comma list
+    boolean: bool = False  # --flag / --no-flag
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.flag.removeprefix("--").upper().replace("-", "_")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "listen",
+        "--listen",
+        "127.0.0.1:8888",
+        "Address to serve on (HOST:PORT). Loopback by default: say so explicitly to listen "
+        "elsewhere.",
+        parse_listen,
+        "HOST:PORT",
+    ),
+    Option(
+        "path_prefix",
+        "--path-prefix",
+        "/",
+        "URL path under which the verbs are served (POST PREFIXfilter, PREFIXprioritize); "
+        "the scheduler's urlPrefix must end with it. /healthz and /readyz stay at the root.",
+        _parse_prefix,
+        "PATH",
+    ),
+    Option(
+        "scheduler_names",
+        "--scheduler-name",
+        DEFAULT_SCHEDULER_NAME,
+        "schedulerName of the pods to judge; other pods pass untouched. Repeatable or a "
+        "comma list.",
+        _parse_names,
+        "NAME",
+        repeatable=True,
+    ),
+    Option(
+        "annotation_prefix",
+        "--annotation-prefix",
+        DEFAULT_ANNOTATION_PREFIX,
+        "Prefix of the pod annotations tags, mode and artifacts.",
+        _parse_text,
+        "PREFIX",
+    ),
+    Option(
+        "allowed_modes",
+        "--allowed-modes",
+        "enforce,prefer,off",
+        "Modes a pod may ask for with the mode annotation; a pod asking for another one is "
+        "rejected on every node with a reason saying so.",
+        _parse_modes,
+        "MODES",
+    ),
+    Option(
+        "default_mode",
+        "--default-mode",
+        "enforce",
+        "Mode of pods without a mode annotation; must be an allowed mode.",
+        _parse_choice(Mode),
+        "MODE",
+    ),
+    Option(
+        "set_semantics",
+        "--set-semantics",
+        "any",
+        "any: an image's compatibility sets are alternatives (one must match); all: every "
+        "set must match.",
+        _parse_choice(SetSemantics),
+        "any|all",
+    ),
+    Option(
+        "on_registry_error",
+        "--on-registry-error",
+        "fail",
+        "fail: when a spec cannot be fetched, filter answers Error and the scheduler retries; "
+        "ignore: treat the image as having no spec.",
+        _parse_choice(RegistryErrorPolicy),
+        "fail|ignore",
+    ),
+    Option(
+        "spec_wait_budget",
+        "--spec-wait-budget",
+        "300ms",
+        "How long filter waits for a spec that is not loaded yet before answering Error; "
+        "keep it well under the scheduler's httpTimeout.",
+        parse_duration,
+        "DURATION",
+    ),
+    Option(
+        "max_body_bytes",
+        "--max-body-bytes",
+        "64Mi",
+        "Largest request body accepted (413 beyond); full-Nodes mode needs room.",
+        parse_size,
+        "SIZE",
+    ),
+    Option(
+        "memo_size",
+        "--memo-size",
+        "65536",
+        "Entries in each level of the verdict memo (node generation → fingerprint; "
+        "spec, tags, fingerprint → verdict).",
+        _parse_positive_int,
+        "N",
+    ),
+    Option(
+        "features_file",
+        "--features-file",
+        "",
+        "File of NodeFeature objects (YAML/JSON, several documents or a List), reloaded "
+        "when it changes.",
+        _parse_path,
+        "FILE",
+    ),
+    Option(
+        "nfd_namespace",
+        "--nfd-namespace",
+        DEFAULT_NFD_NAMESPACE,
+        "NFD's namespace: its NodeFeature objects are merged first.",
+        _parse_text,
+        "NAMESPACE",
+    ),
+    Option(
+        "spec_map",
+        "--spec-map",
+        "",
+        "YAML list of {image: PATTERN, spec: PATH}: specs for images by glob, first match "
+        "wins; PATH relative to the map. Reloaded when it changes.",
+        _parse_path,
+        "FILE",
+    ),
+    Option(
+        "file_check_interval",
+        "--file-check-interval",
+        "2s",
+        "How often --features-file and --spec-map are checked for changes.",
+        parse_duration,
+        "DURATION",
+    ),
+    Option(
+        "shutdown_timeout",
+        "--shutdown-timeout",
+        "10s",
+        "On SIGTERM, how long running requests may finish before they are cancelled.",
+        parse_duration,
+        "DURATION",
+    ),
+    Option(
+        "log_level",
+        "--log-level",
+        "info",
+        "debug, info, warning or error.",
+        _parse_level,
+        "LEVEL",
+    ),
+    Option(
+        "access_log",
+        "--access-log",
+        "false",
+        "Log every request (two lines per scheduled pod).",
+        _parse_bool,
+        boolean=True,
+    ),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add every option as a flag; defaults stay None so environment variables can apply."""
+    for option in OPTIONS:
+        text = f"{option.help} Default: {option.default or 'none'}. Env: {option.env}."
+        text = text.replace("%", "%%")
+        if option.boolean:
+            parser.add_argument(
+                option.flag,
+                dest=option.field,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=text,
+            )
+        elif option.repeatable:
+            parser.add_argument(
+                option.flag,
+                dest=option.field,
+                action="append",
+                default=None,
+                metavar=option.metavar,
+                help=text,
+            )
+        else:
+            parser.add_argument(
+                option.flag, dest=option.field, default=None, metavar=option.metavar, help=text
+            )
+
+
+def settings_from(args: argparse.Namespace | None, environ: Mapping[str, str]) -> Settings:
+    """Settings from parsed flags, then environment variables, then defaults."""
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        given = getattr(args, option.field, None) if args is not None else None
+        if given is not None:
+            source = option.flag
+            if isinstance(given, bool):
+                values[option.field] = given
+                continue
+            text = ",".join(given) if isinstance(given, list) else str(given)
+        elif option.env in environ:
+            source, text = option.env, environ[option.env]
+        else:
+            continue
+        try:
+            values[option.field] = option.parse(text)
+        except ValueError as err:
+            raise ConfigError(f"{source}: {err}") from None
+    return Settings(**values).check()
+
+
+def markdown_table() -> str:
+    """The configuration reference (docs/configuration.md is generated from it)."""
+    rows = [
+        "| Flag | Environment variable | Default | Meaning |",
+        "|---|---|---|---|",
+    ]
+    for option in OPTIONS:
+        flag = f"`{option.flag}`" + (f" / `--no-{option.flag[2:]}`" if option.boolean else "")
+        default = f"`{option.default}`" if option.default else "(none)"
+        text = option.help.replace("|", "\\|")
+        rows.append(f"| {flag} | `{option.env}` | {default} | {text} |")
+    return "\n".join(rows) + "\n"
