@@ -1,0 +1,265 @@
+"""The HTTP server kube-scheduler calls: app factory, routes, the error middleware, serving.
+
+Owns the aiohttp application (:func:`create_app`), its typed state (``web.AppKey``
+constants), the lifetime of every resource and background task (``cleanup_ctx``), the mapping
+of domain outcomes to HTTP answers (one middleware), and running it with a graceful shutdown
+on SIGTERM (:func:`run`). The decisions themselves are :mod:`extender.policy`'s; the wire format
+is :mod:`extender.protocol`'s.
+
+HTTP answers:
+
+* ``POST {prefix}filter``: 200 with an ``ExtenderFilterResult``; when the policy cannot decide
+  now (features not synced, spec not loaded, registry down) still 200, with ``Error`` set,
+  which the scheduler treats as a failed attempt and retries;
+* ``POST {prefix}prioritize``: 200 with a ``HostPriorityList``; 503 when the policy cannot
+  decide (the scheduler then gives no extender score);
+* a body that is not a valid request: 400; larger than ``--max-body-bytes``: 413; always a
+  JSON ``{"error": ...}``, never a traceback;
+* ``GET /healthz``: the process serves; ``GET /readyz``: every source has loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
+
+from aiohttp import web
+
+from extender import protocol
+from extender.artifacts import NoArtifacts, SpecMapError, SpecMapSource
+from extender.config import Settings
+from extender.features import FeaturesFileSource
+from extender.features import FeatureStore as MemoryFeatureStore
+from extender.policy import ArtifactSource, FeatureStore, Policy, PolicyUnavailableError
+
+__all__ = [
+    "ARTIFACT_SOURCE",
+    "FEATURE_STORE",
+    "POLICY",
+    "SETTINGS",
+    "configure_logging",
+    "create_app",
+    "run",
+]
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+POLICY = web.AppKey("policy", Policy)
+FEATURE_STORE: web.AppKey[FeatureStore] = web.AppKey("feature_store")
+ARTIFACT_SOURCE: web.AppKey[ArtifactSource] = web.AppKey("artifact_source")
+
+JSON = "application/json"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+
+
+# --------------------------------------------------------------------------------------------
+# Handlers
+
+
+async def handle_filter(request: web.Request) -> web.Response:
+    args = protocol.decode_extender_args(await request.read())
+    decision = await request.app[POLICY].filter(args.pod, args.nodes)
+    body = protocol.encode_filter_result(args, decision.passing, unresolvable=decision.unresolvable)
+    return web.Response(body=body, content_type=JSON)
+
+
+async def handle_prioritize(request: web.Request) -> web.Response:
+    args = protocol.decode_extender_args(await request.read())
+    scores = await request.app[POLICY].prioritize(args.pod, args.nodes)
+    return web.Response(body=protocol.encode_priorities(scores), content_type=JSON)
+
+
+async def handle_healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def handle_readyz(request: web.Request) -> web.Response:
+    snapshot = request.app[FEATURE_STORE].snapshot()
+    waiting = list(snapshot.waiting) if not snapshot.synced else []
+    if not snapshot.synced and not waiting:
+        waiting.append("node features")
+    if not request.app[ARTIFACT_SOURCE].ready:
+        waiting.append("artifact source")
+    if waiting:
+        return web.json_response({"status": "not ready", "waiting": waiting}, status=503)
+    return web.json_response({"status": "ready", "nodes": len(snapshot.nodes)})
+
+
+# --------------------------------------------------------------------------------------------
+# The one error middleware
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except protocol.ProtocolError as err:
+        log.info("bad request on %s: %s", request.path, err)
+        return _error(400, str(err))
+    except PolicyUnavailableError as err:
+        route = request.match_info.route.name
+        log.info("%s: cannot decide now: %s", route, err)
+        if route == "filter":
+            return web.Response(
+                body=protocol.encode_filter_result(None, error=str(err)), content_type=JSON
+            )
+        return _error(503, str(err))
+    except web.HTTPException as err:
+        if err.status < 400:
+            raise
+        allow = {"Allow": err.headers["Allow"]} if "Allow" in err.headers else None
+        message = err.text if err.text and not err.text.startswith("<") else err.reason
+        if isinstance(err, web.HTTPRequestEntityTooLarge):
+            log.warning("request body on %s over the limit: %s", request.path, err.text)
+        return _error(err.status, message or err.reason, allow)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return _error(500, "internal error (see the extender's log)")
+
+
+# --------------------------------------------------------------------------------------------
+# Resources with a lifetime
+
+
+def _poller_context(
+    name: str, first: Callable[[], object], run: Callable[[], Coroutine[Any, Any, None]]
+) -> CleanupContext:
+    """Load once (in a worker thread) at startup, then poll in a task until cleanup."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        await asyncio.to_thread(first)
+        task = asyncio.create_task(run(), name=name)
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return context
+
+
+async def _policy_context(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[POLICY].aclose()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    feature_store: FeatureStore | None = None,
+    artifact_source: ArtifactSource | None = None,
+) -> web.Application:
+    """The extender application. Tests inject sources; otherwise they come from settings.
+
+    Raises :class:`~extender.artifacts.SpecMapError` when ``--spec-map`` cannot be read.
+    """
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    if feature_store is None:
+        owned_store = MemoryFeatureStore()
+        if settings.features_file is not None:
+            file_source = FeaturesFileSource(
+                owned_store,
+                settings.features_file,
+                interval=settings.file_check_interval,
+                nfd_namespace=settings.nfd_namespace,
+            )
+            app.cleanup_ctx.append(
+                _poller_context("features-file", file_source.poll, file_source.run)
+            )
+        else:
+            log.warning("no feature source configured: no node has NFD features")
+        feature_store = owned_store
+    if artifact_source is None:
+        if settings.spec_map is not None:
+            map_source = SpecMapSource(settings.spec_map, interval=settings.file_check_interval)
+            app.cleanup_ctx.append(
+                _poller_context("spec-map", map_source.reload_if_changed, map_source.run)
+            )
+            artifact_source = map_source
+        else:
+            log.warning("no artifact source configured: every image is neutral")
+            artifact_source = NoArtifacts()
+    app[SETTINGS] = settings
+    app[FEATURE_STORE] = feature_store
+    app[ARTIFACT_SOURCE] = artifact_source
+    app[POLICY] = Policy(settings.policy_config(), feature_store, artifact_source)
+    app.cleanup_ctx.append(_policy_context)
+
+    prefix = settings.path_prefix
+    app.router.add_post(prefix + "filter", handle_filter, name="filter")
+    app.router.add_post(prefix + "prioritize", handle_prioritize, name="prioritize")
+    app.router.add_get("/healthz", handle_healthz, name="healthz")
+    app.router.add_get("/readyz", handle_readyz, name="readyz")
+    return app
+
+
+# --------------------------------------------------------------------------------------------
+# Serving
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def serve(app: web.Application, settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully: stop accepting, let running
+    requests finish (up to ``--shutdown-timeout``), then clean every resource up."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=settings.shutdown_timeout,
+        access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
+    )
+    try:
+        await runner.setup()
+        host, port = settings.listen
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        for address in runner.addresses:
+            host_shown = f"[{address[0]}]" if ":" in address[0] else address[0]
+            shown = f"{host_shown}:{address[1]}"
+            log.info("listening on %s (verbs under %s)", shown, settings.path_prefix)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    log.info("stopped")
+
+
+def run(settings: Settings) -> int:
+    """``image-compat-extender serve``: returns the exit code."""
+    configure_logging(settings.log_level)
+    try:
+        app = create_app(settings)
+    except SpecMapError as err:
+        log.error("%s", err)
+        return 1
+    try:
+        asyncio.run(serve(app, settings))
+    except OSError as err:
+        log.error("cannot serve on %s:%s: %s", *settings.listen, err.strerror or err)
+        return 1
+    return 0
