@@ -392,6 +392,32 @@ def _build_one(
     return time.monotonic() - start
 
 
+def _download_modules(key: str, timeout_s: float = 1800.0) -> None:
+    """Fetch the module's dependencies first: a separate, visible step with its own errors
+    (network, proxy) instead of a silent pause inside the first compile."""
+    start = time.monotonic()
+    _log(f"modules for devcluster/{key}: go mod download (into {go_env()['GOMODCACHE']}) ...")
+    try:
+        out = subprocess.run(
+            [_find_go(), "mod", "download"],
+            cwd=GO_MODULES[key],
+            env=go_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise BuildError(f"`go mod download` in devcluster/{key} took over {timeout_s:.0f}s") from e
+    if out.returncode != 0:
+        raise BuildError(
+            f"`go mod download` failed in {GO_MODULES[key]} (exit {out.returncode}); is the Go "
+            f"module proxy reachable (GOPROXY={os.environ.get('GOPROXY', 'default')})?\n"
+            + "\n".join(out.stderr.splitlines()[-30:])
+        )
+    _log(f"modules for devcluster/{key}: done in {time.monotonic() - start:.1f}s")
+
+
 def build_all(
     names: list[str] | None = None, *, force: bool = False, out_dir: Path | None = None
 ) -> dict[str, Path]:
@@ -413,6 +439,8 @@ def build_all(
             return paths
         _log(f"building {len(todo)} binaries into {target} ({_go_version()}, 2 parallel jobs)")
         total = time.monotonic()
+        for key in sorted({COMPONENTS[n].module for n in todo}):
+            _download_modules(key)
         for i, name in enumerate(todo, 1):
             c = COMPONENTS[name]
             _log(f"[{i}/{len(todo)}] {name} {c.version} ({c.package}) ...")

@@ -239,6 +239,15 @@ DEFAULT_SCHEDULER_CONFIG: dict[str, Any] = {
     "profiles": [{"schedulerName": "default-scheduler"}],
 }
 
+# free_port() and the child's bind are not atomic: another process (a parallel test run) can
+# take the port in between. Such a start is retried on fresh ports.
+_PORT_ATTEMPTS = 3
+
+
+def _port_taken(err: ControlPlaneError) -> bool:
+    return "address already in use" in str(err)
+
+
 _READY_TIMEOUT = {"etcd": 30.0, "kube-apiserver": 90.0, "kube-scheduler": 60.0}
 
 
@@ -341,8 +350,22 @@ class ControlPlane:
     def start_etcd(self) -> None:
         if self.etcd is not None and self.etcd.alive():
             return
-        if not self.etcd_port:
-            self.etcd_port, self.etcd_peer_port = free_port(), free_port()
+        for attempt in range(_PORT_ATTEMPTS):
+            fresh = not self.etcd_port
+            if fresh:
+                self.etcd_port, self.etcd_peer_port = free_port(), free_port()
+            try:
+                self._start_etcd_once()
+                return
+            except ControlPlaneError as e:
+                if not (fresh and _port_taken(e)) or attempt == _PORT_ATTEMPTS - 1:
+                    raise
+                assert self.etcd is not None
+                self.etcd.stop()
+                self.etcd_port = 0
+                shutil.rmtree(self.dir / "etcd", ignore_errors=True)  # holds the old peer URL
+
+    def _start_etcd_once(self) -> None:
         client_url = f"http://127.0.0.1:{self.etcd_port}"
         peer_url = f"http://127.0.0.1:{self.etcd_peer_port}"
         argv = [
@@ -393,8 +416,22 @@ class ControlPlane:
             raise ControlPlaneError("start etcd before kube-apiserver")
         if self.pki is None:
             self.pki = ClusterPKI.create(self.dir / "pki")
-        if not self.apiserver_port:
-            self.apiserver_port = free_port()
+        for attempt in range(_PORT_ATTEMPTS):
+            # A restart keeps its port (clients hold the URL); only a first start may move.
+            fresh = not self.apiserver_port
+            if fresh:
+                self.apiserver_port = free_port()
+                self.pki.write_admin_kubeconfig(self.kubeconfig, self.server)
+            try:
+                self._start_apiserver_once(list(extra_args))
+                return
+            except ControlPlaneError as e:
+                if not (fresh and _port_taken(e)) or attempt == _PORT_ATTEMPTS - 1:
+                    raise
+                self.apiserver_port = 0
+
+    def _start_apiserver_once(self, extra_args: list[str]) -> None:
+        assert self.pki is not None
         pki = self.pki
         argv = [
             str(build.binary("kube-apiserver")),
@@ -434,8 +471,6 @@ class ControlPlane:
             "kube-apiserver", argv, self.log_dir / "kube-apiserver.log", _child_env()
         )
         self.apiserver.start()
-        if not self.kubeconfig.exists():
-            pki.write_admin_kubeconfig(self.kubeconfig, self.server)
         ctx = self._admin_ssl()
         self.apiserver.wait_ready(
             lambda: _http_probe(f"{self.server}/readyz", ctx, "ok"),
@@ -494,7 +529,26 @@ class ControlPlane:
         cert_dir = self.dir / f"scheduler-{name}"
         serving = self.pki.serving_ca.issue_server_cert(["localhost", "127.0.0.1"], cn=name)
         crt, key = serving.write(cert_dir / "tls.crt", cert_dir / "tls.key")
-        port = free_port()
+        for attempt in range(_PORT_ATTEMPTS):
+            try:
+                return self._start_scheduler_once(
+                    name, config_path, (crt, key), free_port(), list(extra_args)
+                )
+            except ControlPlaneError as e:
+                if not _port_taken(e) or attempt == _PORT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_scheduler_once(
+        self,
+        name: str,
+        config_path: Path,
+        tls: tuple[Path, Path],
+        port: int,
+        extra_args: list[str],
+    ) -> ManagedProcess:
+        assert self.pki is not None
+        crt, key = tls
         kc = str(self.kubeconfig)
         argv = [
             str(build.binary("kube-scheduler")),

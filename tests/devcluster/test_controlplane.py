@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -149,6 +150,28 @@ def test_early_exit_is_reported_with_the_log_tail(tmp_path: Path) -> None:
         assert "unknown flag: --no-such-flag" in msg
     finally:
         cp.stop()
+
+
+def test_port_taken_between_pick_and_bind_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from devcluster import controlplane
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        real = controlplane.free_port
+        picks = iter([taken])
+        # The first port handed to etcd is already in use, as if another process won the race.
+        monkeypatch.setattr(controlplane, "free_port", lambda: next(picks, None) or real())
+        cp = ControlPlane(workdir=tmp_path)
+        try:
+            cp.start_etcd()
+            assert cp.etcd_port not in (0, taken)
+            assert "address already in use" in (tmp_path / "logs" / "etcd.log").read_text()
+        finally:
+            cp.stop()
 
 
 def test_stop_leaves_no_process_and_keeps_etcd_data_across_apiserver_restart(
