@@ -234,8 +234,19 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "image-compat-extender"
 
 
+_NO_GO_HELP = (
+    "devcluster builds kube-apiserver, kube-scheduler, etcd, ... from Go modules and needs "
+    "go >= 1.26: install it (https://go.dev/dl/) or set GO=/path/to/go."
+)
+
+
 def _find_go() -> str:
-    go = os.environ.get("GO") or shutil.which("go")
+    explicit = os.environ.get("GO")
+    if explicit:
+        if not os.access(explicit, os.X_OK):
+            raise BuildError(f"GO={explicit} is not an executable Go toolchain. {_NO_GO_HELP}")
+        return explicit
+    go = shutil.which("go")
     if not go:
         for candidate in ("/usr/local/go/bin/go", str(Path.home() / "go" / "bin" / "go")):
             if os.access(candidate, os.X_OK):
@@ -243,9 +254,8 @@ def _find_go() -> str:
                 break
     if not go:
         raise BuildError(
-            "the Go toolchain was not found (no `go` on PATH, nor /usr/local/go/bin/go). "
-            "devcluster builds kube-apiserver, kube-scheduler, etcd, ... from Go modules and "
-            "needs go >= 1.26: install it (https://go.dev/dl/) or set GO=/path/to/go."
+            f"the Go toolchain was not found (no `go` on PATH, nor /usr/local/go/bin/go). "
+            f"{_NO_GO_HELP}"
         )
     return go
 

@@ -46,6 +46,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Also declared in pyproject.toml; repeated here so the plugin works under --strict-markers
+    # wherever it is loaded.
+    config.addinivalue_line("markers", "integration: needs a real component started by devcluster")
+    config.addinivalue_line("markers", "e2e: real kube-scheduler + extender placing pods")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "devcluster" in getattr(item, "fixturenames", ()):

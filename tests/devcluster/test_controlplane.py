@@ -119,6 +119,50 @@ def test_install_crd_waits_until_established(devcluster: ControlPlane) -> None:
     assert got["items"] == []
 
 
+def test_second_scheduler_with_its_own_config(
+    devcluster: ControlPlane, k8s_api: Any, k8s_namespace: str, make_node: MakeNode
+) -> None:
+    mark = {"devcluster-test/second": uuid.uuid4().hex[:8]}
+    node = make_node(labels=mark)["metadata"]["name"]
+    config = {"profiles": [{"schedulerName": "second-scheduler"}]}
+    proc = devcluster.start_scheduler(config, name="second-scheduler")
+    try:
+        pod: Any = {
+            "metadata": {"name": "by-second"},
+            "spec": {
+                "schedulerName": "second-scheduler",
+                "nodeSelector": mark,
+                "containers": [{"name": "c", "image": "registry.example/x:1"}],
+            },
+        }
+        client.CoreV1Api(k8s_api).create_namespaced_pod(k8s_namespace, pod)
+        assert devcluster.wait_for_pod_bound(k8s_namespace, "by-second", timeout=60) == node
+        assert f"{k8s_namespace}/by-second" in proc.log_path.read_text()
+    finally:
+        devcluster.stop_scheduler("second-scheduler")
+    assert not proc.alive()
+
+
+def test_missing_go_toolchain_is_a_clear_error(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "GO": str(tmp_path / "no-go"),
+        "IMAGE_COMPAT_CACHE": str(tmp_path / "cache"),
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "devcluster", "build"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert out.returncode == 1
+    assert "not an executable Go toolchain" in out.stderr
+    assert "go >= 1.26" in out.stderr
+
+
 def test_readiness_timeout_names_the_log_file(tmp_path: Path) -> None:
     cp = ControlPlane(workdir=tmp_path)
     cp.ready_timeout["kube-apiserver"] = 4
