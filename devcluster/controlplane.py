@@ -291,6 +291,7 @@ class ControlPlane:
         self.etcd_peer_port = 0
         self.apiserver_port = 0
         self._api_clients: list[Any] = []
+        self._helper_client: Any = None
 
     # -- whole-cluster lifecycle ---------------------------------------------------------------
 
@@ -324,6 +325,7 @@ class ControlPlane:
             with contextlib.suppress(Exception):
                 client.close()
         self._api_clients.clear()
+        self._helper_client = None
         for name in list(self.schedulers):
             self.stop_scheduler(name)
         self.stop_apiserver()
@@ -593,6 +595,12 @@ class ControlPlane:
         self._api_clients.append(client)
         return client
 
+    def _client(self) -> Any:
+        # One client for the helpers: a fresh ApiClient per call would pile up connection pools.
+        if self._helper_client is None:
+            self._helper_client = self.api_client()
+        return self._helper_client
+
     def kubectl(
         self, *args: str, check: bool = True, timeout: float = 60, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
@@ -629,7 +637,7 @@ class ControlPlane:
         """
         from kubernetes import client
 
-        api = client.CoreV1Api(self.api_client())
+        api = client.CoreV1Api(self._client())
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         capacity = {"cpu": cpu, "memory": memory, "pods": pods, **(extra_capacity or {})}
         # Plain dicts are accepted by the client at runtime; `Any` keeps its stubs quiet.
@@ -693,7 +701,7 @@ class ControlPlane:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            client.CoreV1Api(self.api_client()).delete_node(name)
+            client.CoreV1Api(self._client()).delete_node(name)
         except ApiException as e:
             if e.status != 404:
                 raise
@@ -710,7 +718,7 @@ class ControlPlane:
         else:
             doc = json.loads(json.dumps(crd))
         name = doc["metadata"]["name"]
-        api = client.ApiextensionsV1Api(self.api_client())
+        api = client.ApiextensionsV1Api(self._client())
         try:
             api.create_custom_resource_definition(doc)
         except ApiException as e:
@@ -757,7 +765,7 @@ class ControlPlane:
 
         name = name or f"t-{uuid.uuid4().hex[:8]}"
         body: Any = {"metadata": {"name": name, "labels": dict(labels or {})}}
-        client.CoreV1Api(self.api_client()).create_namespace(body)
+        client.CoreV1Api(self._client()).create_namespace(body)
         return name
 
     def delete_namespace(self, name: str) -> None:
@@ -777,7 +785,7 @@ class ControlPlane:
             # itself is removed below either way.
             with contextlib.suppress(urllib.error.HTTPError):
                 self.request("DELETE", f"{prefix}/namespaces/{name}/{resource}", body)
-        core = client.CoreV1Api(self.api_client())
+        core = client.CoreV1Api(self._client())
         try:
             core.delete_namespace(name)
             finalized: Any = {"metadata": {"name": name}, "spec": {"finalizers": []}}
@@ -818,7 +826,7 @@ class ControlPlane:
         """Wait until the pod has ``spec.nodeName``; return it, or fail with the reason."""
         from kubernetes import client
 
-        api = client.CoreV1Api(self.api_client())
+        api = client.CoreV1Api(self._client())
         deadline = time.monotonic() + timeout
         pod = None
         while time.monotonic() < deadline:
