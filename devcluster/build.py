@@ -457,7 +457,22 @@ def build_all(
             took = _build_one(c, target)
             _log(f"[{i}/{len(todo)}] {name} done in {took:.1f}s")
         _log(f"all done in {time.monotonic() - total:.1f}s")
+        if out_dir is None:
+            _prune_old_stamps(keep=target)
     return paths
+
+
+def _prune_old_stamps(keep: Path, retain: int = 3) -> None:
+    """Drop all but the newest few stamp directories (about 375 MB each).
+
+    A few are retained, not one: other checkouts or branches sharing this cache may still use
+    theirs, and a binary already running survives its file being unlinked anyway.
+    """
+    dirs = [d for d in keep.parent.iterdir() if d.is_dir() and d.name.startswith("k8s-")]
+    dirs.sort(key=lambda d: d.stat().st_mtime, reverse=True)
+    for old in [d for d in dirs if d != keep][retain - 1 :]:
+        _log(f"removing old binaries {old}")
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def binary(name: str) -> Path:

@@ -293,3 +293,19 @@ def test_cli_up_env_down(tmp_path: Path) -> None:
     assert down.returncode == 0, down.stderr
     assert _wait_gone(pids) == []
     assert cli("env").returncode != 0  # nothing running any more: say so
+
+
+def test_old_binary_dirs_are_pruned(tmp_path: Path) -> None:
+    from devcluster import build
+
+    dirs = []
+    for i in range(5):
+        d = tmp_path / f"k8s-v1.34.4-{i:012d}"
+        d.mkdir()
+        os.utime(d, (1_000_000 + i, 1_000_000 + i))
+        dirs.append(d)
+    (tmp_path / ".lock").touch()
+    build._prune_old_stamps(keep=dirs[0])  # the current stamp may be the oldest on disk
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [".lock", dirs[0].name, dirs[4].name, dirs[3].name]
+    )
