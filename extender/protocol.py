@@ -114,7 +114,8 @@ class NodeItem(msgspec.Struct, frozen=True):
 class NodeList(msgspec.Struct, frozen=True):
     """``Nodes`` as sent: each item stays raw JSON, to be answered unchanged."""
 
-    metadata: msgspec.Raw | None = None
+    # msgspec cannot decode ``Raw | None``: a JSON null arrives as Raw(b"null").
+    metadata: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
     items: list[msgspec.Raw] | None = None
 
 
@@ -191,7 +192,7 @@ class FilterRequest:
     nodes: tuple[RequestNode, ...]
     names_mode: bool
     nodes_mode: bool
-    list_metadata: msgspec.Raw | None = None
+    list_metadata: msgspec.Raw | None = None  # Nodes.metadata as sent
 
 
 _ARGS_DECODER = msgspec.json.Decoder(ExtenderArgs)
@@ -224,7 +225,8 @@ def decode_extender_args(body: bytes) -> FilterRequest:
         nodes.extend(RequestNode(name, _NO_LABELS) for name in args.NodeNames)
     list_metadata = None
     if args.Nodes is not None:
-        list_metadata = args.Nodes.metadata
+        if bytes(args.Nodes.metadata) != b"null":
+            list_metadata = args.Nodes.metadata
         from_items = []
         for index, raw in enumerate(args.Nodes.items or ()):
             try:
