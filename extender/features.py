@@ -460,11 +460,12 @@ class FeatureStore:
     def set_platform(self, node: str, platform: str | None) -> None:
         """A node's ``os/arch`` (from its Node labels), or None when the node is gone."""
         with self._lock:
+            platforms = dict(self._platforms)  # the published mapping stays untouched
             if platform:
-                self._platforms[node] = platform
+                platforms[node] = platform
             else:
-                self._platforms.pop(node, None)
-            self._platforms = dict(self._platforms)  # the published mapping stays untouched
+                platforms.pop(node, None)
+            self._platforms = platforms
             self._publish(())
 
     def _effective(self, node: str) -> NodeFeatures | None:

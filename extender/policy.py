@@ -199,7 +199,11 @@ _ANNOTATIONS = ("tags", "mode", "artifacts")
 
 def _check_annotation_key(key: str) -> None:
     prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
+    if prefix and (
+        len(prefix) > 253
+        or not _DNS_SUBDOMAIN.fullmatch(prefix)
+        or any(len(label) > 63 for label in prefix.split("."))
+    ):
         raise ValueError(f"annotation key {key!r}: {prefix!r} is not a DNS subdomain")
     if len(name) > 63 or not _QUALIFIED_NAME.fullmatch(name):
         raise ValueError(f"annotation key {key!r}: {name!r} is not a valid name (max 63)")
