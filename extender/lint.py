@@ -1,0 +1,906 @@
+"""``check-spec``: every error and warning a spec author should see before the scheduler does.
+
+Owns the findings about a spec document, each located by a path such as
+``compatibilities[0].rules[1].matchFeatures[0].matchExpressions.vfio-pci``:
+
+* **errors**: the spec cannot be loaded (:func:`extender.spec.parse_spec` and the load-time
+  checks of :mod:`extender.rules`). Every expression is compiled on its own, so all of a spec's
+  bad expressions are reported at once, not only the first;
+* **warnings** from parsing and compiling (unknown fields, case-variant field names, unquoted
+  numbers or booleans in value lists, ``type`` on an op that ignores it, version ranges that
+  never match);
+* **lint warnings** (this module): names NFD never reports (a hyphen in a
+  ``kernel.loadedmodule`` element, an unknown feature or element, ``CONFIG_`` prefixes, PCI/USB
+  IDs written with ``0x`` or upper case, CPUID vendor strings), expressions that can never match
+  (a value op on a flag, ``matchName: DoesNotExist``, an integer comparison of
+  ``kernel.version.full``), contradictions between expressions on the same element, and the
+  ``matchAny`` alternatives, sets and specs that can therefore never match.
+
+Claims that something *never matches* assume NFD's own feature types (e.g. that
+``kernel.loadedmodule`` holds flags and ``cpu.model`` attributes). Instance features
+(``pci.device``...) are never checked for contradictions across terms, since two terms can
+be satisfied by two different instances, and ``rule.matched`` is left alone because earlier
+rules' ``vars`` change it during evaluation.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal, TypeVar
+
+import re2
+
+from extender.rules import BACKREF_FEATURE, compile_spec, go_atoi, go_lower, parse_version
+from extender.spec import (
+    SUPPORTED_VERSION,
+    CompatibilitySet,
+    FeatureTerm,
+    GroupRule,
+    MatchExpression,
+    Spec,
+    SpecError,
+    iter_terms,
+    parse_spec,
+)
+
+__all__ = [
+    "KNOWN_DOMAINS",
+    "CheckResult",
+    "Finding",
+    "Severity",
+    "check_spec",
+    "lint_spec",
+]
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem in a spec. ``code`` is a stable short name (e.g. ``module-hyphen``)."""
+
+    severity: Severity
+    path: str
+    message: str
+    code: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        return f"{self.severity}: {where}{self.message} [{self.code}]"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """All findings for one document, errors first; ``spec`` is None when it did not parse."""
+
+    findings: tuple[Finding, ...]
+    spec: Spec | None
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity is Severity.ERROR)
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity is Severity.WARNING)
+
+
+# --------------------------------------------------------------------------------------------
+# What NFD reports (reference nfd.md §4.3, checked against the NFD sources)
+
+KNOWN_DOMAINS = ("cpu", "kernel", "memory", "network", "pci", "storage", "system", "usb", "local")
+_ALL_DOMAINS = (*KNOWN_DOMAINS, "rule")
+
+Kind = Literal["flag", "attribute", "instance", "dynamic"]
+
+# feature -> (kind, the element names NFD reports, or None where the set is open)
+_FEATURES: dict[str, tuple[Kind, frozenset[str] | None]] = {
+    "cpu.cpuid": ("flag", None),  # plus the attribute AVX10_VERSION on AVX10 CPUs
+    "cpu.model": ("attribute", frozenset({"vendor_id", "family", "id", "hypervisor"})),
+    "cpu.cstate": ("attribute", frozenset({"enabled"})),
+    "cpu.pstate": ("attribute", frozenset({"status", "turbo", "scaling_governor"})),
+    "cpu.rdt": (
+        "attribute",
+        frozenset(
+            {"RDTMON", "RDTCMT", "RDTMBM", "RDTL3CA", "RDTL3CA_NUM_CLOSID", "RDTL2CA", "RDTMBA"}
+        ),
+    ),
+    "cpu.security": (
+        "attribute",
+        frozenset(
+            {
+                "sgx.enabled",
+                "sgx.epc",
+                "tdx.enabled",
+                "tdx.total_keys",
+                "tdx.protected",
+                "sev.enabled",
+                "sev.asids",
+                "sev.es.enabled",
+                "sev.encrypted_state_ids",
+                "sev.snp.enabled",
+                "se.enabled",
+            }
+        ),
+    ),
+    "cpu.sst": ("attribute", frozenset({"bf.enabled"})),
+    "cpu.topology": ("attribute", frozenset({"hardware_multithreading", "socket_count"})),
+    "cpu.coprocessor": ("attribute", frozenset({"nx_gzip"})),
+    "kernel.config": ("attribute", None),
+    "kernel.loadedmodule": ("flag", None),
+    "kernel.enabledmodule": ("flag", None),
+    "kernel.selinux": ("attribute", frozenset({"enabled"})),
+    "kernel.kvm": ("attribute", frozenset({"enabled"})),
+    "kernel.version": ("attribute", frozenset({"full", "major", "minor", "revision"})),
+    "memory.numa": ("attribute", frozenset({"is_numa", "node_count"})),
+    "memory.swap": ("attribute", frozenset({"enabled"})),
+    "memory.hugepages": ("attribute", None),  # enabled, hugepages-<size>: checked by pattern
+    "memory.nv": ("instance", frozenset({"name", "devtype", "mode"})),
+    "network.device": (
+        "instance",
+        frozenset({"name", "operstate", "speed", "sriov_numvfs", "sriov_totalvfs", "mtu"}),
+    ),
+    "network.virtual": ("instance", frozenset({"name", "operstate", "speed", "mtu"})),
+    "pci.device": (
+        "instance",
+        frozenset(
+            {
+                "class",
+                "vendor",
+                "device",
+                "subsystem_vendor",
+                "subsystem_device",
+                "sriov_totalvfs",
+                "iommu_group/type",
+                "iommu/intel-iommu/version",
+            }
+        ),
+    ),
+    "storage.block": ("instance", frozenset({"name", "dax", "rotational", "nr_zones", "zoned"})),
+    "system.osrelease": ("attribute", None),
+    "system.name": ("attribute", frozenset({"nodename"})),
+    "system.dmiid": (
+        "attribute",
+        frozenset(
+            {
+                "bios_date",
+                "bios_vendor",
+                "bios_version",
+                "board_asset_tag",
+                "board_name",
+                "board_vendor",
+                "board_version",
+                "chassis_asset_tag",
+                "chassis_type",
+                "chassis_vendor",
+                "chassis_version",
+                "product_family",
+                "product_name",
+                "product_sku",
+                "product_version",
+                "sys_vendor",
+            }
+        ),
+    ),
+    "usb.device": ("instance", frozenset({"class", "vendor", "device", "serial"})),
+    "local.label": ("attribute", None),
+    "local.feature": ("attribute", None),
+    BACKREF_FEATURE: ("dynamic", None),
+}
+_CPUID_ATTRIBUTE = "AVX10_VERSION"
+_HUGEPAGES_ELEMENT = re.compile(r"enabled|hugepages-[0-9]+(Ki|Mi|Gi|Ti|Pi)")
+# Lower-case hex as sysfs prints it, without 0x (NFD strips it; PCI class is cut to 4 digits).
+_HEX_IDS: dict[str, dict[str, int]] = {
+    "pci.device": {
+        "class": 4,
+        "vendor": 4,
+        "device": 4,
+        "subsystem_vendor": 4,
+        "subsystem_device": 4,
+    },
+    "usb.device": {"class": 2, "vendor": 4, "device": 4},
+}
+_CPUID_VENDOR_STRINGS = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD", "HygonGenuine": "Hygon"}
+
+VALUE_OPS = frozenset(
+    {"In", "NotIn", "InRegexp", "Gt", "Ge", "Lt", "Le", "GtLt", "GeLe", "IsTrue", "IsFalse"}
+)
+_COMPARISONS = frozenset({"Gt", "Ge", "Lt", "Le", "GtLt", "GeLe"})
+
+
+def _kind(feature: str, name: str) -> Kind | None:
+    """The element kind NFD gives ``feature``'s element ``name``; None for unknown features."""
+    known = _FEATURES.get(feature)
+    if known is None:
+        return None
+    if feature == "cpu.cpuid" and name == _CPUID_ATTRIBUTE:
+        return "attribute"
+    return known[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+
+
+def check_spec(data: bytes | str) -> CheckResult:
+    """Every finding for one spec document: parse, compile and lint, errors first."""
+    try:
+        spec = parse_spec(data)
+    except SpecError as err:
+        return CheckResult((Finding(Severity.ERROR, err.path, err.problem, "invalid"),), None)
+    findings = [_parse_warning(w.path, w.message) for w in spec.warnings]
+    compiled = _compile_each(spec)
+    findings.extend(compiled.findings)
+    if not compiled.failed:
+        try:
+            compile_spec(spec)
+        except SpecError as err:  # a load-time rule not tied to one expression
+            findings.append(Finding(Severity.ERROR, err.path, err.problem, "invalid"))
+    findings.extend(lint_spec(spec, skip=compiled.failed))
+    findings.sort(key=lambda f: f.severity is not Severity.ERROR)
+    return CheckResult(tuple(findings), spec)
+
+
+_UNKNOWN_FIELD = "unknown field, ignored"
+_FIELD_NAMES = (
+    "version",
+    "compatibilities",
+    "rules",
+    "weight",
+    "tag",
+    "description",
+    "name",
+    "vars",
+    "varsTemplate",
+    "matchFeatures",
+    "matchAny",
+    "feature",
+    "matchExpressions",
+    "matchName",
+    "op",
+    "value",
+    "type",
+)
+_RULE_ONLY_FIELDS = frozenset(
+    {"labels", "labelsTemplate", "annotations", "taints", "extendedResources"}
+)
+
+
+def _parse_warning(path: str, message: str) -> Finding:
+    """A parser warning, with a hint for unknown fields."""
+    if message == _UNKNOWN_FIELD:
+        field = path.rsplit(".", 1)[-1]
+        if field in _RULE_ONLY_FIELDS:
+            message += (
+                f"; {field!r} belongs to NodeFeatureRule rules, not to image compatibility "
+                "rules (NFD >= v0.18 reads GroupRule)"
+            )
+        else:
+            message += _did_you_mean(field, _FIELD_NAMES)
+        return Finding(Severity.WARNING, path, message, "unknown-field")
+    return Finding(Severity.WARNING, path, message, "spec")
+
+
+@dataclass(slots=True)
+class _Compiled:
+    findings: list[Finding]
+    failed: set[str]  # paths of expressions that do not compile
+
+
+_MINI_TERM_PATH = "compatibilities[0].rules[0].matchFeatures[0]"
+
+
+def _compile_each(spec: Spec) -> _Compiled:
+    """Compile each expression alone, so that every load-time error is found, not the first."""
+    result = _Compiled([], set())
+    for set_index, compat in enumerate(spec.compatibilities):
+        for rule_index, rule in enumerate(compat.rules):
+            for suffix, term in iter_terms(rule):
+                term_path = f"compatibilities[{set_index}].rules[{rule_index}].{suffix}"
+                for name, expression in term.match_expressions or ():
+                    alone = FeatureTerm(term.feature, ((name, expression),), None)
+                    path = f"{term_path}.matchExpressions.{name}"
+                    _compile_alone(alone, term_path, path, result)
+                if term.match_name is not None:
+                    alone = FeatureTerm(term.feature, None, term.match_name)
+                    _compile_alone(alone, term_path, f"{term_path}.matchName", result)
+    return result
+
+
+def _compile_alone(term: FeatureTerm, term_path: str, path: str, result: _Compiled) -> None:
+    mini = Spec(
+        SUPPORTED_VERSION,
+        (CompatibilitySet((GroupRule("", match_features=(term,)),)),),
+        digest="",
+    )
+
+    def real(mini_path: str) -> str:
+        if mini_path.startswith(_MINI_TERM_PATH):
+            return term_path + mini_path[len(_MINI_TERM_PATH) :]
+        return path
+
+    try:
+        compiled = compile_spec(mini)
+    except SpecError as err:
+        result.failed.add(path)
+        result.findings.append(Finding(Severity.ERROR, real(err.path), err.problem, "invalid"))
+        return
+    for warning in compiled.warnings:
+        result.findings.append(
+            Finding(Severity.WARNING, real(warning.path), warning.message, "rules")
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Lint
+
+
+@dataclass(frozen=True, slots=True)
+class _Atom:
+    """One matchExpressions entry of one term, where it is, and what it is about."""
+
+    path: str
+    feature: str  # as written
+    key: str  # lower-cased, as NFD looks it up
+    name: str
+    expression: MatchExpression
+
+    @property
+    def op(self) -> str:
+        return self.expression.op
+
+    def describe(self) -> str:
+        return f"{self.name} {self.expression.describe()}"
+
+
+def lint_spec(spec: Spec, *, skip: Iterable[str] = ()) -> list[Finding]:
+    """Lint warnings only (no parse or compile findings); ``skip`` lists expression paths
+    that did not compile, which are left out of the analysis."""
+    skipped = frozenset(skip)
+    findings: list[Finding] = []
+    if not spec.compatibilities:
+        findings.append(
+            _warn("compatibilities", "no compatibility sets: the spec requires nothing", "empty")
+        )
+    dead_sets = 0
+    for set_index, compat in enumerate(spec.compatibilities):
+        set_path = f"compatibilities[{set_index}]"
+        if not compat.rules:
+            findings.append(_warn(set_path, "the set has no rules: it matches every node", "empty"))
+        for rule_index, rule in enumerate(compat.rules):
+            rule_path = f"{set_path}.rules[{rule_index}]"
+            if not rule.match_features and not rule.match_any:
+                findings.append(
+                    _warn(
+                        rule_path,
+                        "the rule has neither matchFeatures nor matchAny: it matches every node",
+                        "empty",
+                    )
+                )
+            for suffix, term in iter_terms(rule):
+                findings.extend(_lint_term(term, f"{rule_path}.{suffix}", skipped))
+        reason = _set_never_matches(compat, set_path, skipped, findings)
+        if reason is not None:
+            dead_sets += 1
+            findings.append(_warn(set_path, f"this set can never match: {reason}", "never-matches"))
+    if spec.compatibilities and dead_sets == len(spec.compatibilities):
+        findings.append(
+            _warn(
+                "", "no set can ever match: the image is compatible with no node", "never-matches"
+            )
+        )
+    return findings
+
+
+def _warn(path: str, message: str, code: str) -> Finding:
+    return Finding(Severity.WARNING, path, message, code)
+
+
+def _lint_term(term: FeatureTerm, path: str, skipped: frozenset[str]) -> list[Finding]:
+    findings = _lint_feature_name(term.feature, f"{path}.feature")
+    if term.match_expressions is None and term.match_name is None:
+        findings.append(
+            _warn(
+                path,
+                "the term has neither matchExpressions nor matchName: NFD then reuses the "
+                "previous term's result (or matches whenever the feature exists)",
+                "empty-term",
+            )
+        )
+    key = go_lower(term.feature)
+    for name, expression in term.match_expressions or ():
+        expression_path = f"{path}.matchExpressions.{name}"
+        atom = _Atom(expression_path, term.feature, key, name, expression)
+        findings.extend(_lint_element(atom))
+        if expression_path in skipped:
+            continue  # its values are already reported as an error
+        findings.extend(_lint_values(atom))
+        dead = _dead_reason(atom)
+        if dead is not None and dead.message is not None:
+            findings.append(_warn(expression_path, dead.message, dead.code))
+        portability = _version_portability(atom)
+        if portability is not None:
+            findings.append(portability)
+    name_path = f"{path}.matchName"
+    if term.match_name is not None and name_path not in skipped:
+        findings.extend(_lint_match_name(key, term.match_name, name_path))
+    return findings
+
+
+def _lint_feature_name(feature: str, path: str) -> list[Finding]:
+    if not feature:
+        return [_warn(path, "the feature name is empty: such a term never matches", "feature")]
+    findings = []
+    key = go_lower(feature)
+    if key != feature:
+        findings.append(
+            _warn(
+                path,
+                f"{feature!r} has upper-case letters: it matches as {key!r}, but "
+                "`nfd compat validate-node` reports every expression of it as failed; "
+                f"write {key!r}",
+                "feature-case",
+            )
+        )
+    domain, dot, _ = key.partition(".")
+    if not dot or domain not in _ALL_DOMAINS:
+        findings.append(
+            _warn(
+                path,
+                f"{feature!r} is not in a domain NFD reports ({', '.join(_ALL_DOMAINS)}); "
+                "only a third-party NodeFeature could provide it",
+                "unknown-feature",
+            )
+        )
+    elif domain != "local" and key not in _FEATURES:
+        same_domain = [f for f in _FEATURES if f.startswith(domain + ".")]
+        hint = _did_you_mean(key, same_domain)
+        findings.append(
+            _warn(
+                path,
+                f"NFD's {domain} source reports no feature {key!r}{hint}",
+                "unknown-feature",
+            )
+        )
+    return findings
+
+
+def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    options = list(candidates)
+    folded = {c.lower(): c for c in options}
+    if word.lower() in folded:
+        return f"; did you mean {folded[word.lower()]!r}?"
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _lint_element(atom: _Atom) -> list[Finding]:
+    key, name = atom.key, atom.name
+    findings = []
+    known = _FEATURES.get(key)
+    if known is not None and known[1] is not None and name not in known[1]:
+        findings.append(
+            _warn(
+                atom.path,
+                f"NFD reports no element {name!r} in {key} "
+                f"(it has {', '.join(sorted(known[1]))}){_did_you_mean(name, known[1])}",
+                "unknown-element",
+            )
+        )
+    if key == "memory.hugepages" and not _HUGEPAGES_ELEMENT.fullmatch(name):
+        findings.append(
+            _warn(
+                atom.path,
+                f"NFD reports no element {name!r} in memory.hugepages (it has 'enabled' "
+                "and one 'hugepages-<size>' per page size, e.g. 'hugepages-2Mi')",
+                "unknown-element",
+            )
+        )
+    if key == "kernel.loadedmodule" and "-" in name:
+        findings.append(
+            _warn(
+                atom.path,
+                f"{name!r} never matches: /proc/modules lists module names with underscores; "
+                f"write {name.replace('-', '_')!r}",
+                "module-hyphen",
+            )
+        )
+    if key == "kernel.config" and name.startswith("CONFIG_"):
+        findings.append(
+            _warn(
+                atom.path,
+                f"NFD strips the CONFIG_ prefix from kconfig names; write {name[7:]!r}",
+                "unknown-element",
+            )
+        )
+    if key == "system.osrelease" and name.lower() == name and name.upper() != name:
+        findings.append(
+            _warn(
+                atom.path,
+                f"os-release keys are upper-case; write {name.upper()!r}",
+                "unknown-element",
+            )
+        )
+    return findings
+
+
+def _lint_values(atom: _Atom) -> list[Finding]:
+    if atom.op not in ("In", "NotIn"):
+        return []
+    findings = []
+    width = _HEX_IDS.get(atom.key, {}).get(atom.name)
+    for i, value in enumerate(atom.expression.value):
+        value_path = f"{atom.path}.value[{i}]"
+        if width is not None and not re.fullmatch(f"[0-9a-f]{{{width}}}", value):
+            findings.append(
+                _warn(
+                    value_path,
+                    f"{value!r} never equals {atom.key} {atom.name}: NFD reports "
+                    f"{width} lower-case hex digits without 0x{_hex_hint(value, width)}",
+                    "id-format",
+                )
+            )
+        if atom.key == "cpu.model" and atom.name == "vendor_id" and value in _CPUID_VENDOR_STRINGS:
+            findings.append(
+                _warn(
+                    value_path,
+                    f"NFD reports the vendor as {_CPUID_VENDOR_STRINGS[value]!r}, "
+                    f"not the CPUID string {value!r}",
+                    "id-format",
+                )
+            )
+    return findings
+
+
+def _hex_hint(value: str, width: int) -> str:
+    digits = value[2:] if value[:2].lower() == "0x" else value
+    if re.fullmatch("[0-9a-fA-F]+", digits) and len(digits) >= width:
+        return f" (e.g. {digits[:width].lower()!r})"
+    return ""
+
+
+def _lint_match_name(key: str, expression: MatchExpression, path: str) -> list[Finding]:
+    findings = []
+    if expression.op == "DoesNotExist":
+        findings.append(
+            _warn(
+                path,
+                "matchName DoesNotExist never matches: NFD tests it against each element name "
+                "that exists; use matchExpressions {NAME: {op: DoesNotExist}}",
+                "never-matches",
+            )
+        )
+    if key == "kernel.loadedmodule" and expression.op in ("In", "NotIn"):
+        for i, value in enumerate(expression.value):
+            if "-" in value:
+                findings.append(
+                    _warn(
+                        f"{path}.value[{i}]",
+                        f"{value!r} never matches: /proc/modules lists module names with "
+                        f"underscores; write {value.replace('-', '_')!r}",
+                        "module-hyphen",
+                    )
+                )
+    return findings
+
+
+# --------------------------------------------------------------------------------------------
+# Expressions that can never match, alone or together
+
+
+@dataclass(frozen=True, slots=True)
+class _Dead:
+    reason: str  # short, for the set-level finding
+    message: str | None  # the expression's own finding; None where compiling already warns
+    code: str
+
+
+def _dead_reason(atom: _Atom) -> _Dead | None:
+    """Why one expression can never match on any node NFD describes, if it cannot."""
+    op, expression = atom.op, atom.expression
+    where = f"{atom.key}: {atom.describe()}"
+    if _kind(atom.key, atom.name) == "flag" and op in VALUE_OPS:
+        return _Dead(
+            f"{where} tests the value of a flag",
+            f"{op} never matches: {atom.key} elements are flags (present or absent, with no "
+            "value); use Exists or DoesNotExist",
+            "flag-value-op",
+        )
+    if (
+        atom.key == "kernel.version"
+        and atom.name == "full"
+        and op in _COMPARISONS
+        and expression.type != "version"
+    ):
+        return _Dead(
+            f"{where} is an evaluation error on every node",
+            f"{op} compares integers, and kernel.version full (e.g. '5.15.0-91-generic') is "
+            "never one: every node gives an evaluation error; add type: version or compare "
+            "major/minor",
+            "never-matches",
+        )
+    if expression.type == "version" and op in ("GtLt", "GeLe") and len(expression.value) == 2:
+        low, high = (parse_version(v) for v in expression.value)
+        if low is not None and high is not None and (low > high or (op == "GtLt" and low == high)):
+            return _Dead(f"{where} is an empty range", None, "never-matches")
+    return None
+
+
+def _version_portability(atom: _Atom) -> Finding | None:
+    if (
+        atom.key == "kernel.version"
+        and atom.name == "full"
+        and atom.op in _COMPARISONS
+        and atom.expression.type == "version"
+    ):
+        return _warn(
+            atom.path,
+            "RHEL-family kernels (e.g. '5.14.0-427.13.1.el9_4.x86_64') are not versions NFD "
+            "can parse: on such nodes this is an evaluation error and the rule does not "
+            "match; comparing major/minor with integer ops works everywhere",
+            "version-portability",
+        )
+    return None
+
+
+def _atoms(term: FeatureTerm, path: str, skipped: frozenset[str]) -> list[_Atom]:
+    key = go_lower(term.feature)
+    atoms = []
+    for name, expression in term.match_expressions or ():
+        expression_path = f"{path}.matchExpressions.{name}"
+        if expression_path not in skipped:
+            atoms.append(_Atom(expression_path, term.feature, key, name, expression))
+    return atoms
+
+
+def _term_dead(term: FeatureTerm, path: str, skipped: frozenset[str]) -> str | None:
+    """Why no node can satisfy this term on its own, if none can."""
+    for atom in _atoms(term, path, skipped):
+        dead = _dead_reason(atom)
+        if dead is not None:
+            return f"{dead.reason} ({atom.path})"
+    name_path = f"{path}.matchName"
+    match_name = term.match_name
+    if match_name is not None and match_name.op == "DoesNotExist" and name_path not in skipped:
+        return f"{go_lower(term.feature)}: matchName DoesNotExist ({name_path})"
+    return None
+
+
+def _set_never_matches(
+    compat: CompatibilitySet, set_path: str, skipped: frozenset[str], findings: list[Finding]
+) -> str | None:
+    """Why a set can never match, if it cannot; contradictions are added to ``findings``."""
+    required: list[_Atom] = []
+    for rule_index, rule in enumerate(compat.rules):
+        for term_index, term in enumerate(rule.match_features):
+            term_path = f"{set_path}.rules[{rule_index}].matchFeatures[{term_index}]"
+            dead = _term_dead(term, term_path, skipped)
+            if dead is not None:
+                return dead
+            required.extend(_atoms(term, term_path, skipped))
+    core = _first_conflict(required, ())
+    if core is not None:
+        findings.append(_contradiction(core))
+        return _core_reason(core)
+    for rule_index, rule in enumerate(compat.rules):
+        dead_alternatives = 0
+        for any_index, element in enumerate(rule.match_any):
+            element_path = f"{set_path}.rules[{rule_index}].matchAny[{any_index}]"
+            reason = None
+            own: list[_Atom] = []
+            for term_index, term in enumerate(element.match_features):
+                term_path = f"{element_path}.matchFeatures[{term_index}]"
+                reason = _term_dead(term, term_path, skipped)
+                if reason is not None:
+                    break
+                own.extend(_atoms(term, term_path, skipped))
+            if reason is None:
+                core = _first_conflict(required + own, own)
+                if core is not None:
+                    findings.append(_contradiction(core))
+                    reason = _core_reason(core)
+            if reason is not None:
+                dead_alternatives += 1
+                findings.append(
+                    _warn(
+                        element_path,
+                        f"this matchAny alternative can never match: {reason}",
+                        "never-matches",
+                    )
+                )
+        if rule.match_any and dead_alternatives == len(rule.match_any):
+            return f"no matchAny alternative of rules[{rule_index}] can match"
+    return None
+
+
+def _contradiction(core: Sequence[_Atom]) -> Finding:
+    last, others = core[-1], core[:-1]
+    listed = " and ".join(f"{a.expression.describe()} at {a.path}" for a in others)
+    return _warn(
+        last.path,
+        f"{last.expression.describe()} contradicts {listed}: no node has a {last.key} "
+        f"{last.name!r} that satisfies all of them",
+        "contradiction",
+    )
+
+
+def _core_reason(core: Sequence[_Atom]) -> str:
+    first = core[0]
+    expressions = " and ".join(a.expression.describe() for a in core)
+    return f"{first.key}: {first.name} {expressions} cannot all hold"
+
+
+def _first_conflict(atoms: Sequence[_Atom], must_include: Sequence[_Atom]) -> list[_Atom] | None:
+    """A minimal set of atoms on one element that no node satisfies together, if any.
+
+    Only flag and attribute elements of NFD's own features are considered: an element of
+    those has one state per node, so expressions in different terms and rules all apply to it.
+    """
+    groups: dict[tuple[str, str], list[_Atom]] = {}
+    for atom in atoms:
+        groups.setdefault((atom.key, atom.name), []).append(atom)
+    wanted = {a.path for a in must_include}
+    for (key, name), group in groups.items():
+        kind = _kind(key, name)
+        if kind not in ("flag", "attribute") or len(group) < 2:
+            continue
+        if wanted and not any(a.path in wanted for a in group):
+            continue
+        if _satisfiable(kind, [a.expression for a in group]):
+            continue
+        core = list(group)
+        for atom in list(core):
+            trial = [a for a in core if a is not atom]
+            if trial and not _satisfiable(kind, [a.expression for a in trial]):
+                core = trial
+        return core
+    return None
+
+
+def _satisfiable(kind: Kind, expressions: Sequence[MatchExpression]) -> bool:
+    """Can one element (a flag, or an attribute with one value) satisfy every expression?"""
+    ops = [e for e in expressions if e.op != ""]
+    if any(e.op == "DoesNotExist" for e in ops):
+        return all(e.op == "DoesNotExist" for e in ops)  # absent satisfies nothing else
+    if kind == "flag":
+        return all(e.op == "Exists" for e in ops)
+    return _some_value([e for e in ops if e.op != "Exists"])
+
+
+def _some_value(expressions: Sequence[MatchExpression]) -> bool:
+    """Is there a string value that satisfies every value expression? Errs towards yes."""
+    candidates: set[str] | None = None
+    for expression in expressions:
+        if expression.op == "In":
+            allowed = set(expression.value)
+        elif expression.op == "IsTrue":
+            allowed = {"true"}
+        elif expression.op == "IsFalse":
+            allowed = {"false"}
+        else:
+            continue
+        candidates = allowed if candidates is None else candidates & allowed
+    if candidates is not None:
+        return any(all(_holds(e, value) for e in expressions) for value in candidates)
+    return _integer_range_possible(expressions) and _version_range_possible(expressions)
+
+
+def _holds(expression: MatchExpression, value: str) -> bool:
+    """Does a present attribute with this value satisfy the expression? Unknown cases: yes."""
+    op, values = expression.op, expression.value
+    if op == "In":
+        return value in values
+    if op == "NotIn":
+        return value not in values
+    if op == "IsTrue":
+        return value == "true"
+    if op == "IsFalse":
+        return value == "false"
+    if op == "InRegexp":
+        try:
+            return any(re2.search(pattern, value) is not None for pattern in values)
+        except re2.error:
+            return True
+    if op in _COMPARISONS:
+        if expression.type == "version":
+            node_version = parse_version(value)
+            versions = [b for b in map(parse_version, values) if b is not None]
+            if node_version is None:
+                return False  # an evaluation error is not a match
+            if len(versions) != len(values):
+                return True
+            return _compare(op, node_version, versions)
+        node_integer = go_atoi(value)
+        integers = [b for b in map(go_atoi, values) if b is not None]
+        if node_integer is None:
+            return False
+        if len(integers) != len(values):
+            return True
+        return _compare(op, node_integer, integers)
+    return True
+
+
+_Ordered = TypeVar("_Ordered", int, tuple[int, int, int])
+
+
+def _compare(op: str, value: _Ordered, bounds: Sequence[_Ordered]) -> bool:
+    if op == "Gt":
+        return value > bounds[0]
+    if op == "Ge":
+        return value >= bounds[0]
+    if op == "Lt":
+        return value < bounds[0]
+    if op == "Le":
+        return value <= bounds[0]
+    if op == "GtLt":
+        return bounds[0] < value < bounds[1]
+    return bounds[0] <= value <= bounds[1]  # GeLe
+
+
+def _integer_range_possible(expressions: Sequence[MatchExpression]) -> bool:
+    low, high = -math.inf, math.inf
+    for expression in expressions:
+        if expression.op not in _COMPARISONS or expression.type:
+            continue
+        bounds = [go_atoi(v) for v in expression.value]
+        if any(b is None for b in bounds) or len(bounds) != (
+            2 if expression.op in ("GtLt", "GeLe") else 1
+        ):
+            continue
+        numbers = [b for b in bounds if b is not None]
+        if expression.op == "Gt":
+            low = max(low, numbers[0] + 1)
+        elif expression.op == "Ge":
+            low = max(low, numbers[0])
+        elif expression.op == "Lt":
+            high = min(high, numbers[0] - 1)
+        elif expression.op == "Le":
+            high = min(high, numbers[0])
+        elif expression.op == "GtLt":
+            low, high = max(low, numbers[0] + 1), min(high, numbers[1] - 1)
+        else:
+            low, high = max(low, numbers[0]), min(high, numbers[1])
+    return low <= high
+
+
+def _version_range_possible(expressions: Sequence[MatchExpression]) -> bool:
+    # Bounds as (version, strict); versions are treated as dense, so this errs towards "yes".
+    low: tuple[tuple[int, int, int], bool] | None = None
+    high: tuple[tuple[int, int, int], bool] | None = None
+
+    def tighter_low(bound: tuple[tuple[int, int, int], bool]) -> None:
+        nonlocal low
+        if low is None or bound[0] > low[0] or (bound[0] == low[0] and bound[1]):
+            low = bound
+
+    def tighter_high(bound: tuple[tuple[int, int, int], bool]) -> None:
+        nonlocal high
+        if high is None or bound[0] < high[0] or (bound[0] == high[0] and bound[1]):
+            high = bound
+
+    for expression in expressions:
+        if expression.op not in _COMPARISONS or expression.type != "version":
+            continue
+        parsed = [parse_version(v) for v in expression.value]
+        versions = [v for v in parsed if v is not None]
+        if len(versions) != len(parsed) or not versions:
+            continue
+        op = expression.op
+        if op in ("Gt", "Ge"):
+            tighter_low((versions[0], op == "Gt"))
+        elif op in ("Lt", "Le"):
+            tighter_high((versions[0], op == "Lt"))
+        elif len(versions) == 2:
+            tighter_low((versions[0], op == "GtLt"))
+            tighter_high((versions[1], op == "GtLt"))
+    if low is None or high is None:
+        return True
+    return low[0] < high[0] or (low[0] == high[0] and not low[1] and not high[1])
