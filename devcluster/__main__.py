@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devcluster import build
+from devcluster import build, registries
 
 _UP_TIMEOUT_S = 300.0  # includes building the binaries on a warm Go cache
 _DOWN_TIMEOUT_S = 60.0
@@ -181,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.cmd == "build":
+            # The Debian-packaged tools (docker-registry, htpasswd) are part of the build, so a
+            # fresh machine gets everything the tests need from this one command.
+            if not args.names:
+                registries.ensure_debian_packages()
             paths = build.build_all(args.names or None, force=args.force)
             print(build.describe())
             print(f"binaries: {next(iter(paths.values())).parent}")
@@ -205,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(json.dumps(state, indent=1))
         return 0
-    except build.BuildError as e:
+    except (build.BuildError, registries.InstallError) as e:
         print(f"devcluster: {e}", file=sys.stderr)
         return 1
 
