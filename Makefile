@@ -39,8 +39,12 @@ unit: venv
 test: venv devcluster lint typecheck
 	$(PY) -m pytest -q
 
-demo: venv devcluster
-	$(PY) -m devcluster.demo
+# For now (issue 4): every example spec against every example node, as a compatibility matrix.
+# validate exits 3 when some node is not compatible and 1 when a node's evaluation errs (the RHEL
+# kernel string with `type: version`); both are results here, a usage error (2) is not.
+demo: venv
+	@$(PY) -m extender validate $(addprefix --spec ,$(sort $(wildcard examples/specs/*.yaml))) \
+		--features examples/nodes/all-nodes.yaml || { rc=$$?; [ $$rc -eq 1 ] || [ $$rc -eq 3 ]; }
 
 bench: venv devcluster
 	$(PY) benchmarks/rules_bench.py

@@ -10,8 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from extender import __version__
+
+if TYPE_CHECKING:
+    from extender.rules import CompiledSpec
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -29,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_serve(subparsers)
+    _add_validate(subparsers)
+    _add_check_spec(subparsers)
     return parser
 
 
@@ -67,3 +73,232 @@ def _run_serve(args: argparse.Namespace) -> int:
         print(f"image-compat-extender serve: {err}", file=sys.stderr)
         return EXIT_USAGE
     return server.run(settings)
+
+
+# --------------------------------------------------------------------------------------------
+# validate and check-spec: a spec against NodeFeature files, and a spec on its own
+
+_VALIDATE_EPILOG = """\
+exit status: 0 compatible; 3 not compatible; 1 error (unreadable file, invalid spec, or an
+evaluation error on a node that is not compatible); 2 usage. With several nodes or specs the
+worst cell decides (1 over 3 over 0).
+
+examples:
+  image-compat-extender validate --spec examples/specs/dpdk-app.yaml \\
+      --features examples/nodes/dpdk-spr-01.yaml
+  image-compat-extender validate --spec examples/specs/multi-variant.yaml \\
+      --features examples/nodes/all-nodes.yaml --tags gpu,avx512
+  kubectl get nodefeatures -n node-feature-discovery -o yaml | \\
+      image-compat-extender validate --spec app.yaml --features - --node worker-1 --output json
+"""
+
+
+def _add_validate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from extender.rules import SetSemantics  # noqa: PLC0415
+
+    parser = subparsers.add_parser(
+        "validate",
+        help="evaluate a compatibility spec against NodeFeature objects",
+        description="Evaluate an NFD image compatibility spec against nodes' NFD features "
+        "(NodeFeature objects, as `kubectl get nodefeatures -o yaml` prints them), like "
+        "`nfd compat validate-node` but for any node. One node and one spec: a report per "
+        "set and rule (--output json gives validate-node's report fields). Several: a "
+        "compatibility matrix.",
+        epilog=_VALIDATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--spec",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="the spec (YAML or JSON; - for stdin); repeat it to build a matrix of specs",
+    )
+    parser.add_argument(
+        "--features",
+        required=True,
+        metavar="FILE",
+        help="NodeFeature objects: one, several YAML documents, or a List (- for stdin)",
+    )
+    parser.add_argument("--node", metavar="NAME", help="the node to check, from a multi-node file")
+    parser.add_argument(
+        "--tags",
+        action="append",
+        default=[],
+        metavar="A,B",
+        help="evaluate only sets with one of these tags (comma list, repeatable)",
+    )
+    parser.add_argument(
+        "--set-semantics",
+        choices=[s.value for s in SetSemantics],
+        default=SetSemantics.ANY.value,
+        help="any: one matching set makes a node compatible (default); all: every set must",
+    )
+    parser.add_argument("--output", choices=["table", "json"], default="table")
+    parser.set_defaults(run=_run_validate)
+
+
+# Exit codes from best to worst, for summarising several verdicts.
+_SEVERITY_ORDER = (EXIT_OK, EXIT_INCOMPATIBLE, EXIT_ERROR)
+
+
+class _CommandError(Exception):
+    """Ends a command with EXIT_ERROR and this message on stderr."""
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as err:
+        raise _CommandError(f"cannot read {path}: {err.strerror or err}") from None
+
+
+def _spec_labels(paths: Sequence[str]) -> list[str]:
+    """Column names for specs: the file stem, or the path where stems collide."""
+    import os.path  # noqa: PLC0415
+
+    stems = [
+        "<stdin>" if p == "-" else os.path.splitext(os.path.basename(p))[0] or p for p in paths
+    ]
+    return [
+        stem if stems.count(stem) == 1 else path for stem, path in zip(stems, paths, strict=True)
+    ]
+
+
+def _load_specs(paths: Sequence[str]) -> list[tuple[str, CompiledSpec]]:
+    """(column label, compiled spec) per spec file. An ``--image`` source would add here."""
+    from extender.rules import load_spec  # noqa: PLC0415
+    from extender.spec import SpecError  # noqa: PLC0415
+
+    specs = []
+    for path, label in zip(paths, _spec_labels(paths), strict=True):
+        try:
+            compiled = load_spec(_read_input(path))
+        except SpecError as err:
+            raise _CommandError(f"invalid spec {path}: {err}") from None
+        for warning in compiled.warnings:
+            print(f"warning: {path}: {warning}", file=sys.stderr)
+        specs.append((label, compiled))
+    return specs
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    try:
+        return _validate(args)
+    except _CommandError as err:
+        print(f"image-compat-extender validate: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _validate(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+
+    from extender import report  # noqa: PLC0415
+    from extender.features import FeatureError, load_node_features  # noqa: PLC0415
+    from extender.rules import SetSemantics, evaluate  # noqa: PLC0415
+
+    if args.spec.count("-") + (args.features == "-") > 1:
+        raise _CommandError("only one of --spec and --features can read stdin")
+    specs = _load_specs(args.spec)
+    try:
+        nodes = load_node_features(_read_input(args.features))
+    except FeatureError as err:
+        raise _CommandError(f"{args.features}: {err}") from None
+    if not nodes:
+        raise _CommandError(f"{args.features}: no NodeFeature objects")
+    if args.node is not None:
+        if args.node not in nodes:
+            known = ", ".join(list(nodes)[:10]) + (", ..." if len(nodes) > 10 else "")
+            raise _CommandError(f"node {args.node!r} is not in {args.features} (it has {known})")
+        nodes = {args.node: nodes[args.node]}
+    tags = [tag.strip() for value in args.tags for tag in value.split(",") if tag.strip()]
+    semantics = SetSemantics(args.set_semantics)
+
+    cells = []
+    worst = EXIT_OK
+    for node, features in nodes.items():
+        for label, compiled in specs:
+            verdict = evaluate(
+                compiled,
+                features,
+                tags=tags,
+                semantics=semantics,
+                has_features=not features.is_empty,
+            )
+            cells.append(report.MatrixCell(node, label, compiled.spec, verdict))
+            if verdict.compatible:
+                code = EXIT_OK
+            else:
+                code = EXIT_ERROR if verdict.error is not None else EXIT_INCOMPATIBLE
+            worst = max(worst, code, key=_SEVERITY_ORDER.index)
+            if verdict.error is not None:
+                print(
+                    f"note: {label} on {node}: evaluation error: {verdict.error}", file=sys.stderr
+                )
+
+    style = report.Style(report.use_color(sys.stdout))
+    if len(cells) == 1:
+        cell = cells[0]
+        if args.output == "json":
+            output = json.dumps(report.node_report(cell.node, cell.spec, cell.verdict), indent=2)
+            print(output)
+        else:
+            sys.stdout.write(
+                report.render_table(
+                    cell.node, cell.label, cell.verdict, semantics=semantics, style=style
+                )
+            )
+    elif args.output == "json":
+        print(json.dumps(report.matrix_json(cells), indent=2))
+    else:
+        sys.stdout.write(report.render_matrix(cells, style=style))
+    return worst
+
+
+def _add_check_spec(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "check-spec",
+        help="report every error and warning in compatibility specs",
+        description="Check NFD image compatibility specs before they are attached to an "
+        "image: every load error and every warning (unknown fields, unquoted numbers, "
+        "names NFD never reports, expressions and sets that can never match), each with its "
+        "path in the spec. Exit status 1 when a spec has an error (or, with --strict, a "
+        "warning), else 0.",
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="spec files (- for stdin)")
+    parser.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    parser.set_defaults(run=_run_check_spec)
+
+
+def _run_check_spec(args: argparse.Namespace) -> int:
+    from extender import report  # noqa: PLC0415
+    from extender.lint import Severity, check_spec  # noqa: PLC0415
+
+    style = report.Style(report.use_color(sys.stdout))
+    failed = False
+    for path in args.files:
+        try:
+            result = check_spec(_read_input(path))
+        except _CommandError as err:
+            print(f"{path}: {style.bad('error')}: {err}")
+            failed = True
+            continue
+        for finding in result.findings:
+            word = finding.severity.value
+            painted = style.bad(word) if finding.severity is Severity.ERROR else style.warn(word)
+            where = f"{finding.path}: " if finding.path else ""
+            print(f"{path}: {painted}: {where}{finding.message} [{finding.code}]")
+        errors, warnings = len(result.errors), len(result.warnings)
+        if errors or (args.strict and warnings):
+            failed = True
+        if not result.findings:
+            print(f"{path}: {style.good('ok')}")
+        else:
+            counts = (
+                f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+            )
+            print(f"{path}: {counts}")
+    return EXIT_ERROR if failed else EXIT_OK
