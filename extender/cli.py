@@ -185,12 +185,23 @@ def _load_specs(paths: Sequence[str]) -> list[tuple[str, CompiledSpec]]:
     return specs
 
 
+def _closed_pipe() -> int:
+    """stdout's reader went away (``| head``): stop quietly, as a killed writer would."""
+    import os  # noqa: PLC0415
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush is quiet
+    return EXIT_ERROR
+
+
 def _run_validate(args: argparse.Namespace) -> int:
     try:
         return _validate(args)
     except _CommandError as err:
         print(f"image-compat-extender validate: error: {err}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:
+        return _closed_pipe()
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -274,6 +285,13 @@ def _add_check_spec(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def _run_check_spec(args: argparse.Namespace) -> int:
+    try:
+        return _check_spec(args)
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+def _check_spec(args: argparse.Namespace) -> int:
     from extender import report  # noqa: PLC0415
     from extender.lint import Severity, check_spec  # noqa: PLC0415
 
