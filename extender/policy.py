@@ -21,9 +21,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
-
-from cachetools import LRUCache
+from typing import Generic, Protocol, TypeVar
 
 from extender.features import FeatureSnapshot, NodeFeatures, NodeRecord
 from extender.protocol import Pod
@@ -36,6 +34,7 @@ __all__ = [
     "MAX_SCORE",
     "REASON_PREFIX",
     "ArtifactSource",
+    "BoundedDict",
     "Candidate",
     "FeatureStore",
     "FilterDecision",
@@ -368,6 +367,26 @@ def plan_pod(pod: Pod, config: PolicyConfig) -> PodPlan:
 # Verdicts through the memo
 
 _NO_FEATURES = NodeFeatures.empty()
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class BoundedDict(dict[K, V], Generic[K, V]):
+    """A dict that drops its oldest entry when full (FIFO).
+
+    Not an LRU on purpose: a hit stays a bare ``dict.get`` (an LRU reorders on every hit,
+    which costs more than the rest of a node's work on the request path). With a bound well
+    above the number of distinct node configurations, evictions are rare anyway.
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def put(self, key: K, value: V) -> None:
+        if key not in self and len(self) >= self.size:
+            del self[next(iter(self))]
+        self[key] = value
 
 
 class VerdictMemo:
@@ -376,16 +395,16 @@ class VerdictMemo:
     1. (node generation, spec digest) → fingerprint of the node's features the spec reads;
     2. (spec digest, tags, has NodeFeature, fingerprint) → verdict.
 
-    Nodes with identical relevant hardware share one evaluation. Both levels are bounded LRUs.
+    Nodes with identical relevant hardware share one evaluation. Both levels are bounded.
     Not thread-safe: used from the event loop only.
     """
 
     def __init__(self, size: int, semantics: SetSemantics = SetSemantics.ANY) -> None:
         self._semantics = semantics
-        self._fingerprints: LRUCache[tuple[int, str], tuple[bytes, ...]] = LRUCache(size)
-        self._verdicts: LRUCache[
+        self._fingerprints: BoundedDict[tuple[int, str], tuple[bytes, ...]] = BoundedDict(size)
+        self._verdicts: BoundedDict[
             tuple[str, frozenset[str], bool, tuple[bytes, ...]], ImageVerdict
-        ] = LRUCache(size)
+        ] = BoundedDict(size)
         self.hits = 0
         self.misses = 0
 
@@ -400,7 +419,7 @@ class VerdictMemo:
         fingerprint = self._fingerprints.get((generation, digest))
         if fingerprint is None:
             fingerprint = features.fingerprint_of(spec.referenced_features)
-            self._fingerprints[generation, digest] = fingerprint
+            self._fingerprints.put((generation, digest), fingerprint)
         key = (digest, tags, has_features, fingerprint)
         verdict = self._verdicts.get(key)
         if verdict is None:
@@ -412,7 +431,7 @@ class VerdictMemo:
                 semantics=self._semantics,
                 has_features=has_features,
             )
-            self._verdicts[key] = verdict
+            self._verdicts.put(key, verdict)
         else:
             self.hits += 1
         return verdict
@@ -489,7 +508,7 @@ class Policy:
         self.memo = VerdictMemo(config.memo_size, config.set_semantics)
         self.stats = PolicyStats()
         self._loads: dict[tuple[SpecKey, PullContext], asyncio.Task[SpecLookup]] = {}
-        self._subset_seen: LRUCache[object, str] = LRUCache(256)
+        self._subset_seen: BoundedDict[object, str] = BoundedDict(256)
 
     def plan(self, pod: Pod) -> PodPlan:
         return plan_pod(pod, self.config)
@@ -508,7 +527,7 @@ class Policy:
         if not plan.requirements or not nodes:
             return everyone
         snapshot = self.store.snapshot()
-        platforms = [node.platform or snapshot.platform(node.name) for node in nodes]
+        platforms = _platforms(nodes, snapshot)
         if plan.mode is Mode.PREFER:
             self._prefetch(plan, set(platforms))  # so that prioritize finds them loaded
             return everyone
@@ -521,17 +540,29 @@ class Policy:
             return everyone
         if not snapshot.synced:
             raise PolicyUnavailableError(_not_synced(snapshot))
+        # Per platform, the (reason prefix, spec) of each image that has a spec, in pod order.
+        # With several images a reason names the image that failed.
         name_images = len(plan.requirements) > 1
+        checks = {
+            platform: [
+                (f"{REASON_PREFIX}{requirement.image}: " if name_images else REASON_PREFIX, spec)
+                for index, requirement in enumerate(plan.requirements)
+                if (spec := resolved.specs.get((index, platform))) is not None
+            ]
+            for platform in set(platforms)
+        }
+        verdict, tags, records = self.memo.verdict, plan.tags, snapshot.nodes
         passing: list[int] = []
         failed: dict[str, str] = {}
         for index, node in enumerate(nodes):
-            reason = self._first_failure(
-                plan, resolved, snapshot.record(node.name), platforms[index], name_images
-            )
-            if reason is None:
-                passing.append(index)
+            record = records.get(node.name)
+            for label, spec in checks[platforms[index]]:
+                outcome = verdict(spec, tags, record)
+                if not outcome.compatible:
+                    failed[node.name] = label + outcome.reason
+                    break
             else:
-                failed[node.name] = REASON_PREFIX + reason
+                passing.append(index)
         self.stats.nodes_rejected += len(nodes) - len(passing)
         if not passing:
             self._check_subset(plan, resolved, snapshot, len(nodes))
@@ -541,23 +572,6 @@ class Policy:
         self.stats.nodes_rejected += len(nodes)
         text = REASON_PREFIX + reason
         return FilterDecision((), {node.name: text for node in nodes})
-
-    def _first_failure(
-        self,
-        plan: PodPlan,
-        resolved: _Resolved,
-        record: NodeRecord | None,
-        platform: str,
-        name_images: bool,
-    ) -> str | None:
-        for index, requirement in enumerate(plan.requirements):
-            spec = resolved.specs.get((index, platform))
-            if spec is None:
-                continue
-            verdict = self.memo.verdict(spec, plan.tags, record)
-            if not verdict.compatible:
-                return f"{requirement.image}: {verdict.reason}" if name_images else verdict.reason
-        return None
 
     def _check_subset(
         self, plan: PodPlan, resolved: _Resolved, snapshot: FeatureSnapshot, offered: int
@@ -569,7 +583,7 @@ class Policy:
         example = self._subset_seen.get(key)
         if example is None:
             example = self._compatible_elsewhere(plan, resolved, snapshot) or ""
-            self._subset_seen[key] = example
+            self._subset_seen.put(key, example)
         if not example:
             return
         self.stats.subset_problems += 1
@@ -618,20 +632,27 @@ class Policy:
         if not nodes:
             return zeros
         snapshot = self.store.snapshot()
-        platforms = [node.platform or snapshot.platform(node.name) for node in nodes]
+        platforms = _platforms(nodes, snapshot)
         resolved = await self._resolve(plan, set(platforms), strict=False)
         if not resolved.any_spec:
             return zeros
         if not snapshot.synced:
             raise PolicyUnavailableError(_not_synced(snapshot))
+        specs = {
+            platform: [
+                spec
+                for index in range(len(plan.requirements))
+                if (spec := resolved.specs.get((index, platform))) is not None
+            ]
+            for platform in set(platforms)
+        }
+        verdict, tags, records = self.memo.verdict, plan.tags, snapshot.nodes
         raws: list[int] = []
-        for index, node in enumerate(nodes):
-            record = snapshot.record(node.name)
+        for node, platform in zip(nodes, platforms, strict=True):
+            record = records.get(node.name)
             raw = 0
-            for slot_index in range(len(plan.requirements)):
-                spec = resolved.specs.get((slot_index, platforms[index]))
-                if spec is not None:
-                    raw += self.memo.verdict(spec, plan.tags, record).fit
+            for spec in specs[platform]:
+                raw += verdict(spec, tags, record).fit
             raws.append(raw)
         best = max(raws)
         return [
@@ -755,6 +776,14 @@ class Policy:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _platforms(nodes: Sequence[Candidate], snapshot: FeatureSnapshot) -> list[str]:
+    """Each node's platform: from the request (full-Nodes labels), else from the store."""
+    known = snapshot.platforms
+    if not known:
+        return [node.platform for node in nodes]
+    return [node.platform or known.get(node.name, "") for node in nodes]
 
 
 def _not_synced(snapshot: FeatureSnapshot) -> str:

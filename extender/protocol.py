@@ -171,12 +171,12 @@ class RequestNode:
     name: str
     labels: Mapping[str, str]
     raw: msgspec.Raw | None = None
+    platform: str = ""  # ``os/arch`` from the Node's labels; "" when the request did not say
 
-    @property
-    def platform(self) -> str:
-        """``os/arch`` from the Node's well-known labels, or "" when they are not known."""
-        os_name, arch = self.labels.get(OS_LABEL), self.labels.get(ARCH_LABEL)
-        return f"{os_name}/{arch}" if os_name and arch else ""
+    @classmethod
+    def from_item(cls, name: str, labels: Mapping[str, str], raw: msgspec.Raw) -> RequestNode:
+        os_name, arch = labels.get(OS_LABEL), labels.get(ARCH_LABEL)
+        return cls(name, labels, raw, f"{os_name}/{arch}" if os_name and arch else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +236,7 @@ def decode_extender_args(body: bytes) -> FilterRequest:
             meta = item.metadata
             if meta is None or not meta.name:
                 raise ProtocolError(f"invalid Nodes.items[{index}]: metadata.name is missing")
-            from_items.append(RequestNode(meta.name, meta.labels or _NO_LABELS, raw))
+            from_items.append(RequestNode.from_item(meta.name, meta.labels or _NO_LABELS, raw))
         if names_mode:
             # Not something kube-scheduler sends. Answer both lists: judge every name once,
             # with its Node object where one came (NodeNames order, then the other items).

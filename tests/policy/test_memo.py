@@ -119,3 +119,13 @@ async def test_invalid_spec_is_not_a_subset_problem() -> None:
     p = Policy(PolicyConfig(), store, FakeSource({APP: INVALID_WEIGHT}))
     await p.filter(pod(APP), nodes("x"))
     assert p.stats.subset_problems == 0
+
+
+async def test_warm_requests_complete_without_suspending() -> None:
+    """When every spec is cached, filter and prioritize never yield to the event loop:
+    no awaits, no I/O, no locks on the request path (DESIGN §4)."""
+    store = store_with({"a": fast("a"), "b": old("b")})
+    p = Policy(PolicyConfig(), store, FakeSource({APP: PREFERRED_FALLBACK}))
+    for call in (p.filter(pod(APP), nodes("a", "b")), p.prioritize(pod(APP), nodes("a", "b"))):
+        with pytest.raises(StopIteration):
+            call.send(None)
