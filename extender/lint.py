@@ -504,6 +504,14 @@ def _lint_element(atom: _Atom) -> list[Finding]:
                 "unknown-element",
             )
         )
+    if key == "cpu.cpuid" and name != name.upper():
+        findings.append(
+            _warn(
+                atom.path,
+                f"CPUID flag names are upper-case (e.g. AVX512F); write {name.upper()!r}",
+                "unknown-element",
+            )
+        )
     if key == "kernel.loadedmodule" and "-" in name:
         findings.append(
             _warn(

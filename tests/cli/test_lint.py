@@ -160,6 +160,7 @@ def test_upper_case_feature_names() -> None:
         ("memory.hugepages", "hugepages-1G", "hugepages-2Mi"),
         ("kernel.config", "CONFIG_VFIO_PCI", "'VFIO_PCI'"),
         ("system.osrelease", "version_id", "'VERSION_ID'"),
+        ("cpu.cpuid", "avx512f", "'AVX512F'"),
     ],
 )
 def test_unknown_elements(feature: str, name: str, hint: str) -> None:
