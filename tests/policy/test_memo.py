@@ -129,3 +129,15 @@ async def test_warm_requests_complete_without_suspending() -> None:
     for call in (p.filter(pod(APP), nodes("a", "b")), p.prioritize(pod(APP), nodes("a", "b"))):
         with pytest.raises(StopIteration):
             call.send(None)
+
+
+def test_bounded_dict_drops_the_oldest_entry() -> None:
+    from extender.policy import BoundedDict
+
+    bounded: BoundedDict[str, int] = BoundedDict(2)
+    bounded.put("a", 1)
+    bounded.put("b", 2)
+    bounded.put("a", 3)  # replacing a key evicts nothing
+    assert dict(bounded) == {"a": 3, "b": 2}
+    bounded.put("c", 4)
+    assert dict(bounded) == {"b": 2, "c": 4}
