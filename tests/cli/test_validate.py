@@ -16,7 +16,14 @@ DPDK = SPECS / "dpdk-app.yaml"
 CUDA = SPECS / "cuda-app.yaml"
 MULTI = SPECS / "multi-variant.yaml"
 PREFERRED = SPECS / "preferred-fallback.yaml"
-NODE_NAMES = ["dpdk-spr-01", "mlx-genoa-01", "gpu-h100-01", "vm-focal-01", "vm-rhel9-01"]
+NODE_NAMES = [
+    "dpdk-spr-01",
+    "mlx-genoa-01",
+    "gpu-h100-01",
+    "vm-focal-01",
+    "vm-rhel9-01",
+    "sandbox-vm-01",  # real nfd-worker output: no kernel.loadedmodule, no X86_64_V* flags
+]
 
 
 def as_json(result: Any) -> Any:
@@ -214,24 +221,27 @@ def test_matrix_of_every_example_spec_and_node(run: Run) -> None:
     grid = [line.split("  ") for line in result.stdout.splitlines()]
     header = [cell.strip() for cell in grid[0] if cell.strip()]
     assert header == ["NODE", "cuda-app", "dpdk-app", "multi-variant", "preferred-fallback"]
-    cells = {row[0].strip(): [c.strip() for c in row[1:] if c.strip()] for row in grid[1:6]}
+    cells = {row[0].strip(): [c.strip() for c in row[1:] if c.strip()] for row in grid[1:7]}
     assert cells == {
         "dpdk-spr-01": ["no", "yes (fit 1)", "yes (fit 51)", "yes (fit 11)"],
         "mlx-genoa-01": ["no", "yes (fit 1)", "yes (fit 51)", "yes (fit 2)"],
         "gpu-h100-01": ["yes (fit 1)", "no", "yes (fit 81)", "yes (fit 11)"],
         "vm-focal-01": ["no", "no", "yes (fit 21)", "yes (fit 2)"],
         "vm-rhel9-01": ["error", "no", "yes (fit 2)", "no"],
+        "sandbox-vm-01": ["no", "no", "no", "no"],
     }
+    assert grid[7] == [""]
     assert "  vm-rhel9-01 / preferred-fallback: cpu.cpuid: X86_64_V3 Exists" in result.stdout
+    assert "  sandbox-vm-01 / dpdk-app: kernel.loadedmodule: feature missing" in result.stdout
 
 
 def test_matrix_json_is_a_list_of_node_objects(run: Run) -> None:
     result = run("validate", "--spec", MULTI, "--features", ALL_NODES, "--output", "json")
-    assert result.returncode == 0
+    assert result.returncode == 3
     reports = as_json(result)
     assert [r["node"] for r in reports] == NODE_NAMES
     assert {r["spec"] for r in reports} == {"multi-variant"}
-    assert [r["fit"] for r in reports] == [51, 51, 81, 21, 2]
+    assert [r["fit"] for r in reports] == [51, 51, 81, 21, 2, 0]
     assert all(len(r["sets"]) == 4 for r in reports)
 
 
