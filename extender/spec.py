@@ -287,11 +287,26 @@ def _string_form(scalar: _Scalar) -> str | None:
     return value
 
 
+def _shown(scalar: _Scalar) -> str:
+    return scalar.raw if scalar.plain else json.dumps(scalar.raw)
+
+
+def _go_map_key(scalar: _Scalar) -> tuple[str, Any]:
+    """The identity of a key in go-yaml's ``map[interface{}]interface{}`` (type and value)."""
+    value = scalar.value
+    if isinstance(value, float) and math.isnan(value):
+        return ("float64", "NaN")
+    return (type(value).__name__, value)
+
+
 def _key_form(scalar: _Scalar, path: str) -> str:
     """How sigs.k8s.io/yaml turns a YAML mapping key into a JSON object key."""
     value = scalar.value
     if value is None:
         raise SpecError(path, "a mapping key cannot be null")
+    if isinstance(value, int) and not isinstance(value, bool) and value > _INT64_MAX:
+        # go-yaml reads it as a uint64, a key type sigs.k8s.io/yaml does not convert.
+        raise SpecError(path, f"mapping key {scalar.raw} is out of the int64 range")
     if isinstance(value, float) and (math.isinf(value) or math.isnan(value)):
         return {math.inf: ".inf", -math.inf: "-.inf"}.get(value, ".nan")
     form = _string_form(scalar)
@@ -349,7 +364,10 @@ _MERGE_KEY = "<<"
 
 @dataclass(slots=True)
 class _Mapping:
-    """A YAML mapping after merges; keys in order, duplicates resolved (the later one wins)."""
+    """A YAML mapping after merges; keys in order, duplicates resolved (the later one wins).
+
+    Keys that differ in YAML but not as JSON keys (``0200`` and ``"128"``) are an error.
+    """
 
     items: dict[str, tuple[_Scalar, Any]]
 
@@ -404,6 +422,15 @@ class _Builder:
                         self._depth -= 1
                 continue
             name = _key_form(key, path)
+            previous = mapping.items.get(name)
+            if previous is not None and _go_map_key(previous[0]) != _go_map_key(key):
+                # go-yaml keeps both (they differ in type), then sigs.k8s.io/yaml writes both
+                # to one JSON key while ranging over a Go map: which one NFD sees is random.
+                raise SpecError(
+                    _join(path, name),
+                    f"keys {_shown(previous[0])} and {_shown(key)} both mean {name!r} to NFD, "
+                    "which then keeps one of them at random; write one key",
+                )
             mapping.items[name] = (key, self.build(value_node, _join(path, name)))
 
     @staticmethod
@@ -433,6 +460,31 @@ def _join(path: str, name: str) -> str:
 # encoding/json-style typed decoding
 
 
+def _fold_rune(char: str) -> str:
+    """Go's ``foldRune``: the smallest rune of the character's simple case-folding orbit."""
+    orbit = {char}
+    frontier = [char]
+    while frontier:
+        for other in (frontier[0].lower(), frontier[0].upper()):
+            if len(other) == 1 and other not in orbit:
+                orbit.add(other)
+                frontier.append(other)
+        frontier.pop(0)
+    return min(orbit)
+
+
+def json_fold(name: str) -> str:
+    """The key encoding/json matches struct field names by (``foldName``, like EqualFold).
+
+    ASCII letters fold to upper case; other characters to the smallest member of their case
+    orbit, so U+017F LONG S matches ``s`` and U+212A KELVIN SIGN matches ``k``: JSON key
+    ``"rule\\u017f"`` sets the field ``rules``.
+    """
+    if name.isascii():
+        return name.upper()
+    return "".join(c.upper() if c.isascii() else _fold_rune(c) for c in name)
+
+
 class _Decoder:
     """Decodes the generic tree into the model with encoding/json's rules and our checks."""
 
@@ -451,9 +503,9 @@ class _Decoder:
         if not isinstance(node, _Mapping):
             raise SpecError(path, f"expected an object, got {_describe(node)}")
         chosen: dict[str, tuple[str, Any]] = {}
-        lowered = {name.lower(): name for name in names}
+        folded = {json_fold(name): name for name in names}
         for key in node.items:
-            field_name = lowered.get(key.lower())
+            field_name = folded.get(json_fold(key))
             if field_name is None:
                 self._check_marshallable(node.items[key][1], _join(path, key))
                 self.warnings.append(SpecIssue(_join(path, key), "unknown field, ignored"))
