@@ -38,6 +38,7 @@ __all__ = [
     "CompiledSpec",
     "ExpressionOutcome",
     "Features",
+    "GoRegexpError",
     "ImageVerdict",
     "RuleOutcome",
     "SetOutcome",
@@ -47,6 +48,7 @@ __all__ = [
     "evaluate",
     "go_atoi",
     "go_lower",
+    "go_regexp_to_re2",
     "load_spec",
     "parse_version",
 ]
@@ -139,6 +141,200 @@ def go_lower(text: str) -> str:
 
 
 _GO_LOWER_SPECIAL = {"\u0130": "i"}  # LATIN CAPITAL LETTER I WITH DOT ABOVE
+
+
+# --------------------------------------------------------------------------------------------
+# Go regexp syntax on RE2
+#
+# NFD compiles InRegexp values with Go's regexp package; we match with RE2 (C++). Both speak
+# RE2 syntax, with these differences (checked against NFD built with Go 1.26):
+# * ``\C`` (any byte) exists only in C++ RE2: Go rejects it, so do we.
+# * Go (1.25+) looks ``\p{...}`` names up loosely: case, ``_``, ``-`` and spaces do not count,
+#   and Unicode category aliases (``Letter``), ``Any``, ``ASCII``, ``Assigned``, ``LC`` and
+#   ``Cn`` are known. That loose lookup also makes Go reject multi-word script names such as
+#   ``Old_Italic``. C++ RE2 wants exact category and script names. We resolve names the Go
+#   way and hand RE2 the exact name (or an equivalent class); ``Cn``/``Assigned``, and
+#   ``LC``/``ASCII`` negated inside a bracket class, have no RE2 form and are rejected.
+
+# Go's unicode package: Categories, the single-word Scripts (the only ones Go's lookup can
+# find), and CategoryAliases (Unicode 15.0.0 in Go 1.26).
+_GO_CATEGORIES = frozenset(
+    "C Cc Cf Cn Co Cs L Ll Lm Lo Lt Lu M Mc Me Mn N Nd Nl No P Pc Pd Pe Pf Pi Po Ps "  # noqa: SIM905
+    "S Sc Sk Sm So Z Zl Zp Zs".split()
+)
+_GO_SCRIPTS = frozenset(
+    "Adlam Ahom Arabic Armenian Avestan Balinese Bamum Batak Bengali Bhaiksuki Bopomofo "  # noqa: SIM905
+    "Brahmi Braille Buginese Buhid Carian Chakma Cham Cherokee Chorasmian Common Coptic "
+    "Cuneiform Cypriot Cyrillic Deseret Devanagari Dogra Duployan Elbasan Elymaic Ethiopic "
+    "Georgian Glagolitic Gothic Grantha Greek Gujarati Gurmukhi Han Hangul Hanunoo Hatran "
+    "Hebrew Hiragana Inherited Javanese Kaithi Kannada Katakana Kawi Kharoshthi Khmer Khojki "
+    "Khudawadi Lao Latin Lepcha Limbu Lisu Lycian Lydian Mahajani Makasar Malayalam Mandaic "
+    "Manichaean Marchen Medefaidrin Miao Modi Mongolian Mro Multani Myanmar Nabataean "
+    "Nandinagari Newa Nko Nushu Ogham Osage Osmanya Palmyrene Phoenician Rejang Runic "
+    "Samaritan Saurashtra Sharada Shavian Siddham Sinhala Sogdian Soyombo Sundanese Syriac "
+    "Tagalog Tagbanwa Takri Tamil Tangsa Tangut Telugu Thaana Thai Tibetan Tifinagh Tirhuta "
+    "Toto Ugaritic Vai Vithkuqi Wancho Yezidi Yi".split()
+)
+_GO_CATEGORY_ALIASES = {
+    "Casedletter": "LC",
+    "Closepunctuation": "Pe",
+    "Combiningmark": "M",
+    "Connectorpunctuation": "Pc",
+    "Control": "Cc",
+    "Currencysymbol": "Sc",
+    "Dashpunctuation": "Pd",
+    "Decimalnumber": "Nd",
+    "Enclosingmark": "Me",
+    "Finalpunctuation": "Pf",
+    "Format": "Cf",
+    "Initialpunctuation": "Pi",
+    "Letter": "L",
+    "Letternumber": "Nl",
+    "Lineseparator": "Zl",
+    "Lowercaseletter": "Ll",
+    "Mark": "M",
+    "Mathsymbol": "Sm",
+    "Modifierletter": "Lm",
+    "Modifiersymbol": "Sk",
+    "Nonspacingmark": "Mn",
+    "Number": "N",
+    "Openpunctuation": "Ps",
+    "Other": "C",
+    "Otherletter": "Lo",
+    "Othernumber": "No",
+    "Otherpunctuation": "Po",
+    "Othersymbol": "So",
+    "Paragraphseparator": "Zp",
+    "Privateuse": "Co",
+    "Punctuation": "P",
+    "Separator": "Z",
+    "Spaceseparator": "Zs",
+    "Spacingmark": "Mc",
+    "Surrogate": "Cs",
+    "Symbol": "S",
+    "Titlecaseletter": "Lt",
+    "Unassigned": "Cn",
+    "Uppercaseletter": "Lu",
+    "Cntrl": "Cc",
+    "Digit": "Nd",
+    "Punct": "P",
+}
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # errors become SpecErrors; RE2 need not print them too
+
+
+class GoRegexpError(ValueError):
+    """A pattern Go's regexp rejects, or one RE2 cannot express."""
+
+
+def _go_canonical_name(name: str) -> str:
+    """regexp/syntax ``canonicalName``: ``_ - space`` dropped, first letter upper, rest lower."""
+    out = []
+    first = True
+    for char in name:
+        if char in "_- ":
+            continue
+        if first:
+            out.append(char.upper() if "a" <= char <= "z" else char)
+            first = False
+        else:
+            out.append(char.lower() if "A" <= char <= "Z" else char)
+    return "".join(out)
+
+
+def _unicode_class(name: str, negated: bool, in_class: bool, seq: str) -> str:
+    """RE2 text for Go's ``\\p{name}`` (``\\P`` when negated)."""
+    if name.startswith("^"):
+        negated, name = not negated, name[1:]
+    canonical = _go_canonical_name(name)
+    parts: list[str]
+    if canonical == "Any":
+        parts = ["\\p{Any}"]
+    elif canonical == "Ascii":
+        parts = ["\\x00-\\x7F"]
+    elif canonical == "Lc":
+        parts = ["\\p{Lu}", "\\p{Ll}", "\\p{Lt}"]
+    elif canonical == "Assigned":
+        raise GoRegexpError(f"{seq}: Go's Assigned class has no RE2 equivalent")
+    else:
+        actual = canonical if canonical in _GO_CATEGORIES | _GO_SCRIPTS else None
+        actual = actual or _GO_CATEGORY_ALIASES.get(canonical)
+        if actual is None:
+            raise GoRegexpError(f"invalid character class range: {seq}")
+        if actual == "Cn":
+            raise GoRegexpError(f"{seq}: the unassigned class Cn has no RE2 equivalent")
+        if actual == "LC":
+            parts = ["\\p{Lu}", "\\p{Ll}", "\\p{Lt}"]
+        else:
+            return ("\\P{" if negated else "\\p{") + actual + "}"
+    if len(parts) == 1 and parts[0].startswith("\\p"):
+        return parts[0].replace("\\p", "\\P", 1) if negated else parts[0]
+    if not in_class:
+        return ("[^" if negated else "[") + "".join(parts) + "]"
+    if negated:
+        raise GoRegexpError(f"{seq} negated inside a bracket class has no RE2 equivalent")
+    return "".join(parts)
+
+
+def go_regexp_to_re2(pattern: str) -> str:
+    """Rewrite a Go regexp so that RE2 reads it as Go does; GoRegexpError if impossible.
+
+    Anything this scan does not understand is passed through for RE2 to judge.
+    """
+    if "\\" not in pattern:
+        return pattern
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    in_class = False
+    while i < n:
+        char = pattern[i]
+        if char == "\\" and i + 1 < n:
+            escaped = pattern[i + 1]
+            if escaped == "Q":  # literal text up to \E
+                end = pattern.find("\\E", i + 2)
+                end = n if end < 0 else end + 2
+                out.append(pattern[i:end])
+                i = end
+                continue
+            if escaped == "C":
+                raise GoRegexpError("invalid escape sequence: \\C")
+            if escaped in "pP" and i + 2 < n:
+                if pattern[i + 2] == "{":
+                    close = pattern.find("}", i + 3)
+                    if close < 0:
+                        out.append(pattern[i:])
+                        break
+                    name, end = pattern[i + 3 : close], close + 1
+                else:
+                    name, end = pattern[i + 2], i + 3
+                out.append(_unicode_class(name, escaped == "P", in_class, pattern[i:end]))
+                i = end
+                continue
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if char == "[" and not in_class:
+            in_class = True
+            out.append(char)
+            i += 1
+            if pattern.startswith("^", i):
+                out.append("^")
+                i += 1
+            if pattern.startswith("]", i):  # a leading ] is a literal
+                out.append("]")
+                i += 1
+            continue
+        if in_class and pattern.startswith("[:", i):
+            close = pattern.find(":]", i + 2)
+            if close >= 0:
+                out.append(pattern[i : close + 2])
+                i = close + 2
+                continue
+        if in_class and char == "]":
+            in_class = False
+        out.append(char)
+        i += 1
+    return "".join(out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,8 +449,8 @@ def _compile_test(
         patterns = []
         for i, pattern in enumerate(values):
             try:
-                patterns.append(re2.compile(pattern))
-            except re2.error as err:
+                patterns.append(re2.compile(go_regexp_to_re2(pattern), _RE2_OPTIONS))
+            except (re2.error, GoRegexpError) as err:
                 raise SpecError(
                     f"{path}.value[{i}]", f"invalid regexp {pattern!r}: {err}"
                 ) from None
@@ -496,17 +692,28 @@ class ImageVerdict:
 class _View:
     """A node's features plus the ``rule.matched`` attributes written during evaluation."""
 
-    __slots__ = ("_backref", "_features")
+    __slots__ = ("_backref", "_features", "_inserted")
 
     def __init__(self, features: Features) -> None:
         self._features = features
-        self._backref: dict[str, str] | None = None
+        self._inserted = False  # rule.matched written by a rule (NFD's InsertAttributeFeatures)
+        self._backref: dict[str, str] | None = None  # its elements; None for Go's nil map
 
     def insert_backref(self, variables: Mapping[str, str] | None) -> None:
-        if self._backref is None:
-            # NFD inserts into the node's own rule.matched if it has one.
-            self._backref = dict(self._features.attributes.get(BACKREF_FEATURE) or {})
+        if not self._inserted:
+            self._inserted = True
+            attributes = self._features.attributes
+            if BACKREF_FEATURE not in attributes:
+                self._backref = {}
+            else:
+                # NFD inserts into the node's own rule.matched. Its ``elements: null`` stays
+                # null while rules add no vars (maps.Copy of nothing into a nil map).
+                existing = attributes[BACKREF_FEATURE]
+                self._backref = None if existing is None else dict(existing)
         if variables:
+            # Copying vars into a nil map panics in NFD; we start a map (docs/semantics.md).
+            if self._backref is None:
+                self._backref = {}
             self._backref.update(variables)
 
     def lookup(
@@ -516,7 +723,7 @@ class _View:
         instances_all = self._features.instances
         in_flags, in_attributes = feature in flags_all, feature in attributes_all
         attributes = attributes_all.get(feature)
-        if feature == BACKREF_FEATURE and self._backref is not None:
+        if feature == BACKREF_FEATURE and self._inserted:
             in_attributes, attributes = True, self._backref
         present = in_flags or in_attributes or feature in instances_all
         return present, flags_all.get(feature), attributes, instances_all.get(feature, ())
