@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 from yaml.composer import Composer
-from yaml.events import AliasEvent
+from yaml.events import AliasEvent, ScalarEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 ARTIFACT_TYPE = "application/vnd.nfd.image-compatibility.v1alpha1"
@@ -335,6 +335,11 @@ class _Loader(yaml.SafeLoader):
         return str(super().resolve(kind, value, implicit))  # type: ignore[no-untyped-call]
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, ScalarEvent) and event.tag == "!":
+            # The non-specific tag "!": go-yaml reads the scalar as a string, whatever it
+            # looks like; PyYAML would resolve it like a plain scalar.
+            event.tag = "tag:yaml.org,2002:str"
         if self.check_event(AliasEvent):
             self._aliases += 1
             if self._aliases > self._limits.max_aliases:

@@ -76,3 +76,18 @@ def test_key_beyond_int64_is_rejected_like_nfd() -> None:
     # go-yaml reads it as uint64; sigs.k8s.io/yaml: "unsupported map key of type: uint64".
     with pytest.raises(SpecError, match="int64"):
         parse_spec("version: v1alpha1\ncompatibilities: []\nx: {9223372036854775808: 1}\n")
+
+
+# YAML's non-specific tag "!" makes a scalar a string in go-yaml, whatever it looks like;
+# PyYAML resolved it like a plain scalar (`! "5.10"` became 5.1, `! y` became true).
+def test_non_specific_tag_makes_a_string() -> None:
+    spec = parse_spec(
+        'version: v1alpha1\ncompatibilities:\n  - tag: ! y\n    rules:\n    - name: ! "5.10"\n'
+        "      matchFeatures:\n      - feature: a.b\n"
+        "        matchExpressions: {! 0200: {op: In, value: [! 1.0]}}\n"
+    )
+    compat = spec.compatibilities[0]
+    assert (compat.tag, compat.rules[0].name) == ("y", "5.10")
+    expressions = compat.rules[0].match_features[0].match_expressions
+    assert expressions is not None
+    assert [(k, e.value) for k, e in expressions] == [("0200", ("1.0",))]
