@@ -165,9 +165,7 @@ def test_evaluation_is_deterministic(
 
 
 yaml_text = st.text(
-    alphabet=st.sampled_from(
-        [*list("abc:-[]{}&*!|>'\"#%@ \n\t0123456789.,?~<="), "é", "\x00"]
-    ),
+    alphabet=st.sampled_from([*list("abc:-[]{}&*!|>'\"#%@ \n\t0123456789.,?~<="), "é", "\x00"]),
     max_size=200,
 )
 
