@@ -15,10 +15,12 @@ immutable snapshots (:class:`FeatureSnapshot`), so the request path never takes 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import socket
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -578,3 +580,452 @@ class FeaturesFileSource:
             except Exception:
                 log.exception("features file %s: unexpected error while reloading", self.path)
             done += 1
+
+
+# --------------------------------------------------------------------------------------------
+# Live features from the Kubernetes API
+
+NODEFEATURE_GROUP, NODEFEATURE_VERSION, NODEFEATURE_PLURAL = (
+    "nfd.k8s-sigs.io",
+    "v1alpha1",
+    "nodefeatures",
+)
+ALL_NAMESPACES = "*"
+_NF_PREFIX = "nodefeatures:"
+_LIST_TIMEOUT_S = (10, 60)  # (connect, read): a page of 200 NodeFeatures is ~20 MB at worst
+_OS_LABEL, _ARCH_LABEL = "kubernetes.io/os", "kubernetes.io/arch"
+_METADATA_LIST = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"
+_METADATA_ONE = "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io,application/json"
+
+
+def merge_parsed(
+    node: str, parts: Sequence[NodeFeatures], *, interner: Interner = DEFAULT_INTERNER
+) -> NodeFeatures:
+    """Merge already parsed objects of one node in the given (NFD) order, as MergeInto does."""
+    raw = _RawFeatures()
+    for part in parts:
+        for name, names in part.flags.items():
+            current = raw.flags.get(name)
+            if names is not None:
+                current = {**(current or {}), **dict.fromkeys(names)}
+            raw.flags[name] = current
+        for name, values in part.attributes.items():
+            current_attrs = raw.attributes.get(name)
+            if values is not None:
+                current_attrs = {**(current_attrs or {}), **values}
+            raw.attributes[name] = current_attrs
+        for name, instances in part.instances.items():
+            raw.instances.setdefault(name, []).extend(dict(i) for i in instances)
+    return raw.freeze(node, interner)
+
+
+class ApiGoneError(Exception):
+    """The watch's resourceVersion is too old (HTTP 410): list again."""
+
+
+class _WatchStoppedError(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class _ObjectFeatures:
+    node: str
+    sort_key: tuple[bool, str, str]
+    features: NodeFeatures
+
+
+class KubernetesFeatureSource:
+    """NodeFeature and Node objects from the API server, listed then watched, into the store.
+
+    One watch runs per stream, each as three nested loops (forever with backoff; list then
+    watch with a relist on 410 Gone; one watch stream): NodeFeatures
+    (``nfd.k8s-sigs.io/v1alpha1``), one stream per configured namespace (NFD's by default, or
+    ``*`` for all), and Nodes as metadata only (existence and ``kubernetes.io/os``/``arch``
+    labels). Objects are parsed as they arrive and kept only as interned features, merged per
+    node in NFD's order. The official client is blocking, so each watch runs in a worker
+    thread; the request path only ever reads the store's snapshot and takes no lock.
+
+    Readiness: the source is synced after both initial lists, and unsynced while either
+    watch cannot reach the API server or the NodeFeature CRD is missing (NFD not installed),
+    which is logged once and retried until the CRD appears.
+    """
+
+    def __init__(
+        self,
+        store: FeatureStore,
+        api_client: Any,
+        *,
+        namespaces: Sequence[str] = (DEFAULT_NFD_NAMESPACE,),
+        nfd_namespace: str = DEFAULT_NFD_NAMESPACE,
+        interner: Interner = DEFAULT_INTERNER,
+        page_size: int = 200,
+        watch_timeout_s: int = 240,
+        backoff_s: tuple[float, float] = (0.5, 30.0),
+        name: str = "kubernetes",
+    ) -> None:
+        self.name = name
+        self._store = store
+        self._api_client = api_client
+        self._namespaces = tuple(namespaces) or (nfd_namespace,)
+        self._nfd_namespace = nfd_namespace
+        self._interner = interner
+        self._page_size = page_size
+        self._watch_timeout_s = watch_timeout_s
+        self._backoff = backoff_s
+        self._objects: dict[tuple[str, str], _ObjectFeatures] = {}
+        self._by_node: dict[str, set[tuple[str, str]]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._open: set[Any] = set()
+        self._streams = ("nodes", *(f"{_NF_PREFIX}{ns}" for ns in self._namespaces))
+        self._synced = dict.fromkeys(self._streams, False)
+        self._crd_missing_logged = False
+        self.relists = {"nodefeatures": 0, "nodes": 0}  # read by tests and metrics
+        store.add_source(name)
+
+    # -- public ----------------------------------------------------------------------------
+
+    async def run(self, *, iterations: int | None = None) -> None:
+        """Run both watches until cancelled (or ``iterations`` outer-loop turns, for tests)."""
+        self._stop.clear()
+        try:
+            await asyncio.gather(*(_in_thread(self._forever, s, iterations) for s in self._streams))
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop the watches promptly, from any thread.
+
+        Closing a response another thread is reading blocks on the reader's buffer lock, so
+        the socket underneath is shut down instead: the blocked read returns at once.
+        """
+        self._stop.set()
+        for response in list(self._open):
+            _interrupt(response)
+
+    # -- the three loops -------------------------------------------------------------------
+
+    def _forever(self, stream: str, iterations: int | None) -> None:
+        delay = self._backoff[0]
+        turns = 0
+        while not self._stop.is_set() and (iterations is None or turns < iterations):
+            turns += 1
+            try:
+                self._continuous(stream)
+                delay = self._backoff[0]
+            except _WatchStoppedError:
+                return
+            except Exception as err:
+                if self._stop.is_set():
+                    return
+                self._set_synced(stream, False)
+                self._log_failure(stream, err)
+                self._stop.wait(delay)
+                delay = min(delay * 2, self._backoff[1])
+
+    def _continuous(self, stream: str) -> None:
+        """List, then watch from the list's resourceVersion until 410 or a failure."""
+        resource_version = self._list(stream)
+        self.relists[_kind(stream)] += 1
+        self._set_synced(stream, True)
+        while not self._stop.is_set():
+            try:
+                resource_version = self._watch_once(stream, resource_version)
+            except ApiGoneError:
+                log.info("%s watch expired (410 Gone): listing again", stream)
+                return
+
+    def _list(self, stream: str) -> str:
+        if stream == "nodes":
+            return self._list_nodes()
+        namespace = stream.removeprefix(_NF_PREFIX)
+        seen: dict[tuple[str, str], Mapping[str, Any]] = {}
+        resource_version = self._list_pages(
+            lambda **kw: self._call_nodefeatures(namespace, **kw),
+            lambda item: seen.__setitem__(_key(item), item),
+        )
+        self._replace_objects(namespace, seen)
+        return resource_version
+
+    def _list_nodes(self) -> str:
+        platforms: dict[str, str | None] = {}
+
+        def keep(item: Mapping[str, Any]) -> None:
+            metadata = item.get("metadata") or {}
+            platforms[str(metadata.get("name"))] = _platform(metadata)
+
+        resource_version = self._list_pages(
+            lambda **kw: self._core().list_node(**kw, _headers={"Accept": _METADATA_LIST}), keep
+        )
+        previous = set(self._store.snapshot().platforms)
+        for node in previous - platforms.keys():
+            self._store.set_platform(node, None)
+        for node, platform in platforms.items():
+            self._store.set_platform(node, platform)
+        return resource_version
+
+    def _list_pages(self, call: Any, keep: Any) -> str:
+        token: str | None = None
+        while True:
+            response = call(
+                limit=self._page_size,
+                _continue=token,
+                _preload_content=False,
+                _request_timeout=_LIST_TIMEOUT_S,
+            )
+            document = json.loads(response.data)
+            for item in document.get("items") or ():
+                keep(item)
+            metadata = document.get("metadata") or {}
+            token = metadata.get("continue") or None
+            if token is None:
+                return str(metadata.get("resourceVersion") or "")
+            if self._stop.is_set():
+                raise _WatchStoppedError
+
+    def _watch_once(self, stream: str, resource_version: str) -> str:
+        """One watch request on ``stream``; returns the last resourceVersion seen."""
+        kwargs: dict[str, Any] = {
+            "watch": True,
+            "resource_version": resource_version,
+            "allow_watch_bookmarks": True,
+            "timeout_seconds": self._watch_timeout_s,
+            "_preload_content": False,
+            "_request_timeout": (10, self._watch_timeout_s + 30),
+        }
+        if stream == "nodes":
+            response = self._core().list_node(**kwargs, _headers={"Accept": _METADATA_ONE})
+        else:
+            response = self._call_nodefeatures(stream.removeprefix(_NF_PREFIX), **kwargs)
+        return self._consume(stream, response, resource_version)
+
+    def _consume(self, stream: str, response: Any, resource_version: str) -> str:
+        self._open.add(response)
+        try:
+            for event in _json_lines(response):
+                if self._stop.is_set():
+                    raise _WatchStoppedError
+                kind_of_event = event.get("type")
+                obj = event.get("object") or {}
+                if kind_of_event == "ERROR":
+                    if obj.get("code") == 410:
+                        raise ApiGoneError
+                    raise RuntimeError(f"watch error: {obj.get('message') or obj}")
+                version = (obj.get("metadata") or {}).get("resourceVersion")
+                if version:
+                    resource_version = str(version)
+                if kind_of_event == "BOOKMARK":
+                    continue
+                if stream == "nodes":
+                    metadata = obj.get("metadata") or {}
+                    name = str(metadata.get("name"))
+                    platform = None if kind_of_event == "DELETED" else _platform(metadata)
+                    self._store.set_platform(name, platform)
+                elif kind_of_event == "DELETED":
+                    self._remove_object(_key(obj))
+                elif kind_of_event in ("ADDED", "MODIFIED"):
+                    self._upsert_object(obj)
+        except Exception as err:
+            if getattr(err, "status", None) == 410:
+                raise ApiGoneError from None
+            if self._stop.is_set():
+                raise _WatchStoppedError from None
+            raise
+        finally:
+            self._open.discard(response)
+            with contextlib.suppress(Exception):
+                response.release_conn()
+        return resource_version
+
+    # -- API calls -------------------------------------------------------------------------
+
+    def _core(self) -> Any:
+        return _kubernetes_client().CoreV1Api(self._api_client)
+
+    def _call_nodefeatures(self, namespace: str, **kwargs: Any) -> Any:
+        api = _kubernetes_client().CustomObjectsApi(self._api_client)
+        args = (NODEFEATURE_GROUP, NODEFEATURE_VERSION)
+        if namespace == ALL_NAMESPACES:
+            return api.list_cluster_custom_object(*args, NODEFEATURE_PLURAL, **kwargs)
+        return api.list_namespaced_custom_object(*args, namespace, NODEFEATURE_PLURAL, **kwargs)
+
+    # -- object bookkeeping ----------------------------------------------------------------
+
+    def _parse(self, obj: Mapping[str, Any]) -> _ObjectFeatures | None:
+        try:
+            node = _node_name(obj)
+            parsed = merge_node_features(
+                [obj], nfd_namespace=self._nfd_namespace, interner=self._interner
+            )[node]
+        except FeatureError as err:
+            meta = obj.get("metadata") or {}
+            log.warning(
+                "ignoring NodeFeature %s/%s: %s", meta.get("namespace"), meta.get("name"), err
+            )
+            return None
+        return _ObjectFeatures(node, _sort_key(obj, self._nfd_namespace), parsed)
+
+    def _replace_objects(
+        self, namespace: str, objects: Mapping[tuple[str, str], Mapping[str, Any]]
+    ) -> None:
+        """A fresh list of one namespace (or all) replaces what was known there."""
+        parsed = {key: p for key, obj in objects.items() if (p := self._parse(obj)) is not None}
+        with self._lock:
+            self._objects = {
+                key: item
+                for key, item in self._objects.items()
+                if namespace != ALL_NAMESPACES and key[0] != namespace
+            }
+            self._objects.update(parsed)
+            self._by_node = {}
+            for key, item in self._objects.items():
+                self._by_node.setdefault(item.node, set()).add(key)
+            merged = {node: self._merged(node) for node in list(self._by_node)}
+            # Published under the lock: streams of other namespaces publish too, and a stale
+            # merge must never overwrite a newer one.
+            self._store.replace(self.name, {n: f for n, f in merged.items() if f is not None})
+
+    def _upsert_object(self, obj: Mapping[str, Any]) -> None:
+        key = _key(obj)
+        parsed = self._parse(obj)
+        with self._lock:
+            previous = self._objects.pop(key, None)
+            touched = {previous.node} if previous else set()
+            if previous:
+                self._by_node.get(previous.node, set()).discard(key)
+            if parsed is not None:
+                self._objects[key] = parsed
+                self._by_node.setdefault(parsed.node, set()).add(key)
+                touched.add(parsed.node)
+            for node in touched:
+                self._store.update(self.name, node, self._merged(node))
+
+    def _remove_object(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            previous = self._objects.pop(key, None)
+            if previous is None:
+                return
+            self._by_node.get(previous.node, set()).discard(key)
+            self._store.update(self.name, previous.node, self._merged(previous.node))
+
+    def _merged(self, node: str) -> NodeFeatures | None:
+        keys = self._by_node.get(node)
+        if not keys:
+            self._by_node.pop(node, None)
+            return None
+        parts = sorted((self._objects[k] for k in keys), key=lambda p: p.sort_key)
+        if len(parts) == 1:
+            return parts[0].features
+        return merge_parsed(node, [p.features for p in parts], interner=self._interner)
+
+    # -- state and logs --------------------------------------------------------------------
+
+    def _set_synced(self, stream: str, synced: bool) -> None:
+        self._synced[stream] = synced
+        self._store.set_synced(self.name, all(self._synced.values()))
+
+    def _log_failure(self, stream: str, err: Exception) -> None:
+        status = getattr(err, "status", None)
+        if stream != "nodes" and status == 404:
+            if not self._crd_missing_logged:
+                log.error(
+                    "NodeFeature API (%s/%s) not found: is NFD installed? Not ready; retrying "
+                    "until its CRD appears",
+                    NODEFEATURE_GROUP,
+                    NODEFEATURE_VERSION,
+                )
+                self._crd_missing_logged = True
+            return
+        if status == 404 or status is None:
+            self._crd_missing_logged = False
+        reason = f"HTTP {status}" if status else f"{type(err).__name__}: {err}"
+        log.warning("%s watch failed (%s); not ready, retrying", stream, reason)
+
+
+async def _in_thread(function: Any, *args: Any) -> None:
+    """Run a long-lived blocking loop in its own daemon thread and await its end.
+
+    Not ``asyncio.to_thread``: the default executor has only a few workers, and watches that
+    never return would starve it (and each other) in a small container.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def target() -> None:
+        error: BaseException | None = None
+        try:
+            function(*args)
+        except BaseException as err:  # handed to the awaiting task
+            error = err
+        with contextlib.suppress(RuntimeError):  # the loop may be closed already
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=target, name=f"watch-{args[0]}", daemon=True).start()
+    await done
+
+
+def _kind(stream: str) -> str:
+    return "nodes" if stream == "nodes" else "nodefeatures"
+
+
+def _interrupt(response: Any) -> None:
+    """Unblock a thread reading ``response`` by shutting its socket down underneath it."""
+    sock = getattr(getattr(response, "connection", None), "sock", None)
+    if sock is not None:
+        # socket.socket's own shutdown, not SSLSocket's, which also drops the TLS object the
+        # reading thread is using.
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    metadata = obj.get("metadata") or {}
+    return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+
+
+def _platform(metadata: Mapping[str, Any]) -> str | None:
+    labels = metadata.get("labels") or {}
+    os_name, arch = labels.get(_OS_LABEL), labels.get(_ARCH_LABEL)
+    return f"{os_name}/{arch}" if os_name and arch else ""
+
+
+def _json_lines(response: Any) -> Iterator[dict[str, Any]]:
+    """Watch events from a streaming response: one JSON document per line."""
+    pending = b""
+    for chunk in response.stream(amt=None, decode_content=True):
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            if line.strip():
+                yield json.loads(line)
+    if pending.strip():
+        yield json.loads(pending)
+
+
+def _kubernetes_client() -> Any:
+    # Imported on first use: the offline commands (validate, check-spec) read features too and
+    # should not pay the official client's import time.
+    from kubernetes import client  # noqa: PLC0415
+
+    return client
+
+
+def kubernetes_api_client(kubeconfig: str | None = None, context: str | None = None) -> Any:
+    """An official-client ApiClient from a kubeconfig, or in-cluster configuration."""
+    from kubernetes import config  # noqa: PLC0415 - see _kubernetes_client
+
+    if kubeconfig:
+        return config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        return config.new_client_from_config(context=context)  # type: ignore[no-untyped-call]
+    return _kubernetes_client().ApiClient()

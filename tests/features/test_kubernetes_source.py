@@ -1,0 +1,317 @@
+"""Live features from a real kube-apiserver: NodeFeature and Node watches into the store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from devcluster import nfd
+from devcluster.controlplane import ControlPlane
+from extender.features import (
+    ALL_NAMESPACES,
+    FeatureStore,
+    KubernetesFeatureSource,
+    kubernetes_api_client,
+)
+
+pytestmark = pytest.mark.integration
+
+NS = nfd.NFD_NAMESPACE
+PATH = "/apis/nfd.k8s-sigs.io/v1alpha1/namespaces/{ns}/nodefeatures"
+
+
+def nodefeature(
+    name: str,
+    node: str,
+    *,
+    ns: str = NS,
+    attrs: dict[str, str] | None = None,
+    flags: list[str] | None = None,
+    instances: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    features: dict[str, Any] = {"attributes": {"test.attr": {"elements": attrs or {}}}}
+    if flags is not None:
+        features["flags"] = {"test.flag": {"elements": {f: {} for f in flags}}}
+    if instances is not None:
+        features["instances"] = {"test.inst": {"elements": [{"attributes": i} for i in instances]}}
+    return {
+        "apiVersion": "nfd.k8s-sigs.io/v1alpha1",
+        "kind": "NodeFeature",
+        "metadata": {"name": name, "namespace": ns, "labels": {nfd.NODE_NAME_LABEL: node}},
+        "spec": {"features": features},
+    }
+
+
+def put(cluster: ControlPlane, obj: dict[str, Any]) -> None:
+    ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    nfd.ensure_namespace(cluster, ns)
+    try:
+        current = cluster.request("GET", f"{PATH.format(ns=ns)}/{name}")
+    except Exception:  # absent: create it
+        cluster.request("POST", PATH.format(ns=ns), obj)
+        return
+    body = json.loads(json.dumps(obj))
+    body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+    cluster.request("PUT", f"{PATH.format(ns=ns)}/{name}", body)
+
+
+def delete(cluster: ControlPlane, name: str, ns: str = NS) -> None:
+    cluster.request("DELETE", f"{PATH.format(ns=ns)}/{name}")
+
+
+async def eventually(
+    check: Callable[[], bool], within_s: float = 15.0, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def nfd_cluster(devcluster: ControlPlane) -> ControlPlane:
+    nfd.install_crds(devcluster)
+    nfd.ensure_namespace(devcluster, NS)
+    return devcluster
+
+
+class Running:
+    def __init__(
+        self, store: FeatureStore, source: KubernetesFeatureSource, task: asyncio.Task[None]
+    ) -> None:
+        self.store, self.source, self.task = store, source, task
+
+    def attr(self, node: str, key: str) -> str | None:
+        record = self.store.snapshot().record(node)
+        if record is None:
+            return None
+        values = record.features.attributes.get("test.attr") or {}
+        return values.get(key)
+
+
+async def start_source(cluster: ControlPlane, **kwargs: Any) -> Running:
+    store = FeatureStore()
+    kwargs.setdefault("backoff_s", (0.1, 0.5))
+    source = KubernetesFeatureSource(
+        store, kubernetes_api_client(str(cluster.kubeconfig)), **kwargs
+    )
+    task = asyncio.create_task(source.run())
+    return Running(store, source, task)
+
+
+@pytest.fixture
+async def running(nfd_cluster: ControlPlane) -> AsyncIterator[Running]:
+    run = await start_source(nfd_cluster)
+    try:
+        await eventually(lambda: run.store.snapshot().synced, what="first sync")
+        yield run
+    finally:
+        run.source.stop()
+        await asyncio.wait_for(run.task, 10)
+
+
+async def test_create_update_delete(nfd_cluster: ControlPlane, running: Running) -> None:
+    put(nfd_cluster, nodefeature("cud-node", "cud-node", attrs={"v": "1"}))
+    await eventually(lambda: running.attr("cud-node", "v") == "1", what="create")
+    generation = running.store.snapshot().record("cud-node").generation  # type: ignore[union-attr]
+    put(nfd_cluster, nodefeature("cud-node", "cud-node", attrs={"v": "2"}))
+    await eventually(lambda: running.attr("cud-node", "v") == "2", what="update")
+    assert running.store.snapshot().record("cud-node").generation > generation  # type: ignore[union-attr]
+    delete(nfd_cluster, "cud-node")
+    await eventually(lambda: running.store.snapshot().record("cud-node") is None, what="delete")
+
+
+async def test_two_objects_for_one_node_merge_in_nfd_order(
+    nfd_cluster: ControlPlane, running: Running
+) -> None:
+    # The worker's object, then a third party's; names sort "merge-node" < "zzz-extra".
+    put(
+        nfd_cluster,
+        nodefeature(
+            "zzz-extra",
+            "merge-node",
+            attrs={"a": "extra", "c": "3"},
+            flags=["f2"],
+            instances=[{"i": "2"}],
+        ),
+    )
+    put(
+        nfd_cluster,
+        nodefeature(
+            "merge-node",
+            "merge-node",
+            attrs={"a": "worker", "b": "2"},
+            flags=["f1"],
+            instances=[{"i": "1"}],
+        ),
+    )
+    await eventually(
+        lambda: running.attr("merge-node", "b") == "2" and running.attr("merge-node", "c") == "3",
+        what="both objects",
+    )
+    features = running.store.snapshot().record("merge-node").features  # type: ignore[union-attr]
+    assert features.attributes["test.attr"]["a"] == "extra"  # later object wins
+    assert features.flags["test.flag"] == frozenset({"f1", "f2"})  # flags are a union
+    assert [dict(i) for i in features.instances["test.inst"]] == [
+        {"i": "1"},
+        {"i": "2"},
+    ]  # appended
+    delete(nfd_cluster, "zzz-extra")
+    await eventually(
+        lambda: running.attr("merge-node", "a") == "worker", what="third party removed"
+    )
+    delete(nfd_cluster, "merge-node")
+
+
+async def test_other_namespaces_are_ignored_by_default(
+    nfd_cluster: ControlPlane, running: Running
+) -> None:
+    put(nfd_cluster, nodefeature("intruder", "victim-node", ns="default", attrs={"evil": "1"}))
+    put(nfd_cluster, nodefeature("marker", "marker-node", attrs={"ok": "1"}))
+    await eventually(lambda: running.attr("marker-node", "ok") == "1", what="marker")
+    assert running.store.snapshot().record("victim-node") is None
+    everywhere = await start_source(nfd_cluster, namespaces=(ALL_NAMESPACES,), name="everywhere")
+    listed = await start_source(nfd_cluster, namespaces=(NS, "default"), name="listed")
+    try:
+        for run in (everywhere, listed):
+            await eventually(
+                lambda run=run: run.attr("victim-node", "evil") == "1", what=run.source.name
+            )
+            await eventually(
+                lambda run=run: run.attr("marker-node", "ok") == "1", what=run.source.name
+            )
+        # Each listed namespace is its own stream: an update in either arrives promptly.
+        put(nfd_cluster, nodefeature("intruder", "victim-node", ns="default", attrs={"evil": "2"}))
+        await eventually(lambda: listed.attr("victim-node", "evil") == "2", what="second ns")
+    finally:
+        for run in (everywhere, listed):
+            run.source.stop()
+            await asyncio.wait_for(run.task, 10)
+        delete(nfd_cluster, "intruder", ns="default")
+        delete(nfd_cluster, "marker")
+
+
+async def test_node_platforms_from_node_metadata(
+    nfd_cluster: ControlPlane, running: Running
+) -> None:
+    nfd_cluster.create_node("arm-node", arch="arm64")
+    await eventually(
+        lambda: running.store.snapshot().platform("arm-node") == "linux/arm64", what="node"
+    )
+    nfd_cluster.delete_node("arm-node")
+    await eventually(lambda: running.store.snapshot().platform("arm-node") == "", what="node gone")
+
+
+# -- disruptive tests on a dedicated control plane -----------------------------------------
+
+
+PRIVATE_APISERVER_ARGS = [
+    "--etcd-compaction-interval=1s",
+    "--watch-cache-sizes=nodefeatures.nfd.k8s-sigs.io#0",
+]
+
+
+@pytest.fixture(scope="module")
+def private_cluster() -> Iterator[ControlPlane]:
+    """Its own etcd + apiserver, compacting every second and with no watch cache for
+    NodeFeatures, so a stale resourceVersion really gets 410 Gone; no NFD CRDs at first."""
+    cluster = ControlPlane()
+    try:
+        cluster.start_etcd()
+        cluster.start_apiserver(PRIVATE_APISERVER_ARGS)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+async def test_missing_crd_then_installed(
+    private_cluster: ControlPlane, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = await start_source(private_cluster, backoff_s=(0.2, 0.5))
+    try:
+        await asyncio.sleep(1.5)
+        assert not run.store.snapshot().synced
+        assert "is NFD installed?" in caplog.text
+        assert caplog.text.count("is NFD installed?") == 1  # said once, not every retry
+        nfd.install_crds(private_cluster)
+        nfd.ensure_namespace(private_cluster, NS)
+        await eventually(lambda: run.store.snapshot().synced, what="recovery after CRD install")
+        put(private_cluster, nodefeature("late", "late-node", attrs={"v": "1"}))
+        await eventually(lambda: run.attr("late-node", "v") == "1", what="watch after CRD install")
+    finally:
+        run.source.stop()
+        await asyncio.wait_for(run.task, 10)
+
+
+async def test_apiserver_restart_mid_watch(private_cluster: ControlPlane) -> None:
+    nfd.install_crds(private_cluster)
+    nfd.ensure_namespace(private_cluster, NS)
+    run = await start_source(private_cluster, backoff_s=(0.2, 0.5))
+    try:
+        await eventually(lambda: run.store.snapshot().synced, what="first sync")
+        await asyncio.to_thread(private_cluster.stop_apiserver, True)
+        await eventually(lambda: not run.store.snapshot().synced, what="readiness dip")
+        # Started from this thread, not a worker: the child dies with the thread that started
+        # it (PR_SET_PDEATHSIG), and executor threads end with the test's event loop.
+        private_cluster.start_apiserver(PRIVATE_APISERVER_ARGS)
+        await eventually(lambda: run.store.snapshot().synced, within_s=30, what="readiness back")
+        put(private_cluster, nodefeature("after-restart", "restart-node", attrs={"v": "1"}))
+        await eventually(lambda: run.attr("restart-node", "v") == "1", what="events after restart")
+    finally:
+        run.source.stop()
+        await asyncio.wait_for(run.task, 10)
+
+
+class _StaleFirstList(KubernetesFeatureSource):
+    """Its first NodeFeature list reports a resourceVersion that compaction has removed."""
+
+    stale = ""
+
+    def _list(self, stream: str) -> str:
+        version = super()._list(stream)
+        if stream != "nodes" and self.stale:
+            version, self.stale = self.stale, ""
+        return version
+
+
+async def test_gone_watch_triggers_a_relist(private_cluster: ControlPlane) -> None:
+    nfd.install_crds(private_cluster)
+    nfd.ensure_namespace(private_cluster, NS)
+    stale = private_cluster.request("GET", PATH.format(ns=NS))["metadata"]["resourceVersion"]
+    for i in range(5):
+        put(private_cluster, nodefeature("churn", "churn-node", attrs={"v": str(i)}))
+    await asyncio.sleep(3)  # two compactions
+    store = FeatureStore()
+    source = _StaleFirstList(
+        store, kubernetes_api_client(str(private_cluster.kubeconfig)), backoff_s=(0.1, 0.2)
+    )
+    source.stale = stale
+    task = asyncio.create_task(source.run())
+    try:
+        await eventually(lambda: source.relists["nodefeatures"] >= 2, what="relist after 410")
+        await eventually(
+            lambda: store.snapshot().record("churn-node") is not None, what="state after relist"
+        )
+    finally:
+        source.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_bounded_iterations_hook(private_cluster: ControlPlane) -> None:
+    private_cluster.stop_apiserver()  # unreachable: each outer turn fails fast
+    try:
+        store = FeatureStore()
+        source = KubernetesFeatureSource(
+            store, kubernetes_api_client(str(private_cluster.kubeconfig)), backoff_s=(0.01, 0.02)
+        )
+        await asyncio.wait_for(source.run(iterations=3), 30)
+        assert not store.snapshot().synced
+    finally:
+        private_cluster.start_apiserver(PRIVATE_APISERVER_ARGS)
