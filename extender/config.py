@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from extender.features import DEFAULT_NFD_NAMESPACE
+from extender.features import ALL_NAMESPACES, DEFAULT_NFD_NAMESPACE
 from extender.policy import (
     DEFAULT_ANNOTATION_PREFIX,
     DEFAULT_SCHEDULER_NAME,
@@ -43,6 +43,7 @@ __all__ = [
 
 ENV_PREFIX = "IMAGE_COMPAT_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+FEATURE_SOURCES = ("auto", "kubernetes", "file", "none")
 
 
 class ConfigError(ValueError):
@@ -64,7 +65,11 @@ class Settings:
     spec_wait_budget: float = 0.3
     max_body_bytes: int = 64 << 20
     memo_size: int = 65_536
+    feature_source: str = "auto"
     features_file: Path | None = None
+    kubeconfig: Path | None = None
+    kube_context: str = ""
+    nodefeature_namespaces: tuple[str, ...] = ()
     nfd_namespace: str = DEFAULT_NFD_NAMESPACE
     spec_map: Path | None = None
     file_check_interval: float = 2.0
@@ -92,7 +97,23 @@ class Settings:
             raise ConfigError(str(err)) from None
         if self.max_body_bytes < 1024:
             raise ConfigError("--max-body-bytes: at least 1Ki is needed")
+        if self.feature_source == "file" and self.features_file is None:
+            raise ConfigError("--feature-source=file needs --features-file")
         return self
+
+    @property
+    def effective_feature_source(self) -> str:
+        """``auto`` is the file when one is given, else the API server."""
+        if self.feature_source != "auto":
+            return self.feature_source
+        return "file" if self.features_file is not None else "kubernetes"
+
+    @property
+    def watched_namespaces(self) -> tuple[str, ...]:
+        """NodeFeature namespaces to watch: NFD's unless others (or ``*``) are named."""
+        if ALL_NAMESPACES in self.nodefeature_namespaces:
+            return (ALL_NAMESPACES,)
+        return self.nodefeature_namespaces or (self.nfd_namespace,)
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,6 +211,24 @@ def _parse_path(text: str) -> Path | None:
 
 def _parse_text(text: str) -> str:
     return text.strip()
+
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def _parse_namespaces(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    for name in names:
+        if name != ALL_NAMESPACES and not _DNS_LABEL.fullmatch(name):
+            raise ValueError(f"{name!r} is not a namespace name (or * for all)")
+    return names
+
+
+def _parse_feature_source(text: str) -> str:
+    value = text.strip().lower()
+    if value not in FEATURE_SOURCES:
+        raise ValueError(f"{text!r} is not one of {', '.join(FEATURE_SOURCES)}")
+    return value
 
 
 def _parse_level(text: str) -> str:
@@ -327,6 +366,45 @@ OPTIONS: tuple[Option, ...] = (
         "spec, tags, fingerprint → verdict).",
         _parse_positive_int,
         "N",
+    ),
+    Option(
+        "feature_source",
+        "--feature-source",
+        "auto",
+        "Where node features come from. kubernetes: watch NFD's NodeFeature objects and "
+        "Nodes through the API server; file: --features-file; none: no node has features "
+        "(every image with a spec is rejected); auto: file when --features-file is given, "
+        "else kubernetes.",
+        _parse_feature_source,
+        "SOURCE",
+    ),
+    Option(
+        "kubeconfig",
+        "--kubeconfig",
+        "",
+        "kubeconfig for the API server. Empty: in-cluster configuration when running in a "
+        "pod, else $KUBECONFIG or ~/.kube/config.",
+        _parse_path,
+        "FILE",
+    ),
+    Option(
+        "kube_context",
+        "--kube-context",
+        "",
+        "kubeconfig context to use (empty: its current context).",
+        _parse_text,
+        "NAME",
+    ),
+    Option(
+        "nodefeature_namespaces",
+        "--nodefeature-namespace",
+        "",
+        "Namespaces whose NodeFeature objects are read (empty: --nfd-namespace only; * for "
+        "all, which needs cluster-wide list/watch RBAC). Repeatable or a comma list. Anyone "
+        "who can write NodeFeatures in these namespaces can steer scheduling.",
+        _parse_namespaces,
+        "NAMESPACE",
+        repeatable=True,
     ),
     Option(
         "features_file",

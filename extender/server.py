@@ -33,7 +33,7 @@ from aiohttp import web
 from extender import protocol
 from extender.artifacts import NoArtifacts, SpecMapError, SpecMapSource
 from extender.config import Settings
-from extender.features import FeaturesFileSource
+from extender.features import FeaturesFileSource, KubernetesFeatureSource, kubernetes_api_client
 from extender.features import FeatureStore as MemoryFeatureStore
 from extender.policy import ArtifactSource, FeatureStore, Policy, PolicyUnavailableError
 
@@ -42,6 +42,7 @@ __all__ = [
     "FEATURE_STORE",
     "POLICY",
     "SETTINGS",
+    "FeatureSourceError",
     "configure_logging",
     "create_app",
     "run",
@@ -55,6 +56,11 @@ FEATURE_STORE: web.AppKey[FeatureStore] = web.AppKey("feature_store")
 ARTIFACT_SOURCE: web.AppKey[ArtifactSource] = web.AppKey("artifact_source")
 
 JSON = "application/json"
+
+
+class FeatureSourceError(Exception):
+    """The configured feature source cannot be set up (e.g. no Kubernetes configuration)."""
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
@@ -151,6 +157,42 @@ def _poller_context(
     return context
 
 
+def _watch_context(source: KubernetesFeatureSource) -> CleanupContext:
+    """Run the API-server watches from startup to cleanup; readiness follows their sync."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(source.run(), name="kubernetes-features")
+        yield
+        source.stop()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(task, timeout=10)
+
+    return context
+
+
+def _kubernetes_source(settings: Settings, store: MemoryFeatureStore) -> KubernetesFeatureSource:
+    try:
+        api_client = kubernetes_api_client(
+            str(settings.kubeconfig) if settings.kubeconfig else None,
+            settings.kube_context or None,
+        )
+    except Exception as err:  # the client raises ConfigException, OSError, ValueError...
+        raise FeatureSourceError(
+            f"no usable Kubernetes configuration ({err}); give --kubeconfig, run in a pod, or "
+            "use --features-file for offline use"
+        ) from None
+    log.info(
+        "watching NodeFeatures in %s and Nodes through the API server",
+        ", ".join(settings.watched_namespaces),
+    )
+    return KubernetesFeatureSource(
+        store,
+        api_client,
+        namespaces=settings.watched_namespaces,
+        nfd_namespace=settings.nfd_namespace,
+    )
+
+
 async def _policy_context(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[POLICY].aclose()
@@ -164,12 +206,16 @@ def create_app(
 ) -> web.Application:
     """The extender application. Tests inject sources; otherwise they come from settings.
 
-    Raises :class:`~extender.artifacts.SpecMapError` when ``--spec-map`` cannot be read.
+    Raises :class:`~extender.artifacts.SpecMapError` when ``--spec-map`` cannot be read and
+    :class:`FeatureSourceError` when the Kubernetes source has no usable configuration.
     """
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
     if feature_store is None:
         owned_store = MemoryFeatureStore()
-        if settings.features_file is not None:
+        kind = settings.effective_feature_source
+        if kind == "kubernetes":
+            app.cleanup_ctx.append(_watch_context(_kubernetes_source(settings, owned_store)))
+        elif kind == "file" and settings.features_file is not None:
             file_source = FeaturesFileSource(
                 owned_store,
                 settings.features_file,
@@ -254,7 +300,7 @@ def run(settings: Settings) -> int:
     configure_logging(settings.log_level)
     try:
         app = create_app(settings)
-    except SpecMapError as err:
+    except (SpecMapError, FeatureSourceError) as err:
         log.error("%s", err)
         return 1
     try:

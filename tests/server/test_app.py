@@ -274,7 +274,7 @@ async def test_missing_features_file_is_not_ready(aiohttp_client: Any, tmp_path:
 
 
 async def test_without_sources_every_image_is_neutral(aiohttp_client: Any) -> None:
-    client = await aiohttp_client(create_app(Settings()))
+    client = await aiohttp_client(create_app(Settings(feature_source="none")))
     response = await client.post("/filter", json=names_args("a", "b"))
     assert (await response.json())["NodeNames"] == ["a", "b"]
 
@@ -282,4 +282,4 @@ async def test_without_sources_every_image_is_neutral(aiohttp_client: Any) -> No
 def test_bad_spec_map_fails_create_app(tmp_path: Path) -> None:
     (tmp_path / "map.yaml").write_text("not: a list")
     with pytest.raises(SpecMapError):
-        create_app(Settings(spec_map=tmp_path / "map.yaml"))
+        create_app(Settings(spec_map=tmp_path / "map.yaml", feature_source="none"))

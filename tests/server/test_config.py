@@ -153,3 +153,18 @@ def test_serve_help_lists_env_variables(capsys: pytest.CaptureFixture[str]) -> N
         build_parser().parse_args(["serve", "--help"])
     out = capsys.readouterr().out
     assert "IMAGE_COMPAT_LISTEN" in out and "--spec-wait-budget" in out
+
+
+def test_nodefeature_namespaces_and_feature_source() -> None:
+    assert parse().watched_namespaces == ("node-feature-discovery",)
+    assert parse().effective_feature_source == "kubernetes"
+    settings = parse("--nodefeature-namespace=a,b", "--nodefeature-namespace", "c")
+    assert settings.watched_namespaces == ("a", "b", "c")
+    assert parse("--nodefeature-namespace=a,*").watched_namespaces == ("*",)
+    assert parse("--features-file=x.yaml").effective_feature_source == "file"
+    with pytest.raises(ConfigError, match="--nodefeature-namespace: 'Bad_NS' is not a namespace"):
+        parse("--nodefeature-namespace=Bad_NS")
+    with pytest.raises(ConfigError, match="--feature-source=file needs --features-file"):
+        parse("--feature-source=file")
+    with pytest.raises(ConfigError, match="IMAGE_COMPAT_FEATURE_SOURCE: 'etcd' is not one of"):
+        parse(env={"IMAGE_COMPAT_FEATURE_SOURCE": "etcd"})

@@ -137,7 +137,9 @@ async def test_serve_answers_and_stops_on_sigterm(server: Server) -> None:
 
 
 async def test_serve_rejects_oversized_bodies(files: Path) -> None:
-    running = Server(["--listen", "127.0.0.1:0", "--max-body-bytes", "2Ki"], {})
+    running = Server(
+        ["--listen", "127.0.0.1:0", "--max-body-bytes", "2Ki", "--feature-source", "none"], {}
+    )
     try:
         base = f"http://127.0.0.1:{running.port()}"
         big = {"Pod": POD, "NodeNames": [f"node-{i}" for i in range(1000)]}
@@ -174,7 +176,10 @@ def test_serve_refuses_bad_settings() -> None:
 def test_serve_refuses_a_bad_spec_map(tmp_path: Path) -> None:
     (tmp_path / "map.yaml").write_text("{not: a list}")
     result = subprocess.run(
-        [sys.executable, "-m", "extender", "serve", "--spec-map", str(tmp_path / "map.yaml")],
+        [
+            *(sys.executable, "-m", "extender", "serve", "--feature-source=none"),
+            *("--spec-map", str(tmp_path / "map.yaml")),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -224,3 +229,20 @@ async def test_graceful_shutdown_lets_a_running_request_finish(
             assert (await response.json())["NodeNames"] == ["new"]
         await serving
     assert "stopped" in caplog.text
+
+
+def test_serve_without_kubernetes_configuration_says_what_to_do(tmp_path: Path) -> None:
+    env = {**os.environ, "HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "absent")}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "extender", "serve", "--listen", "127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 1
+    assert "no usable Kubernetes configuration" in result.stderr
+    assert "--features-file" in result.stderr
+    assert "Traceback" not in result.stderr
