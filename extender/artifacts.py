@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import platform as platform_module
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -43,6 +44,7 @@ import yaml
 from extender.features import ApiGoneError, _in_thread, _interrupt, _json_lines
 from extender.policy import BoundedDict, PullContext, SpecKey, SpecLookup
 from extender.registry import (
+    CompatibilityArtifact,
     Descriptor,
     DockerConfig,
     HostPolicy,
@@ -53,6 +55,7 @@ from extender.registry import (
     RegistryError,
     RegistryHostConfig,
     RegistryLimits,
+    RegistryNotFoundError,
     RegistryUnavailableError,
     choose_newest,
     index_children,
@@ -78,6 +81,8 @@ __all__ = [
     "SpecMap",
     "SpecMapError",
     "SpecMapSource",
+    "fetch_spec_like_nfd",
+    "parse_nfd_platform",
     "registry_source_from",
 ]
 
@@ -909,3 +914,52 @@ def registry_source_from(settings: Settings, api_client: Any = None) -> Registry
     )
     secrets = KubernetesSecrets(api_client) if api_client is not None else None
     return RegistrySource(client, settings.artifact_cache_config(), secrets=secrets)
+
+
+# --------------------------------------------------------------------------------------------
+# ``validate --image``: one artifact, fetched the way ``nfd compat validate-node`` does
+
+_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le"}
+
+
+def parse_nfd_platform(text: str) -> Platform | None:
+    """``--platform`` as NFD parses it: ``os[/arch[/variant]]``; a lone OS takes this host's
+    architecture (NFD: ``runtime.GOARCH``); empty means none. ``:os_version`` is refused."""
+    text = text.strip()
+    if not text:
+        return None
+    if ":" in text:
+        raise ValueError(f"platform {text!r}: an os.version (after ':') is not supported")
+    parts = text.split("/")
+    if len(parts) > 3:
+        raise ValueError(f"failed to parse platform {text!r}: expected format os[/arch[/variant]]")
+    if not parts[0]:
+        raise ValueError("invalid platform: OS cannot be empty")
+    if len(parts) == 1:
+        machine = platform_module.machine().lower()
+        parts.append(_GOARCH.get(machine, machine))
+    if not parts[1]:
+        raise ValueError("invalid platform: Architecture cannot be empty")
+    return Platform(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
+
+
+async def fetch_spec_like_nfd(
+    client: RegistryClient,
+    reference: str,
+    platform: Platform | None = None,
+    credentials: Sequence[DockerConfig] = (),
+) -> CompatibilityArtifact:
+    """The spec ``nfd compat validate-node --image REF [--platform P]`` would evaluate.
+
+    As NFD's client: resolve (with a platform, the first matching manifest of an index,
+    whose own referrers alone count, with no fallback to the index's), list referrers of the
+    artifact type (API, else the tag schema), take the newest, read its spec layer. Raises
+    :class:`~extender.registry.RegistryError`; no artifact is NFD's ``compatibility artifact
+    not found``. One difference: we read the layer whose media type is the spec's, and
+    layers[0] only when none has it (NFD always reads layers[0]).
+    """
+    ref = ImageReference.parse(reference)
+    found = await client.fetch_compatibility_spec(ref, platform=platform, credentials=credentials)
+    if found is None:
+        raise RegistryNotFoundError(f"{reference}: compatibility artifact not found")
+    return found
