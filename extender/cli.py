@@ -310,6 +310,12 @@ def _closed_pipe() -> int:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
+    if not args.spec and not args.image:
+        print(
+            "image-compat-extender validate: error: one of --spec FILE or --image REF is required",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         return _validate(args)
     except _CommandError as err:
@@ -326,8 +332,6 @@ def _validate(args: argparse.Namespace) -> int:
     from extender.features import FeatureError, load_node_features  # noqa: PLC0415
     from extender.rules import SetSemantics, evaluate  # noqa: PLC0415
 
-    if not args.spec and not args.image:
-        raise _CommandError("give --spec FILE or --image REF (or several)")
     secret_stdin = args.registry_password_stdin or args.registry_token_stdin
     if args.spec.count("-") + (args.features == "-") + secret_stdin > 1:
         raise _CommandError("only one of --spec, --features and the registry secret can read stdin")
