@@ -572,6 +572,13 @@ class RegistrySource:
             lookup = SpecLookup.failed(message, origin)
             self._answers.put((key, context), _Answer(lookup, now + self.config.error_ttl, None))
             return lookup
+        except Exception as err:  # a bug or an unexpected library error: still an answer
+            log.exception("loading the spec of %s failed unexpectedly", key.reference)
+            self.stats.failures += 1
+            lookup = SpecLookup.failed(f"internal error: {type(err).__name__}: {err}", origin)
+            expires = self._clock() + self.config.error_ttl
+            self._answers.put((key, context), _Answer(lookup, expires, None))
+            return lookup
         now = self._clock()
         self._answers.put((key, context), _Answer(lookup, expires, now))
         return lookup
