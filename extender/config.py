@@ -43,6 +43,7 @@ __all__ = [
 
 ENV_PREFIX = "IMAGE_COMPAT_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("console", "json")
 FEATURE_SOURCES = ("auto", "kubernetes", "file", "none")
 
 
@@ -76,6 +77,11 @@ class Settings:
     shutdown_timeout: float = 10.0
     log_level: str = "INFO"
     access_log: bool = False
+    log_format: str = "console"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = None
+    tls_reload_interval: float = 10.0
 
     def policy_config(self) -> PolicyConfig:
         return PolicyConfig(
@@ -99,7 +105,17 @@ class Settings:
             raise ConfigError("--max-body-bytes: at least 1Ki is needed")
         if self.feature_source == "file" and self.features_file is None:
             raise ConfigError("--feature-source=file needs --features-file")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        if self.client_ca is not None and self.tls_cert is None:
+            raise ConfigError("--client-ca needs --tls-cert and --tls-key (mTLS is TLS first)")
+        if self.tls_reload_interval <= 0:
+            raise ConfigError("--tls-reload-interval must be positive")
         return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
     @property
     def effective_feature_source(self) -> str:
@@ -236,6 +252,13 @@ def _parse_level(text: str) -> str:
     if level not in LOG_LEVELS:
         raise ValueError(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
     return level
+
+
+def _parse_log_format(text: str) -> str:
+    value = text.strip().lower()
+    if value not in LOG_FORMATS:
+        raise ValueError(f"{text!r} is not one of {', '.join(LOG_FORMATS)}")
+    return value
 
 
 def _parse_bool(text: str) -> bool:
@@ -460,9 +483,55 @@ OPTIONS: tuple[Option, ...] = (
         "access_log",
         "--access-log",
         "false",
-        "Log every request (two lines per scheduled pod).",
+        "Log one line per filter and prioritize call (verb, pod, node count, rejected count, "
+        "duration, status): two lines per scheduled pod. Without it these lines are at debug "
+        "level.",
         _parse_bool,
         boolean=True,
+    ),
+    Option(
+        "log_format",
+        "--log-format",
+        "console",
+        "console: one readable line per event, for people; json: one JSON object per line "
+        "(time, level, logger, message and the event's fields), for log collectors.",
+        _parse_log_format,
+        "console|json",
+    ),
+    Option(
+        "tls_cert",
+        "--tls-cert",
+        "",
+        "PEM certificate (chain) to serve HTTPS with; needs --tls-key. Empty: plain HTTP. "
+        "Reloaded when the file's content changes (a renewed Secret), without a restart.",
+        _parse_path,
+        "FILE",
+    ),
+    Option(
+        "tls_key",
+        "--tls-key",
+        "",
+        "PEM private key of --tls-cert.",
+        _parse_path,
+        "FILE",
+    ),
+    Option(
+        "client_ca",
+        "--client-ca",
+        "",
+        "PEM CA bundle: clients must present a certificate it signed (mTLS; point the "
+        "scheduler's tlsConfig certFile/keyFile at one). Needs --tls-cert. Reloaded like it.",
+        _parse_path,
+        "FILE",
+    ),
+    Option(
+        "tls_reload_interval",
+        "--tls-reload-interval",
+        "10s",
+        "How often the --tls-cert, --tls-key and --client-ca files are read and hashed to "
+        "detect a change (mounted Secrets are replaced without inotify events).",
+        parse_duration,
+        "DURATION",
     ),
 )
 

@@ -32,7 +32,9 @@ __all__ = [
     "DEFAULT_ANNOTATION_PREFIX",
     "DEFAULT_SCHEDULER_NAME",
     "MAX_SCORE",
+    "POD_KINDS",
     "REASON_PREFIX",
+    "REJECTION_CLASSES",
     "ArtifactSource",
     "BoundedDict",
     "Candidate",
@@ -459,9 +461,25 @@ class FilterDecision:
     unresolvable: Mapping[str, str]
 
 
+# Label values of PolicyStats.pods (what filter saw) and PolicyStats.rejections (why a node
+# was rejected): fixed sets, so metrics built from them have bounded cardinality.
+POD_KINDS = ("enforce", "prefer", "off", "invalid", "not_ours")
+REJECTION_CLASSES = (
+    "incompatible",  # no set matched the node's features
+    "no_features",  # the node has no NodeFeature
+    "evaluation_error",  # a node-side value NFD cannot compare (e.g. a version string)
+    "invalid_spec",  # the image's spec cannot be used: every node is rejected
+    "invalid_annotation",  # the pod's annotations cannot be honoured: every node is rejected
+)
+
+
+def _zeros(keys: tuple[str, ...]) -> dict[str, int]:
+    return dict.fromkeys(keys, 0)
+
+
 @dataclass(slots=True)
 class PolicyStats:
-    """Counters for the metrics to come; plain integers, read at scrape time."""
+    """Counters for the metrics; plain integers, read at scrape time."""
 
     filter_requests: int = 0
     prioritize_requests: int = 0
@@ -470,6 +488,8 @@ class PolicyStats:
     spec_waits: int = 0
     spec_wait_timeouts: int = 0
     source_failures: int = 0
+    pods: dict[str, int] = field(default_factory=lambda: _zeros(POD_KINDS))  # per filter call
+    rejections: dict[str, int] = field(default_factory=lambda: _zeros(REJECTION_CLASSES))
 
 
 Slot = tuple[int, str]  # (requirement index, platform)
@@ -519,11 +539,13 @@ class Policy:
         """Which nodes may run the pod. Raises :class:`PolicyUnavailableError`."""
         self.stats.filter_requests += 1
         plan = self.plan(pod)
+        kind = "invalid" if plan.problem else plan.mode.value if plan.ours else "not_ours"
+        self.stats.pods[kind] += 1
         everyone = FilterDecision(tuple(range(len(nodes))), {})
         if not plan.ours or (plan.mode is Mode.OFF and not plan.problem):
             return everyone
         if plan.problem:
-            return self._reject_all(nodes, plan.problem)
+            return self._reject_all(nodes, plan.problem, "invalid_annotation")
         if not plan.requirements or not nodes:
             return everyone
         snapshot = self.store.snapshot()
@@ -533,7 +555,7 @@ class Policy:
             return everyone
         resolved = await self._resolve(plan, set(platforms), strict=True)
         if resolved.invalid:
-            return self._reject_all(nodes, resolved.invalid)
+            return self._reject_all(nodes, resolved.invalid, "invalid_spec")
         if resolved.unavailable:
             raise PolicyUnavailableError(REASON_PREFIX + resolved.unavailable)
         if not resolved.any_spec:
@@ -554,12 +576,14 @@ class Policy:
         verdict, tags, records = self.memo.verdict, plan.tags, snapshot.nodes
         passing: list[int] = []
         failed: dict[str, str] = {}
+        rejections = self.stats.rejections
         for index, node in enumerate(nodes):
             record = records.get(node.name)
             for label, spec in checks[platforms[index]]:
                 outcome = verdict(spec, tags, record)
                 if not outcome.compatible:
                     failed[node.name] = label + outcome.reason
+                    rejections[_rejection_class(outcome, record)] += 1
                     break
             else:
                 passing.append(index)
@@ -568,8 +592,9 @@ class Policy:
             self._check_subset(plan, resolved, snapshot, len(nodes))
         return FilterDecision(tuple(passing), failed)
 
-    def _reject_all(self, nodes: Sequence[Candidate], reason: str) -> FilterDecision:
+    def _reject_all(self, nodes: Sequence[Candidate], reason: str, kind: str) -> FilterDecision:
         self.stats.nodes_rejected += len(nodes)
+        self.stats.rejections[kind] += len(nodes)
         text = REASON_PREFIX + reason
         return FilterDecision((), {node.name: text for node in nodes})
 
@@ -776,6 +801,12 @@ class Policy:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _rejection_class(verdict: ImageVerdict, record: NodeRecord | None) -> str:
+    if verdict.error is not None:
+        return "evaluation_error"
+    return "no_features" if record is None else "incompatible"
 
 
 def _platforms(nodes: Sequence[Candidate], snapshot: FeatureSnapshot) -> list[str]:
