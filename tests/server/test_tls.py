@@ -30,7 +30,7 @@ class Answer:
     serial: int  # of the certificate the server presented
 
 
-class Refused(Exception):
+class RefusedError(Exception):
     """The TLS handshake or the request on it failed."""
 
 
@@ -58,7 +58,7 @@ def call(
         serial = x509.load_der_x509_certificate(der).serial_number
         return Answer(response.status, payload, serial)
     except (ssl.SSLError, OSError, http.client.HTTPException) as err:
-        raise Refused(f"{type(err).__name__}: {err}") from err
+        raise RefusedError(f"{type(err).__name__}: {err}") from err
     finally:
         connection.close()
 
@@ -152,15 +152,15 @@ def test_mtls_accepts_the_right_client_and_refuses_others(pki: PKI, mtls: Server
     answer = call(port, pki.trust, pki.client, method="POST", path="/filter", body=args)
     assert json.loads(answer.body)["NodeNames"] == ["a", "b"]
 
-    with pytest.raises(Refused):  # no client certificate
+    with pytest.raises(RefusedError):  # no client certificate
         call(port, pki.trust)
     stranger = pki.client_of(TestCA("someone-else"), "stranger")
-    with pytest.raises(Refused):  # a client certificate from another CA
+    with pytest.raises(RefusedError):  # a client certificate from another CA
         call(port, pki.trust, stranger)
-    with pytest.raises(Refused):  # the server's own CA does not sign clients here
+    with pytest.raises(RefusedError):  # the server's own CA does not sign clients here
         call(port, pki.trust, pki.client_of(pki.ca, "server-ca-client"))
     impostor_ca = TestCA("impostor").write_cert(pki.dir / "impostor.crt")
-    with pytest.raises(Refused):  # and the client verifies the server
+    with pytest.raises(RefusedError):  # and the client verifies the server
         call(port, impostor_ca, pki.client)
     # Plain HTTP on the TLS port gets nowhere, and the server goes on serving.
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -193,12 +193,12 @@ def test_replaced_files_reach_new_connections(pki: PKI, mtls: Server) -> None:
     def rotated() -> bool:
         try:
             call(port, pki.trust, new_client)
-        except Refused:
+        except RefusedError:
             return False
         return True
 
     eventually(rotated, "a client of the new CA is accepted")
-    with pytest.raises(Refused):
+    with pytest.raises(RefusedError):
         call(port, pki.trust, pki.client)
 
     # A half-written renewal (a key that does not match the certificate) is not used: the
@@ -226,8 +226,10 @@ def test_unusable_tls_files_stop_serve_with_a_message(pki: PKI) -> None:
     other_key = pki.dir / "other.key"
     other_key.write_bytes(pki.ca.issue_server_cert(HOSTS).key_pem)
     server = Server(
-        ["--listen=127.0.0.1:0", "--feature-source=none"]
-        + [f"--tls-cert={pki.cert}", f"--tls-key={other_key}"],
+        [
+            *("--listen=127.0.0.1:0", "--feature-source=none"),
+            *(f"--tls-cert={pki.cert}", f"--tls-key={other_key}"),
+        ],
         {},
     )
     assert server.process.wait(timeout=60) == 1
