@@ -34,6 +34,7 @@ __all__ = [
     "Option",
     "Settings",
     "add_arguments",
+    "configuration_page",
     "markdown_table",
     "parse_duration",
     "parse_listen",
@@ -598,3 +599,41 @@ def markdown_table() -> str:
         text = option.help.replace("|", "\\|")
         rows.append(f"| {flag} | `{option.env}` | {default} | {text} |")
     return "\n".join(rows) + "\n"
+
+
+_CONFIGURATION_PAGE = """\
+# Configuration
+
+<!-- Generated from extender/config.py (OPTIONS) by `make docs`; edit there, not here.
+     tests/server/test_docs.py fails when this file is stale. -->
+
+`image-compat-extender serve` reads every setting from a flag or from an environment
+variable named `IMAGE_COMPAT_` + the flag in upper case. A flag wins over its variable, which
+wins over the default. Repeatable flags also take a comma list (and so do their variables).
+A bad value stops `serve` before it starts, with a message naming the flag or variable.
+
+```sh
+# Flags
+image-compat-extender serve --listen 0.0.0.0:8888 --spec-map /etc/image-compat/map.yaml \\
+    --log-format json --access-log
+
+# The same with environment variables (a Deployment's `env:`)
+IMAGE_COMPAT_LISTEN=0.0.0.0:8888 IMAGE_COMPAT_SPEC_MAP=/etc/image-compat/map.yaml \\
+IMAGE_COMPAT_LOG_FORMAT=json IMAGE_COMPAT_ACCESS_LOG=true image-compat-extender serve
+
+# HTTPS with client certificates (mTLS), for scheduler-config/image-compat-scheduler-tls.yaml
+image-compat-extender serve --listen 0.0.0.0:8888 \\
+    --tls-cert /etc/image-compat/tls/tls.crt --tls-key /etc/image-compat/tls/tls.key \\
+    --client-ca /etc/image-compat/client-ca/ca.crt
+```
+
+Durations are Go style (`300ms`, `2s`, `1m30s`) or plain seconds; sizes are bytes or take
+`Ki`, `Mi`, `Gi` (or decimal `K`, `M`, `G`); booleans are `true`/`false` (`1`/`0`,
+`yes`/`no`, `on`/`off`).
+
+"""
+
+
+def configuration_page() -> str:
+    """docs/configuration.md: how settings are given, then :func:`markdown_table`."""
+    return _CONFIGURATION_PAGE + markdown_table()

@@ -36,6 +36,7 @@ __all__ = [
     "MetricDoc",
     "Metrics",
     "markdown_table",
+    "metrics_page",
 ]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -73,8 +74,8 @@ METRICS: tuple[MetricDoc, ...] = (
     _doc(
         "image_compat_request_duration_seconds",
         "histogram",
-        "Time to answer a verb call, from the request's first byte read to the answer built "
-        "(decoding, policy, encoding).",
+        "Time to answer a verb call, from its headers read to its answer built (body read, "
+        "decoding, policy, encoding); includes any wait for a spec.",
         verb=VERBS,
     ),
     _doc(
@@ -296,3 +297,49 @@ def markdown_table() -> str:
         )
         rows.append(f"| `{metric.name}` | {metric.type} | {labels} | {metric.help} |")
     return "\n".join(rows) + "\n"
+
+
+_METRICS_PAGE = """\
+# Metrics
+
+<!-- Generated from extender/metrics.py (METRICS) by `make docs`; edit there, not here.
+     tests/server/test_docs.py fails when this file is stale. -->
+
+`GET /metrics` on the extender's listening address serves Prometheus' text format (over
+HTTPS, with a client certificate, when `--tls-cert` and `--client-ca` are set).
+
+```sh
+curl -s http://127.0.0.1:8888/metrics | grep '^image_compat_'
+```
+
+```yaml
+# A Prometheus scrape job (plain HTTP; the Service or Pod address of the extender)
+scrape_configs:
+  - job_name: image-compat-extender
+    static_configs:
+      - targets: ["image-compat-extender.kube-system.svc:8888"]
+```
+
+Label values come from the fixed sets listed below; no metric is labelled with a pod, node
+or image name, so the number of series does not grow with the cluster. Counters that are
+read from the server's state start at 0 and reset when it restarts. Useful queries:
+
+```promql
+# p99 latency per verb over 5 minutes (keep it well under the scheduler's httpTimeout)
+histogram_quantile(0.99, sum by (verb, le) (rate(image_compat_request_duration_seconds_bucket[5m])))
+# Share of filter calls the scheduler had to retry (features not synced, spec not loaded)
+sum(rate(image_compat_requests_total{verb="filter",outcome="unavailable"}[5m]))
+  / sum(rate(image_compat_requests_total{verb="filter"}[5m]))
+# Memo hit ratio (identical hardware evaluated once)
+rate(image_compat_memo_hits_total[5m])
+  / (rate(image_compat_memo_hits_total[5m]) + rate(image_compat_memo_misses_total[5m]))
+# Pods that may be stuck by the subset problem
+increase(image_compat_subset_problems_total[1h]) > 0
+```
+
+"""
+
+
+def metrics_page() -> str:
+    """docs/metrics.md: how to scrape, then one row per metric (:func:`markdown_table`)."""
+    return _METRICS_PAGE + markdown_table()
