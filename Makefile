@@ -46,8 +46,11 @@ demo: venv
 	@$(PY) -m extender validate $(addprefix --spec ,$(sort $(wildcard examples/specs/*.yaml))) \
 		--features examples/nodes/all-nodes.yaml || { rc=$$?; [ $$rc -eq 1 ] || [ $$rc -eq 3 ]; }
 
+# Benchmarks run on their own (never part of `make test`); each prints a table and writes JSON
+# and a PNG plot under benchmarks/results/.
 bench: venv devcluster
 	$(PY) benchmarks/rules_bench.py
+	$(PY) benchmarks/server_bench.py
 
 lock:
 	@echo "pip-compile (pip-tools) regenerates the locks; see README 'Dependencies'."
