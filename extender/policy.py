@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -373,12 +374,17 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-class BoundedDict(dict[K, V], Generic[K, V]):
+class BoundedDict(OrderedDict[K, V], Generic[K, V]):
     """A dict that drops its oldest entry when full (FIFO).
 
-    Not an LRU on purpose: a hit stays a bare ``dict.get`` (an LRU reorders on every hit,
-    which costs more than the rest of a node's work on the request path). With a bound well
-    above the number of distinct node configurations, evictions are rare anyway.
+    Not an LRU on purpose: a hit stays a bare ``get`` (an LRU reorders on every hit, which
+    costs more than the rest of a node's work on the request path). With a bound well above
+    the number of distinct node configurations, evictions are rare anyway.
+
+    An OrderedDict, not a dict: ``del d[next(iter(d))]`` on a plain dict scans past the
+    entries deleted before it, so under steady eviction each one cost ~10 µs at 65,536
+    entries (a cold spec over 5,000 nodes took ~0.5 s); ``popitem(last=False)`` is O(1)
+    and lookups cost the same.
     """
 
     def __init__(self, size: int) -> None:
@@ -387,7 +393,7 @@ class BoundedDict(dict[K, V], Generic[K, V]):
 
     def put(self, key: K, value: V) -> None:
         if key not in self and len(self) >= self.size:
-            del self[next(iter(self))]
+            self.popitem(last=False)
         self[key] = value
 
 
