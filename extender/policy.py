@@ -401,7 +401,9 @@ class VerdictMemo:
     """DESIGN §4's two-level memo, with a direct first step for the warm path.
 
     0. (node generation, spec digest, tags) → verdict, the answer of the last two levels;
-    1. (node generation, spec digest) → fingerprint of the node's features the spec reads;
+    1. (node generation, feature names a spec reads) → fingerprint of those features on the
+       node: keyed by the names rather than the spec, so a new spec reading the usual
+       features (cpu.cpuid, kernel.version, ...) finds every node already fingerprinted;
     2. (spec digest, tags, has NodeFeature, fingerprint) → verdict.
 
     Nodes with identical relevant hardware share one evaluation (level 2). Level 0 only saves
@@ -414,7 +416,9 @@ class VerdictMemo:
     def __init__(self, size: int, semantics: SetSemantics = SetSemantics.ANY) -> None:
         self._semantics = semantics
         self._direct: BoundedDict[tuple[int, str, frozenset[str]], ImageVerdict] = BoundedDict(size)
-        self._fingerprints: BoundedDict[tuple[int, str], tuple[bytes, ...]] = BoundedDict(size)
+        self._fingerprints: BoundedDict[tuple[int, tuple[str, ...]], tuple[bytes, ...]] = (
+            BoundedDict(size)
+        )
         self._verdicts: BoundedDict[
             tuple[str, frozenset[str], bool, tuple[bytes, ...]], ImageVerdict
         ] = BoundedDict(size)
@@ -441,10 +445,11 @@ class VerdictMemo:
             features, generation, has_features = _NO_FEATURES, 0, False
         else:
             features, generation, has_features = record.features, record.generation, True
-        fingerprint = self._fingerprints.get((generation, digest))
+        fingerprint_key = (generation, spec.referenced_features)
+        fingerprint = self._fingerprints.get(fingerprint_key)
         if fingerprint is None:
             fingerprint = features.fingerprint_of(spec.referenced_features)
-            self._fingerprints.put((generation, digest), fingerprint)
+            self._fingerprints.put(fingerprint_key, fingerprint)
         key = (digest, tags, has_features, fingerprint)
         verdict = self._verdicts.get(key)
         if verdict is None:

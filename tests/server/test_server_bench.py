@@ -34,6 +34,7 @@ def test_server_bench_writes_json_and_plot(tmp_path: Path) -> None:
                 assert (verb, transport, "names", "warm", size) in combos
                 assert (verb, transport, "nodes", "warm", size) in combos
             assert (verb, transport, "names", "cold", 100) in combos
+        assert (verb, "in-process", "names", "fresh", 100) in combos
     for c in cells:
         assert c["n"] >= 1 and 0 < c["p50_ms"] <= c["p99_ms"] <= c["max_ms"]
     assert set(document["profiles"]) == {"warm-nodes", "cold-names"}
