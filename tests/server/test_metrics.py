@@ -123,3 +123,26 @@ def test_unknown_labels_are_ignored_and_relists_are_read_live() -> None:
     text = metrics.exposition().decode()
     assert "bind" not in text and "teapot" not in text
     assert 'image_compat_feature_relists_total{kind="nodes"} 2.0' in text
+
+
+async def test_rejections_are_counted_per_reason_class() -> None:
+    from tests.policy.helpers import NUMA, features, nodes, pod
+
+    cluster = {
+        "bad-1": features(attributes={"memory.numa": {"node_count": "two"}}),
+        "bad-2": features(attributes={"memory.numa": {"node_count": "three"}}),
+        "one-socket": features(attributes={"memory.numa": {"node_count": "1"}}),
+        "good": features(attributes={"memory.numa": {"node_count": "2"}}),
+    }
+    policy = Policy(PolicyConfig(), store_with(cluster), FakeSource({APP: NUMA}))
+    offered = nodes("bad-1", "bad-2", "one-socket", "good", "unknown")
+    decision = await policy.filter(pod(APP), offered)
+    assert len(decision.unresolvable) == 4
+    assert policy.stats.rejections == {
+        "incompatible": 1,
+        "no_features": 1,
+        "evaluation_error": 2,
+        "invalid_spec": 0,
+        "invalid_annotation": 0,
+    }
+    assert policy.stats.nodes_rejected == 4
