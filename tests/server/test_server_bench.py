@@ -36,6 +36,6 @@ def test_server_bench_writes_json_and_plot(tmp_path: Path) -> None:
             assert (verb, transport, "names", "cold", 100) in combos
         assert (verb, "in-process", "names", "fresh", 100) in combos
     for c in cells:
-        assert c["n"] >= 1 and 0 < c["p50_ms"] <= c["p99_ms"] <= c["max_ms"]
+        assert c["n"] >= 1 and 0 < c["min_ms"] <= c["p50_ms"] <= c["p99_ms"] <= c["max_ms"]
     assert set(document["profiles"]) == {"warm-nodes", "cold-names"}
     assert (tmp_path / "server.png").read_bytes().startswith(b"\x89PNG")
