@@ -533,35 +533,40 @@ def plot(cells: Sequence[dict[str, Any]], path: Path) -> bool:
         print("matplotlib is not installed (pip install '.[demo]'): no plot", file=sys.stderr)
         return False
     figure, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
+    colors = {("in-process", "names"): "C0", ("http", "names"): "C1",
+              ("in-process", "nodes"): "C2", ("http", "nodes"): "C3"}  # fmt: skip
     for axis, verb in zip(axes, ("filter", "prioritize"), strict=True):
-        for transport, style in (("in-process", "--"), ("http", "-")):
-            for request, marker in (("names", "o"), ("nodes", "s")):
-                points = sorted(
-                    (c["nodes"], c["p99_ms"])
-                    for c in cells
-                    if (c["verb"], c["transport"], c["request"], c["memo"])
-                    == (verb, transport, request, "warm")
-                )
-                if points:
-                    axis.plot(*zip(*points, strict=True), style, marker=marker,
-                              label=f"warm p99, {request}, {transport}")  # fmt: skip
-            for c in cells:
-                if c["verb"] == verb and c["transport"] == transport and c["memo"] != "warm":
-                    axis.plot([c["nodes"]], [c["p99_ms"]], marker="*" if c["memo"] == "cold"
-                              else "X", markersize=11, linestyle="none",
-                              label=f"{c['memo']} p99, names, {transport}")  # fmt: skip
-        for key, target in TARGETS_MS.items():
-            memo, size = key.split("@")
-            axis.plot([int(size)], [target], marker="_", markersize=25, color="red",
-                      linestyle="none")  # fmt: skip
-            axis.annotate(f"target {memo}", (int(size), target), xytext=(6, 2),
+        for (transport, request), color in colors.items():
+            warm = sorted(
+                (c["nodes"], c["p50_ms"], c["p99_ms"])
+                for c in cells
+                if (c["verb"], c["transport"], c["request"], c["memo"])
+                == (verb, transport, request, "warm")
+            )
+            if warm:
+                x, p50, p99 = zip(*warm, strict=True)
+                axis.plot(x, p50, "-" if transport == "http" else "--", marker="o", color=color,
+                          label=f"warm p50, {request}, {transport}")  # fmt: skip
+                axis.plot(x, p99, linestyle="none", marker="_", markersize=10, color=color,
+                          alpha=0.6)  # fmt: skip
+        for c in cells:
+            if c["verb"] == verb and c["memo"] != "warm":
+                color = colors[c["transport"], c["request"]]
+                axis.plot([c["nodes"]], [c["p50_ms"]], marker="*" if c["memo"] == "cold"
+                          else "X", markersize=11, linestyle="none", color=color,
+                          label=f"{c['memo']} p50, names, {c['transport']}")  # fmt: skip
+        for size, target in sorted({(int(k.split("@")[1]), v) for k, v in TARGETS_MS.items()}):
+            names = "/".join(k.split("@")[0] for k, v in TARGETS_MS.items()
+                             if v == target and k.endswith(f"@{size}"))  # fmt: skip
+            axis.plot([size], [target], marker="_", markersize=25, color="red", linestyle="none")
+            axis.annotate(f"target p99 {names}", (size, target), xytext=(-60, 4),
                           textcoords="offset points", fontsize=7, color="red")  # fmt: skip
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_xlabel("candidate nodes per call (log)")
-        axis.set_title(verb)
+        axis.set_title(f"{verb} (dashes: p99)")
         axis.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel("p99 latency, ms (log)")
+    axes[0].set_ylabel("latency per call, ms (log)")
     axes[1].legend(fontsize=7, loc="upper left")
     figure.suptitle("image-compat-extender: latency per call (names = nodeCacheCapable)")
     figure.tight_layout()
