@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from extender import protocol
 from extender.artifacts import NoArtifacts, SpecMapError, SpecMapSource
@@ -193,7 +194,7 @@ def _outcome(call: Call, status: int) -> str:
     return "bad_request" if status < 500 else "error"
 
 
-def _observe_middleware(metrics: Metrics, access_level: int) -> Any:
+def _observe_middleware(metrics: Metrics, access_level: int) -> Middleware:
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         start = time.perf_counter()
