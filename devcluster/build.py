@@ -86,8 +86,7 @@ class Component:
         client_go = _module_versions(GO_MODULES[self.module] / "go.mod").get("k8s.io/client-go")
         k8s_minor = _major_minor(client_go or "v0.0")[1]
         xs = [
-            "-X "
-            + x.format(version=self.version, major=major, minor=minor, k8s_minor=k8s_minor)
+            "-X " + x.format(version=self.version, major=major, minor=minor, k8s_minor=k8s_minor)
             for x in self.ldflags_x
         ]
         # -s -w: no symbol table or DWARF; these are test tools, and it halves link time and size.

@@ -11,7 +11,8 @@ import ssl
 import sys
 import urllib.request
 
-WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+# A wildcard listen address is reached on loopback.
+WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104
 
 
 def main() -> int:
