@@ -85,7 +85,11 @@ def needed() -> set[Grant]:
 def granted(
     objects: list[dict[str, Any]], account: str = "image-compat-extender"
 ) -> dict[Grant, set[str]]:
-    """(group, resource, verb) -> namespaces ('*' = cluster-wide) granted to the account."""
+    """(group, resource, verb) -> namespaces ('*' = cluster-wide) granted to the account.
+
+    A binding to a role that is not in ``objects`` (one the cluster has, such as
+    system:kube-scheduler) appears as (kind, name, "(bound)").
+    """
     roles = {
         (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o
         for o in by_kind(objects, "Role") + by_kind(objects, "ClusterRole")
@@ -100,11 +104,14 @@ def granted(
         ref = binding["roleRef"]
         scope = binding["metadata"].get("namespace", "*")
         role_ns = scope if ref["kind"] == "Role" else ""
-        role = roles[(ref["kind"], role_ns, ref["name"])]
+        role = roles.get((ref["kind"], role_ns, ref["name"]))
+        if role is None:  # a role of the cluster's own (system:kube-scheduler, ...)
+            out.setdefault((ref["kind"], ref["name"], "(bound)"), set()).add(scope)
+            continue
         for rule in role["rules"]:
-            assert "resourceNames" not in rule
+            names = rule.get("resourceNames") or [""]
             for group in rule["apiGroups"]:
-                for resource in rule["resources"]:
+                for resource in [f"{r}/{n}".rstrip("/") for r in rule["resources"] for n in names]:
                     for verb in rule["verbs"]:
                         out.setdefault((group, resource, verb), set()).add(scope)
     return out
