@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import pytest
 import yaml
 
 from devcluster.controlplane import ControlPlane
+from extender.artifacts import SpecMapSource
 from extender.config import OPTIONS
 from tests.deploy.conftest import (
     DEPLOY,
@@ -148,3 +151,35 @@ def test_kube_scheduler_starts_with_the_rendered_config(
         assert devcluster.schedulers[name].process.alive()
     finally:
         devcluster.stop_scheduler(name)
+
+
+def check_spec_map_files(directory: Path) -> None:
+    """The extender loads the map, and check-spec finds no error in the specs it names."""
+    source = SpecMapSource(directory / "spec-map.yaml")
+    assert source.ready
+    entries = yaml.safe_load((directory / "spec-map.yaml").read_text())
+    specs = [str(directory / entry["spec"]) for entry in entries]
+    done = subprocess.run(
+        [sys.executable, "-m", "extender", "check-spec", *specs],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_spec_map_component_is_loadable(kubectl: Path, tmp_path: Path) -> None:
+    objects = kustomize(kubectl, DEPLOY / "overlays" / "all")
+    (config_map,) = [
+        o
+        for o in by_kind(objects, "ConfigMap")
+        if o["metadata"]["name"].startswith("image-compat-spec-map")
+    ]
+    for name, text in config_map["data"].items():
+        (tmp_path / name).write_text(text)
+    check_spec_map_files(tmp_path)
+    (container,) = [c for c in containers(objects) if c["name"] == "extender"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "spec-map")
+    assert env["IMAGE_COMPAT_SPEC_MAP"] == f"{mount['mountPath']}/spec-map.yaml"

@@ -27,7 +27,7 @@ from tests.deploy.conftest import (
     run,
     scheduler_config,
 )
-from tests.deploy.test_config import check_environment
+from tests.deploy.test_config import check_environment, check_spec_map_files
 from tests.deploy.test_rbac import granted
 
 ALL_ON = [
@@ -35,6 +35,7 @@ ALL_ON = [
     "prometheus.serviceMonitor.enabled=true",
     "pullSecrets.enabled=true",
     "registryConfig.enabled=true",
+    "specMap.enabled=true",
 ]
 # The kustomize tree each set of values must agree with.
 VARIANTS = {"default": ([], "default"), "all-on": (ALL_ON, "all")}
@@ -138,3 +139,13 @@ def test_notes_tell_how_to_use_the_scheduler(helm: Path, devcluster: ControlPlan
         env=env,
     )
     assert "schedulerName: my-scheduler" in out
+
+
+def test_spec_map_values_are_loadable(helm: Path, tmp_path: Path) -> None:
+    objects = template(helm, ["specMap.enabled=true"])
+    (config_map,) = [
+        o for o in by_kind(objects, "ConfigMap") if o["metadata"]["name"] == "image-compat-spec-map"
+    ]
+    for name, text in config_map["data"].items():
+        (tmp_path / name).write_text(text)
+    check_spec_map_files(tmp_path)

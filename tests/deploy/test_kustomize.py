@@ -21,7 +21,14 @@ COMPONENT_NEEDS = {"tls": ["cert-manager", "tls"]}
 
 def test_the_expected_overlays_and_components_exist() -> None:
     assert OVERLAYS == ["all", "default", "sidecar", "tls"]
-    assert COMPONENTS == ["cert-manager", "prometheus", "pull-secrets", "registry-config", "tls"]
+    assert COMPONENTS == [
+        "cert-manager",
+        "prometheus",
+        "pull-secrets",
+        "registry-config",
+        "spec-map",
+        "tls",
+    ]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
