@@ -9,11 +9,22 @@ in the server without a rule here fails this test, naming the call.
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterable
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
+
+from devcluster.controlplane import ControlPlane
 from extender.features import DEFAULT_NFD_NAMESPACE
 from tests.deploy.conftest import DEPLOY, NAMESPACE, ROOT, by_kind, compose, kustomize
 
@@ -172,3 +183,173 @@ def test_scheduler_account_has_the_standard_roles_and_its_own_lease(kubectl: Pat
             "verbs": ["get", "update"],
         }
     ]
+
+
+# -- The same rules, live: the real extender runs with only them ------------------------------
+
+EXTENDER_RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+
+
+def _extender_rbac(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        o
+        for o in objects
+        if o["kind"] in EXTENDER_RBAC_KINDS
+        and o["metadata"]["name"].startswith("image-compat-extender")
+    ]
+
+
+def _kubectl(kubectl: Path, cluster: ControlPlane, *args: str, stdin: str = "") -> str:
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    done = subprocess.run(
+        [str(kubectl), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, f"kubectl {' '.join(args)}:\n{done.stderr}"
+    return done.stdout
+
+
+def _service_account_kubeconfig(
+    kubectl: Path, cluster: ControlPlane, path: Path, account: str
+) -> Path:
+    token = _kubectl(
+        kubectl, cluster, "-n", NAMESPACE, "create", "token", account, "--duration=10m"
+    ).strip()
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    config["users"] = [{"name": account, "user": {"token": token}}]
+    for context in config["contexts"]:
+        context["context"]["user"] = account
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _can_i(kubectl: Path, cluster: ControlPlane, account: str, *args: str) -> bool:
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    done = subprocess.run(
+        [str(kubectl), "auth", "can-i", *args, f"--as=system:serviceaccount:{NAMESPACE}:{account}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    return done.stdout.strip() == "yes"
+
+
+@pytest.fixture
+def extender_rbac(kubectl: Path, cluster_for_deploy: ControlPlane) -> Iterator[ControlPlane]:
+    """The base's RBAC for the extender, created for real (and removed afterwards)."""
+    objects = _extender_rbac(kustomize(kubectl, DEPLOY / "base"))
+    text = yaml.safe_dump_all(objects)
+    _kubectl(kubectl, cluster_for_deploy, "apply", "-f", "-", stdin=text)
+    try:
+        yield cluster_for_deploy
+    finally:
+        _kubectl(
+            kubectl,
+            cluster_for_deploy,
+            "delete",
+            "--ignore-not-found",
+            "--wait=false",
+            "-f",
+            "-",
+            stdin=text,
+        )
+
+
+def test_the_authorizer_grants_what_the_rules_say(
+    kubectl: Path, extender_rbac: ControlPlane
+) -> None:
+    account = "image-compat-extender"
+    for args in (
+        ("list", "nodes"),
+        ("watch", "nodes"),
+        ("list", "pods", "--all-namespaces"),
+        ("list", "nodefeatures.nfd.k8s-sigs.io", "-n", DEFAULT_NFD_NAMESPACE),
+        ("watch", "nodefeatures.nfd.k8s-sigs.io", "-n", DEFAULT_NFD_NAMESPACE),
+    ):
+        assert _can_i(kubectl, extender_rbac, account, *args), args
+    for args in (
+        ("get", "nodes"),
+        ("update", "nodes"),
+        ("create", "pods/binding", "-n", "default"),
+        ("get", "secrets", "-n", "default"),
+        ("list", "nodefeatures.nfd.k8s-sigs.io", "-n", "default"),
+        ("update", "nodefeatures.nfd.k8s-sigs.io", "-n", DEFAULT_NFD_NAMESPACE),
+    ):
+        assert not _can_i(kubectl, extender_rbac, account, *args), args
+
+
+def _serve_readiness(kubeconfig: Path, tmp_path: Path, wait_s: float) -> tuple[int | None, str]:
+    """Start serve with this identity; the /readyz status within ``wait_s``, and its log."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "IMAGE_COMPAT_LISTEN": f"127.0.0.1:{port}",
+        "IMAGE_COMPAT_FEATURE_SOURCE": "kubernetes",
+        "IMAGE_COMPAT_KUBECONFIG": str(kubeconfig),
+        "IMAGE_COMPAT_NFD_NAMESPACE": DEFAULT_NFD_NAMESPACE,
+    }
+    log_path = tmp_path / "serve.log"
+    status = None
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "extender", "serve"], env=env, stdout=log, stderr=log
+        )
+        try:
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline:
+                assert proc.poll() is None, log_path.read_text()
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                        status = r.status
+                        break
+                except urllib.error.HTTPError as err:
+                    status = err.code
+                except OSError:
+                    pass
+                time.sleep(0.3)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return status, log_path.read_text()
+
+
+def test_serve_becomes_ready_with_only_these_rules(
+    kubectl: Path, extender_rbac: ControlPlane, tmp_path: Path
+) -> None:
+    """The real server, as the ServiceAccount, lists and watches everything it needs."""
+    kubeconfig = _service_account_kubeconfig(
+        kubectl, extender_rbac, tmp_path / "extender.kubeconfig", "image-compat-extender"
+    )
+    status, log = _serve_readiness(kubeconfig, tmp_path, wait_s=60)
+    assert status == 200, log
+    assert "HTTP 403" not in log
+
+
+def test_serve_is_not_ready_without_the_nodefeature_role(
+    kubectl: Path, extender_rbac: ControlPlane, tmp_path: Path
+) -> None:
+    """The readiness above is meaningful: without one rule the server cannot sync."""
+    _kubectl(
+        kubectl,
+        extender_rbac,
+        "-n",
+        DEFAULT_NFD_NAMESPACE,
+        "delete",
+        "rolebinding",
+        "image-compat-extender-nodefeatures",
+    )
+    kubeconfig = _service_account_kubeconfig(
+        kubectl, extender_rbac, tmp_path / "extender.kubeconfig", "image-compat-extender"
+    )
+    status, log = _serve_readiness(kubeconfig, tmp_path, wait_s=8)
+    assert status == 503, log
+    assert "watch failed (HTTP 403)" in log, log
