@@ -87,13 +87,19 @@ def kustomize(kubectl: Path, directory: Path) -> list[dict[str, Any]]:
     return documents(run([str(kubectl), "kustomize", str(directory)]))
 
 
-def compose(tmp: Path, resources: Iterable[Path], components: Iterable[Path] = ()) -> Path:
+def compose(
+    tmp: Path,
+    resources: Iterable[Path],
+    components: Iterable[Path] = (),
+    **extra: Any,
+) -> Path:
     """A throwaway kustomization over deploy/ (kustomize only accepts relative paths)."""
     doc = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "resources": [os.path.relpath(p, tmp) for p in resources],
         "components": [os.path.relpath(p, tmp) for p in components],
+        **extra,
     }
     (tmp / "kustomization.yaml").write_text(yaml.safe_dump(doc))
     return tmp

@@ -61,11 +61,19 @@ def test_helm_lint(variant: str, helm: Path) -> None:
     assert "0 chart(s) failed" in run(args)
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
+# docs/quickstart.md's install command.
+QUICKSTART = [
+    "extender.image.repository=registry.example.com/image-compat-extender",
+    "specMap.enabled=true",
+]
+
+
+@pytest.mark.parametrize("variant", [*sorted(VARIANTS), "quickstart"])
 def test_helm_template_passes_server_side_dry_run(
     variant: str, helm: Path, kubectl: Path, cluster_for_deploy: ControlPlane
 ) -> None:
-    objects = template(helm, VARIANTS[variant][0])
+    settings = QUICKSTART if variant == "quickstart" else VARIANTS[variant][0]
+    objects = template(helm, settings)
     out = dry_run(cluster_for_deploy, kubectl, objects)
     assert out.count("(server dry run)") == len(objects)
 

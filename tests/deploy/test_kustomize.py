@@ -116,3 +116,26 @@ def test_dry_run_rejects_a_misspelt_field(kubectl: Path, cluster_for_deploy: Con
     monitor["spec"]["endpoints"][0]["intervall"] = "30s"
     with pytest.raises(AssertionError, match="intervall"):
         dry_run(cluster_for_deploy, kubectl, [monitor])
+
+
+def test_quickstart_overlay(
+    tmp_path: Path, kubectl: Path, cluster_for_deploy: ControlPlane
+) -> None:
+    """docs/quickstart.md's own overlay: the default overlay, the spec map, your image."""
+    directory = compose(
+        tmp_path,
+        [DEPLOY / "overlays" / "default"],
+        [DEPLOY / "components" / "spec-map"],
+        images=[
+            {
+                "name": "image-compat-extender",
+                "newName": "registry.example.com/image-compat-extender",
+                "newTag": "0.1.0",
+            }
+        ],
+    )
+    objects = kustomize(kubectl, directory)
+    extender = one(objects, "Deployment", "image-compat-extender")
+    (container,) = extender["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.example.com/image-compat-extender:0.1.0"
+    dry_run(cluster_for_deploy, kubectl, objects)
