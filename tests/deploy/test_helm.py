@@ -35,6 +35,7 @@ ALL_ON = [
     "prometheus.serviceMonitor.enabled=true",
     "pullSecrets.enabled=true",
     "registryConfig.enabled=true",
+    "registryAuth.enabled=true",
     "specMap.enabled=true",
 ]
 # The kustomize tree each set of values must agree with.
@@ -68,12 +69,25 @@ QUICKSTART = [
 ]
 
 
-@pytest.mark.parametrize("variant", [*sorted(VARIANTS), "quickstart"])
+# The free-form values: extra environment and volumes.
+EXTRAS = [
+    "extender.extraEnv[0].name=IMAGE_COMPAT_ON_REGISTRY_ERROR",
+    "extender.extraEnv[0].value=ignore",
+    "extender.extraVolumes[0].name=ca",
+    "extender.extraVolumes[0].configMap.name=my-ca",
+    "extender.extraVolumeMounts[0].name=ca",
+    "extender.extraVolumeMounts[0].mountPath=/etc/my-ca",
+]
+OTHER_VARIANTS = {"quickstart": QUICKSTART, "extras": [*ALL_ON, *EXTRAS]}
+
+
+@pytest.mark.parametrize("variant", [*sorted(VARIANTS), *sorted(OTHER_VARIANTS)])
 def test_helm_template_passes_server_side_dry_run(
     variant: str, helm: Path, kubectl: Path, cluster_for_deploy: ControlPlane
 ) -> None:
-    settings = QUICKSTART if variant == "quickstart" else VARIANTS[variant][0]
+    settings = OTHER_VARIANTS.get(variant) or VARIANTS[variant][0]
     objects = template(helm, settings)
+    check_environment(objects)
     out = dry_run(cluster_for_deploy, kubectl, objects)
     assert out.count("(server dry run)") == len(objects)
 
@@ -157,3 +171,16 @@ def test_spec_map_values_are_loadable(helm: Path, tmp_path: Path) -> None:
     for name, text in config_map["data"].items():
         (tmp_path / name).write_text(text)
     check_spec_map_files(tmp_path)
+
+
+def test_one_timeout_value_for_scheduler_and_extender(helm: Path) -> None:
+    objects = template(helm, ["scheduler.httpTimeout=3s"])
+    (extender,) = scheduler_config(objects)["extenders"]
+    (deployment,) = [
+        d for d in by_kind(objects, "Deployment") if "extender" in d["metadata"]["name"]
+    ]
+    env = {
+        e["name"]: e["value"]
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert extender["httpTimeout"] == env["IMAGE_COMPAT_SCHEDULER_HTTP_TIMEOUT"] == "3s"

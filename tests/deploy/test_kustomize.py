@@ -25,6 +25,7 @@ def test_the_expected_overlays_and_components_exist() -> None:
         "cert-manager",
         "prometheus",
         "pull-secrets",
+        "registry-auth",
         "registry-config",
         "spec-map",
         "tls",
