@@ -423,6 +423,7 @@ class KubernetesSecrets:
 
     def __init__(self, api_client: Any) -> None:
         self._api_client = api_client
+        self._forbidden_logged: set[str] = set()
 
     async def read(self, namespace: str, name: str) -> bytes | None:
         return await asyncio.to_thread(self._read, namespace, name)
@@ -437,6 +438,19 @@ class KubernetesSecrets:
             )
         except ApiException as err:
             if err.status == 404:
+                return None
+            if err.status == 403:
+                # Reading pull secrets is an opt-in permission (deploy/'s pull-secrets
+                # component). Without it, go on anonymously: public registries still work and a
+                # private one answers with an auth error that names the registry.
+                if namespace not in self._forbidden_logged:
+                    self._forbidden_logged.add(namespace)
+                    log.warning(
+                        "may not read pull secrets in namespace %s (HTTP 403: enable the "
+                        "pull-secrets component or grant get on secrets); loading specs "
+                        "without them",
+                        namespace,
+                    )
                 return None
             raise RegistryAuthError(
                 f"cannot read pull secret {namespace}/{name}: HTTP {err.status}"

@@ -353,3 +353,37 @@ def test_serve_is_not_ready_without_the_nodefeature_role(
     status, log = _serve_readiness(kubeconfig, tmp_path, wait_s=8)
     assert status == 503, log
     assert "watch failed (HTTP 403)" in log, log
+
+
+def test_pull_secrets_without_the_component_load_anonymously(
+    kubectl: Path, extender_rbac: ControlPlane, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The base grants no Secret access: a pod's pull secret is skipped with one warning,
+    not turned into a failure that would keep the pod Pending."""
+    import asyncio
+
+    from extender.artifacts import KubernetesSecrets
+    from extender.features import kubernetes_api_client
+
+    extender_rbac.request(
+        "POST",
+        "/api/v1/namespaces/default/secrets",
+        {
+            "metadata": {"name": "pull"},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": "e30="},
+        },
+    )
+    kubeconfig = _service_account_kubeconfig(
+        kubectl, extender_rbac, tmp_path / "extender.kubeconfig", "image-compat-extender"
+    )
+    secrets = KubernetesSecrets(kubernetes_api_client(str(kubeconfig)))
+    admin = KubernetesSecrets(kubernetes_api_client(str(extender_rbac.kubeconfig)))
+    try:
+        assert asyncio.run(admin.read("default", "pull")) == b"{}"  # the secret is there
+        assert asyncio.run(secrets.read("default", "pull")) is None
+        assert asyncio.run(secrets.read("default", "pull")) is None
+    finally:
+        extender_rbac.request("DELETE", "/api/v1/namespaces/default/secrets/pull")
+    warnings = [r for r in caplog.records if "may not read pull secrets" in r.getMessage()]
+    assert len(warnings) == 1
