@@ -168,7 +168,7 @@ def _registry_args(registry: Registry, workdir: Path, refs: Mapping[str, str]) -
     if "--registry-config" in help_text:
         config = workdir / "registries.yaml"
         config.write_text(yaml.safe_dump({"registries": {registry.host: {"plainHTTP": True}}}))
-        return [f"--registry-config={config}", "--allow-loopback-registries"]
+        return [f"--registry-config={config}", "--registry-allow-loopback"]
     # INTERIM until the registry-backed source is in serve: the same specs from a map.
     entries = [{"image": ref, "spec": str(SPECS / spec)} for ref, spec in refs.items()]
     spec_map = workdir / "spec-map.yaml"

@@ -195,7 +195,7 @@ def stack(
     if "--registry-config" in _serve_help():
         args = [
             f"--registry-config={registry_config(work / 'registries.yaml', e2e_proxy)}",
-            "--allow-loopback-registries",
+            "--registry-allow-loopback",
         ]
     else:  # INTERIM: until the registry-backed source lands, the same specs from a map
         spec_map = work / "spec-map.yaml"
