@@ -402,7 +402,10 @@ def _print_table(
     for row in rows:
         style = "yellow" if row[2] == "Pending" else None
         table.add_row(*row, style=style)
-    Console(width=max(170, Console().width)).print(table)
+    console = Console()
+    if not console.is_terminal:  # piped or logged: wide enough for one line per row
+        console = Console(width=170)
+    console.print(table)
 
 
 def write_png(placements: Sequence[Placement], nodes: Sequence[str], path: Path) -> Path:

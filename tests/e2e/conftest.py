@@ -2,7 +2,7 @@
 fault proxy with specs attached by the real oras CLI, our ``serve``, and a kube-scheduler
 running the shipped ``scheduler-config/`` profile that calls it.
 
-Session-scoped and built once (a few seconds on a warm machine); scenarios keep apart by
+Built once for tests/e2e (a few seconds on a warm machine); scenarios keep apart by
 namespace and by image. The fleet is 8 nodes of 4 hardware types, all cloned from the
 NodeFeature that NFD's own nfd-worker published for this machine:
 
@@ -181,7 +181,8 @@ def registry_config(path: Path, proxy: FaultProxyProcess) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+# Package scope: the fleet's nodes go away when tests/e2e is done, so later tests never see them.
+@pytest.fixture(scope="package")
 def stack(
     devcluster: ControlPlane,
     e2e_registry: Registry,
