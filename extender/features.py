@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +78,7 @@ class Interner:
         self._instances: dict[
             tuple[frozenset[tuple[str, str]], ...], tuple[tuple[Attributes, ...], bytes]
         ] = {}
+        self._joined: dict[bytes, bytes] = {}
 
     def flags(self, names: Iterable[str]) -> tuple[frozenset[str], bytes]:
         key = frozenset(names)
@@ -107,6 +109,11 @@ class Interner:
                 entry = (shared, _fingerprint("instances", [sorted(k) for k in key]))
                 self._instances[key] = entry
             return entry
+
+    def fingerprint(self, joined: bytes) -> bytes:
+        """One shared copy of a node-level fingerprint (most nodes repeat their type's)."""
+        with self._lock:
+            return self._joined.setdefault(joined, joined)
 
     def sizes(self) -> dict[str, int]:
         with self._lock:
@@ -147,8 +154,13 @@ class NodeFeatures:
         *,
         interner: Interner = DEFAULT_INTERNER,
     ) -> NodeFeatures:
+        # Feature names repeat on every node: one string object each (sys.intern), and one
+        # copy of each node-level fingerprint, so memory grows with configurations, not nodes.
         fingerprints: dict[str, list[bytes]] = {}
         interned_flags: dict[str, frozenset[str] | None] = {}
+        flags = {sys.intern(k): v for k, v in flags.items()}
+        attributes = {sys.intern(k): v for k, v in attributes.items()}
+        instances = {sys.intern(k): v for k, v in instances.items()}
         for name, names in flags.items():
             if names is None:
                 interned_flags[name], fp = None, b"flags:null"
@@ -171,7 +183,7 @@ class NodeFeatures:
             MappingProxyType(interned_flags),
             MappingProxyType(interned_attributes),
             MappingProxyType(interned_instances),
-            {name: b"".join(parts) for name, parts in fingerprints.items()},
+            {name: interner.fingerprint(b"".join(parts)) for name, parts in fingerprints.items()},
         )
 
     def fingerprint(self, feature: str) -> bytes:
@@ -658,7 +670,7 @@ class KubernetesFeatureSource:
         namespaces: Sequence[str] = (DEFAULT_NFD_NAMESPACE,),
         nfd_namespace: str = DEFAULT_NFD_NAMESPACE,
         interner: Interner = DEFAULT_INTERNER,
-        page_size: int = 200,
+        page_size: int = 100,
         watch_timeout_s: int = 240,
         backoff_s: tuple[float, float] = (0.5, 30.0),
         name: str = "kubernetes",
@@ -739,12 +751,20 @@ class KubernetesFeatureSource:
         if stream == "nodes":
             return self._list_nodes()
         namespace = stream.removeprefix(_NF_PREFIX)
-        seen: dict[tuple[str, str], Mapping[str, Any]] = {}
+        parsed: dict[tuple[str, str], _ObjectFeatures] = {}
+
+        def keep(item: Mapping[str, Any]) -> None:
+            # Parsed as each page arrives, so only one page of raw objects is ever alive:
+            # holding a whole list of raw NodeFeatures costs far more than the parsed ones,
+            # and the freed memory would stay with the process.
+            features = self._parse(item)
+            if features is not None:
+                parsed[_key(item)] = features
+
         resource_version = self._list_pages(
-            lambda **kw: self._call_nodefeatures(namespace, **kw),
-            lambda item: seen.__setitem__(_key(item), item),
+            lambda **kw: self._call_nodefeatures(namespace, **kw), keep
         )
-        self._replace_objects(namespace, seen)
+        self._replace_objects(namespace, parsed)
         return resource_version
 
     def _list_nodes(self) -> str:
@@ -866,10 +886,9 @@ class KubernetesFeatureSource:
         return _ObjectFeatures(node, _sort_key(obj, self._nfd_namespace), parsed)
 
     def _replace_objects(
-        self, namespace: str, objects: Mapping[tuple[str, str], Mapping[str, Any]]
+        self, namespace: str, parsed: Mapping[tuple[str, str], _ObjectFeatures]
     ) -> None:
         """A fresh list of one namespace (or all) replaces what was known there."""
-        parsed = {key: p for key, obj in objects.items() if (p := self._parse(obj)) is not None}
         with self._lock:
             self._objects = {
                 key: item
@@ -921,8 +940,11 @@ class KubernetesFeatureSource:
     # -- state and logs --------------------------------------------------------------------
 
     def _set_synced(self, stream: str, synced: bool) -> None:
-        self._synced[stream] = synced
-        self._store.set_synced(self.name, all(self._synced.values()))
+        # Under the lock: two streams syncing at once must not publish their views of
+        # "all synced" out of order (the late False would stick).
+        with self._lock:
+            self._synced[stream] = synced
+            self._store.set_synced(self.name, all(self._synced.values()))
 
     def _log_failure(self, stream: str, err: Exception) -> None:
         status = getattr(err, "status", None)
