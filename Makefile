@@ -42,7 +42,9 @@ test: venv devcluster lint typecheck
 # The real thing, locally: control plane, registry, specs attached with oras, our extender and
 # a kube-scheduler running scheduler-config/, pods placed; prints a table, writes
 # build/demo/placements.png. `make demo DEMO_ARGS=--keep` keeps it up (Ctrl-C stops it).
-demo: devcluster
+# It builds the Go binaries it needs itself (not the `devcluster` target, which also installs
+# the Debian packages only some tests need, and would want root on a fresh machine).
+demo: venv
 	$(PY) -m devcluster.demo $(DEMO_ARGS)
 
 bench: venv devcluster

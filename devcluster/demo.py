@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "examples" / "specs"
 NODES = ROOT / "examples" / "nodes" / "all-nodes.yaml"
 SCHEDULER = "image-compat-scheduler"
+NEEDED_BINARIES = ("etcd", "kube-apiserver", "kube-scheduler", "kubectl", "oci-registry", "oras")
 DEFAULT_PNG = ROOT / "build" / "demo" / "placements.png"
 NODE_CPU = "4"
 WAIT_S = 60.0
@@ -251,8 +252,8 @@ def run_demo(
     progress: Progress, workdir: Path, png: Path | None, keep: bool
 ) -> tuple[list[Placement], ControlPlane | None]:
     progress("building what is missing (Go modules into the cache; a no-op when warm)")
-    build.build_all()
-    progress.note(build.describe().replace("\n", "; "))
+    paths = build.build_all(list(NEEDED_BINARIES))
+    progress.note(f"{', '.join(NEEDED_BINARIES)} in {next(iter(paths.values())).parent}")
 
     with contextlib.ExitStack() as stack:
         progress("starting etcd and kube-apiserver")
