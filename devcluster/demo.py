@@ -363,7 +363,7 @@ def _keep_running(cluster: ControlPlane) -> None:
         signal.signal(sig, lambda *_: stop.set())
     while not stop.wait(1.0):
         pass
-    print("stopping", flush=True)
+    print(f"stopping; logs stay in {cluster.log_dir}", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
