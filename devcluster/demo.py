@@ -248,9 +248,7 @@ def _short_message(message: str, refs: Mapping[str, str]) -> str:
     return message.split(". ", 1)[0].strip()
 
 
-def run_demo(
-    progress: Progress, workdir: Path, png: Path | None, keep: bool
-) -> tuple[list[Placement], ControlPlane | None]:
+def run_demo(progress: Progress, workdir: Path, png: Path | None, keep: bool) -> list[Placement]:
     progress("building what is missing (Go modules into the cache; a no-op when warm)")
     paths = build.build_all(list(NEEDED_BINARIES))
     progress.note(f"{', '.join(NEEDED_BINARIES)} in {next(iter(paths.values())).parent}")
@@ -337,7 +335,7 @@ def run_demo(
         progress.note(f"done in {progress.elapsed():.1f}s")
         if keep:
             _keep_running(cluster)
-    return placements, None
+    return placements
 
 
 def _features() -> Any:
