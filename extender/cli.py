@@ -110,9 +110,48 @@ def _add_validate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     parser.add_argument(
         "--spec",
         action="append",
-        required=True,
+        default=[],
         metavar="FILE",
         help="the spec (YAML or JSON; - for stdin); repeat it to build a matrix of specs",
+    )
+    parser.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="REF",
+        help="an image whose attached compatibility artifact is the spec, fetched as "
+        "`nfd compat validate-node --image` does (referrers API, else the sha256-<hex> tag; "
+        "the newest artifact); repeatable, and combinable with --spec",
+    )
+    registry = parser.add_argument_group("registry access (with --image)")
+    registry.add_argument(
+        "--platform",
+        default="",
+        metavar="OS[/ARCH[/VARIANT]]",
+        help="use the spec attached to this platform's manifest of a multi-platform image "
+        "(as nfd's --platform: that manifest's own artifacts only)",
+    )
+    registry.add_argument(
+        "--plain-http", action="store_true", help="talk HTTP, not HTTPS, to the registry"
+    )
+    registry.add_argument(
+        "--ca-file", metavar="PEM", help="CA bundle that verifies the registry's certificate"
+    )
+    registry.add_argument(
+        "--docker-config",
+        metavar="FILE",
+        help="docker config.json with credentials (default: none, as nfd)",
+    )
+    registry.add_argument("--registry-username", metavar="NAME", help="basic-auth user name")
+    registry.add_argument(
+        "--registry-password-stdin",
+        action="store_true",
+        help="read the password for --registry-username from stdin",
+    )
+    registry.add_argument(
+        "--registry-token-stdin",
+        action="store_true",
+        help="read a bearer token for the registry from stdin",
     )
     parser.add_argument(
         "--features",
@@ -185,6 +224,82 @@ def _load_specs(paths: Sequence[str]) -> list[tuple[str, CompiledSpec]]:
     return specs
 
 
+def _load_image_specs(args: argparse.Namespace) -> list[tuple[str, CompiledSpec]]:
+    """(column label, compiled spec) per ``--image``, fetched as NFD's client does."""
+    if not args.image:
+        return []
+    import asyncio  # noqa: PLC0415 - the registry client only when an image is asked for
+
+    from extender import artifacts, registry  # noqa: PLC0415
+    from extender.rules import load_spec  # noqa: PLC0415
+    from extender.spec import SpecError  # noqa: PLC0415
+
+    try:
+        platform = artifacts.parse_nfd_platform(args.platform)
+    except ValueError as err:
+        raise _CommandError(str(err)) from None
+    if args.registry_password_stdin and args.registry_token_stdin:
+        raise _CommandError(
+            "cannot use --registry-token-stdin and --registry-password-stdin at the same time"
+        )
+    if args.registry_password_stdin and not args.registry_username:
+        raise _CommandError("--registry-password-stdin needs --registry-username")
+    secret = ""
+    if args.registry_password_stdin or args.registry_token_stdin:
+        secret = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    credentials: list[registry.DockerConfig] = []
+    config = registry.RegistryHostConfig(plain_http=args.plain_http, ca_file=args.ca_file)
+    hosts: dict[str, registry.RegistryHostConfig] = {}
+    for image in args.image:
+        try:
+            ref = registry.ImageReference.parse(image)
+        except registry.RegistryError as err:
+            raise _CommandError(str(err)) from None
+        hosts[ref.registry] = config
+        entry: dict[str, str] = {}
+        if args.registry_username:
+            entry = {"username": args.registry_username, "password": secret}
+        elif args.registry_token_stdin:
+            entry = {"registrytoken": secret}
+        if entry:
+            credentials.append(registry.DockerConfig({"auths": {ref.registry: entry}}))
+    if args.docker_config:
+        try:
+            credentials.append(registry.DockerConfig.from_file(args.docker_config))
+        except (OSError, ValueError) as err:
+            raise _CommandError(f"--docker-config {args.docker_config}: {err}") from None
+
+    async def fetch_all() -> list[registry.CompatibilityArtifact]:
+        # The person running the command chooses the host: loopback is fine here.
+        client = registry.RegistryClient(
+            policy=registry.HostPolicy(allow_loopback=True), hosts=hosts
+        )
+        async with client:
+            return [
+                await artifacts.fetch_spec_like_nfd(client, image, platform, credentials)
+                for image in args.image
+            ]
+
+    try:
+        fetched = asyncio.run(asyncio.wait_for(fetch_all(), timeout=60))  # NFD's one minute
+    except registry.RegistryError as err:
+        raise _CommandError(f"failed to fetch compatibility spec: {err}") from None
+    except TimeoutError:
+        raise _CommandError("failed to fetch compatibility spec: timed out after 60s") from None
+    specs = []
+    for image, artifact in zip(args.image, fetched, strict=True):
+        try:
+            compiled = load_spec(artifact.spec_bytes)
+        except SpecError as err:
+            raise _CommandError(
+                f"invalid spec in {image} (artifact {artifact.artifact_digest}): {err}"
+            ) from None
+        for warning in compiled.warnings:
+            print(f"warning: {image}: {warning}", file=sys.stderr)
+        specs.append((image, compiled))
+    return specs
+
+
 def _closed_pipe() -> int:
     """stdout's reader went away (``| head``): stop quietly, as a killed writer would."""
     import os  # noqa: PLC0415
@@ -195,6 +310,12 @@ def _closed_pipe() -> int:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
+    if not args.spec and not args.image:
+        print(
+            "image-compat-extender validate: error: one of --spec FILE or --image REF is required",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         return _validate(args)
     except _CommandError as err:
@@ -211,9 +332,10 @@ def _validate(args: argparse.Namespace) -> int:
     from extender.features import FeatureError, load_node_features  # noqa: PLC0415
     from extender.rules import SetSemantics, evaluate  # noqa: PLC0415
 
-    if args.spec.count("-") + (args.features == "-") > 1:
-        raise _CommandError("only one of --spec and --features can read stdin")
-    specs = _load_specs(args.spec)
+    secret_stdin = args.registry_password_stdin or args.registry_token_stdin
+    if args.spec.count("-") + (args.features == "-") + secret_stdin > 1:
+        raise _CommandError("only one of --spec, --features and the registry secret can read stdin")
+    specs = _load_specs(args.spec) + _load_image_specs(args)
     try:
         nodes = load_node_features(_read_input(args.features))
     except FeatureError as err:

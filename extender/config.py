@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from extender.features import ALL_NAMESPACES, DEFAULT_NFD_NAMESPACE
 from extender.policy import (
@@ -26,6 +26,9 @@ from extender.policy import (
     RegistryErrorPolicy,
 )
 from extender.rules import SetSemantics
+
+if TYPE_CHECKING:
+    from extender.artifacts import ArtifactCacheConfig
 
 __all__ = [
     "ENV_PREFIX",
@@ -44,6 +47,7 @@ __all__ = [
 ENV_PREFIX = "IMAGE_COMPAT_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 FEATURE_SOURCES = ("auto", "kubernetes", "file", "none")
+ARTIFACT_SOURCES = ("auto", "registry", "spec-map", "none")
 
 
 class ConfigError(ValueError):
@@ -72,6 +76,22 @@ class Settings:
     nodefeature_namespaces: tuple[str, ...] = ()
     nfd_namespace: str = DEFAULT_NFD_NAMESPACE
     spec_map: Path | None = None
+    artifact_source: str = "auto"
+    registry_config: Path | None = None
+    docker_config: Path | None = None
+    registry_allow: tuple[str, ...] = ()
+    registry_deny: tuple[str, ...] = ()
+    registry_allow_loopback: bool = False
+    registry_timeout: float = 10.0
+    tag_ttl: float = 60.0
+    referrers_ttl: float = 60.0
+    negative_ttl: float = 60.0
+    error_ttl: float = 5.0
+    stale_for: float = 600.0
+    artifact_cache_size: int = 10_000
+    spec_cache_size: int = 1_000
+    prefetch: bool = True
+    scheduler_http_timeout: float = 2.0
     file_check_interval: float = 2.0
     shutdown_timeout: float = 10.0
     log_level: str = "INFO"
@@ -99,7 +119,39 @@ class Settings:
             raise ConfigError("--max-body-bytes: at least 1Ki is needed")
         if self.feature_source == "file" and self.features_file is None:
             raise ConfigError("--feature-source=file needs --features-file")
+        if self.artifact_source == "spec-map" and self.spec_map is None:
+            raise ConfigError("--artifact-source=spec-map needs --spec-map")
+        if self.spec_wait_budget * 2 > self.scheduler_http_timeout:
+            raise ConfigError(
+                f"--spec-wait-budget ({self.spec_wait_budget:g}s) must be at most half the "
+                f"scheduler's httpTimeout (--scheduler-http-timeout "
+                f"{self.scheduler_http_timeout:g}s): filter blocks the scheduling thread"
+            )
+        try:
+            self.artifact_cache_config()
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         return self
+
+    def artifact_cache_config(self) -> ArtifactCacheConfig:
+        from extender.artifacts import ArtifactCacheConfig  # noqa: PLC0415 - avoid a cycle
+
+        return ArtifactCacheConfig(
+            tag_ttl=self.tag_ttl,
+            referrers_ttl=self.referrers_ttl,
+            negative_ttl=self.negative_ttl,
+            error_ttl=self.error_ttl,
+            stale_for=self.stale_for,
+            max_entries=self.artifact_cache_size,
+            max_specs=self.spec_cache_size,
+        )
+
+    @property
+    def effective_artifact_source(self) -> str:
+        """``auto`` is the spec map when one is given, else the registries."""
+        if self.artifact_source != "auto":
+            return self.artifact_source
+        return "spec-map" if self.spec_map is not None else "registry"
 
     @property
     def effective_feature_source(self) -> str:
@@ -229,6 +281,17 @@ def _parse_feature_source(text: str) -> str:
     if value not in FEATURE_SOURCES:
         raise ValueError(f"{text!r} is not one of {', '.join(FEATURE_SOURCES)}")
     return value
+
+
+def _parse_artifact_source(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ARTIFACT_SOURCES:
+        raise ValueError(f"{text!r} is not one of {', '.join(ARTIFACT_SOURCES)}")
+    return value
+
+
+def _parse_patterns(text: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(p.strip().lower() for p in text.split(",") if p.strip()))
 
 
 def _parse_level(text: str) -> str:
@@ -431,6 +494,148 @@ OPTIONS: tuple[Option, ...] = (
         "wins; PATH relative to the map. Reloaded when it changes.",
         _parse_path,
         "FILE",
+    ),
+    Option(
+        "artifact_source",
+        "--artifact-source",
+        "auto",
+        "Where specs come from. registry: the artifact attached to each image in its "
+        "registry (OCI referrers API, else the sha256-<hex> tag); spec-map: --spec-map only; "
+        "none: no image has a spec; auto: spec-map when --spec-map is given, else registry.",
+        _parse_artifact_source,
+        "SOURCE",
+    ),
+    Option(
+        "registry_config",
+        "--registry-config",
+        "",
+        "YAML {registries: {HOST: {plainHTTP, caFile, insecureSkipVerify, mirrors}}}: "
+        "per-registry settings; nothing is guessed from a host name.",
+        _parse_path,
+        "FILE",
+    ),
+    Option(
+        "docker_config",
+        "--docker-config",
+        "",
+        "Docker config.json with the extender's own registry credentials (auths, "
+        "credHelpers, credsStore). Pods' imagePullSecrets are used first.",
+        _parse_path,
+        "FILE",
+    ),
+    Option(
+        "registry_allow",
+        "--registry-allow",
+        "",
+        "Registry hosts (globs) or CIDRs the extender may connect to; when set, only these. "
+        "Repeatable or a comma list.",
+        _parse_patterns,
+        "PATTERN",
+        repeatable=True,
+    ),
+    Option(
+        "registry_deny",
+        "--registry-deny",
+        "",
+        "Registry hosts (globs) or CIDRs refused, in addition to link-local and cloud "
+        "metadata addresses, which are always refused. Repeatable or a comma list.",
+        _parse_patterns,
+        "PATTERN",
+        repeatable=True,
+    ),
+    Option(
+        "registry_allow_loopback",
+        "--registry-allow-loopback",
+        "false",
+        "Allow registries on loopback addresses (local development only: pod authors choose "
+        "image hosts).",
+        _parse_bool,
+        boolean=True,
+    ),
+    Option(
+        "registry_timeout",
+        "--registry-timeout",
+        "10s",
+        "Timeout of one registry request.",
+        parse_duration,
+        "DURATION",
+    ),
+    Option(
+        "tag_ttl",
+        "--tag-ttl",
+        "1m",
+        "How long a tag → digest resolution is cached (digest references never expire).",
+        parse_duration,
+        "DURATION",
+    ),
+    Option(
+        "referrers_ttl",
+        "--referrers-ttl",
+        "1m",
+        "How long an image's referrers listing is cached; an artifact attached later is "
+        "seen after at most this long.",
+        parse_duration,
+        "DURATION",
+    ),
+    Option(
+        "negative_ttl",
+        "--negative-ttl",
+        "1m",
+        'How long "this image has no artifact" is cached.',
+        parse_duration,
+        "DURATION",
+    ),
+    Option(
+        "error_ttl",
+        "--error-ttl",
+        "5s",
+        "How long a registry failure is cached, so a down registry is not hammered.",
+        parse_duration,
+        "DURATION",
+    ),
+    Option(
+        "stale_for",
+        "--stale-for",
+        "10m",
+        "While a registry is unavailable, keep using a spec loaded successfully at most "
+        "this long ago (0: never).",
+        parse_duration,
+        "DURATION",
+    ),
+    Option(
+        "artifact_cache_size",
+        "--artifact-cache-size",
+        "10000",
+        "Entries in each artifact cache (answers, manifests, referrers listings, secrets).",
+        _parse_positive_int,
+        "N",
+    ),
+    Option(
+        "spec_cache_size",
+        "--spec-cache-size",
+        "1000",
+        "Compiled specs kept, by artifact digest.",
+        _parse_positive_int,
+        "N",
+    ),
+    Option(
+        "prefetch",
+        "--prefetch",
+        "true",
+        "Watch unbound pods of our schedulers and load their specs before the scheduler "
+        "asks (needs list/watch on pods; with the kubernetes feature source or a "
+        "--kubeconfig).",
+        _parse_bool,
+        boolean=True,
+    ),
+    Option(
+        "scheduler_http_timeout",
+        "--scheduler-http-timeout",
+        "2s",
+        "The httpTimeout of the extender in the scheduler's configuration; "
+        "--spec-wait-budget must be at most half of it.",
+        parse_duration,
+        "DURATION",
     ),
     Option(
         "file_check_interval",

@@ -64,6 +64,9 @@ __all__ = [
     "RegistryNotFoundError",
     "RegistryProtocolError",
     "RegistryUnavailableError",
+    "choose_newest",
+    "index_children",
+    "is_index",
 ]
 
 log = logging.getLogger(__name__)
@@ -642,6 +645,30 @@ class RegistryClient:
         credentials: Sequence[DockerConfig] = (),
     ) -> Descriptor:
         """The descriptor the reference names; with a platform, that platform's manifest."""
+        descriptor, document = await self.get_manifest(ref, credentials=credentials)
+        if platform is None:
+            return descriptor
+        if is_index(descriptor, document):
+            for item in document.get("manifests") or ():
+                child = Descriptor.from_json(item)
+                if platform.matches(child.platform):
+                    return child
+            raise RegistryNotFoundError(f"{ref} has no manifest for platform {platform}")
+        config = Descriptor.from_json(document.get("config"))
+        blob = await self._fetch_blob(ref, config, credentials)
+        image_config = _json_object(blob, f"config of {ref}")
+        if not platform.matches(image_config):
+            raise RegistryNotFoundError(f"{ref} is not built for platform {platform}")
+        return descriptor
+
+    async def get_manifest(
+        self, ref: ImageReference, *, credentials: Sequence[DockerConfig] = ()
+    ) -> tuple[Descriptor, dict[str, Any]]:
+        """The manifest (or index) the reference names: its descriptor and its JSON document.
+
+        The digest is computed from the body and checked against a digest reference and the
+        ``Docker-Content-Digest`` header.
+        """
         response = await self._get(
             ref,
             f"manifests/{ref.reference}",
@@ -658,22 +685,8 @@ class RegistryClient:
             raise RegistryProtocolError(
                 f"manifest of {ref}: header digest {header} != body {digest}"
             )
-        descriptor = Descriptor(media_type, digest, len(response.body))
-        if platform is None:
-            return descriptor
         document = _json_object(response.body, f"manifest of {ref}")
-        if media_type in INDEX_TYPES or "manifests" in document:
-            for item in document.get("manifests") or ():
-                child = Descriptor.from_json(item)
-                if platform.matches(child.platform):
-                    return child
-            raise RegistryNotFoundError(f"{ref} has no manifest for platform {platform}")
-        config = Descriptor.from_json(document.get("config"))
-        blob = await self._fetch_blob(ref, config, credentials)
-        image_config = _json_object(blob, f"config of {ref}")
-        if not platform.matches(image_config):
-            raise RegistryNotFoundError(f"{ref} is not built for platform {platform}")
-        return descriptor
+        return Descriptor(media_type, digest, len(response.body)), document
 
     async def referrers(
         self,
@@ -1127,6 +1140,22 @@ def _next_link(response: _Response) -> str | None:
     if match is None:
         return None
     return urljoin(response.url, str(match.group(1)))
+
+
+def is_index(descriptor: Descriptor, document: Mapping[str, Any]) -> bool:
+    """Whether a fetched manifest is a multi-platform index (OCI or Docker list)."""
+    return descriptor.media_type in INDEX_TYPES or "manifests" in document
+
+
+def index_children(document: Mapping[str, Any]) -> list[Descriptor]:
+    """The child manifests of an index document, in order (malformed entries skipped)."""
+    out = []
+    for item in document.get("manifests") or ():
+        try:
+            out.append(Descriptor.from_json(item))
+        except RegistryProtocolError:
+            continue
+    return out
 
 
 def choose_newest(descriptors: Sequence[Descriptor]) -> Descriptor:

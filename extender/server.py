@@ -25,13 +25,21 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from extender import protocol
-from extender.artifacts import NoArtifacts, SpecMapError, SpecMapSource
+from extender.artifacts import (
+    ArtifactSourceError,
+    NoArtifacts,
+    PodPrefetcher,
+    RegistrySource,
+    SpecMapError,
+    SpecMapSource,
+    registry_source_from,
+)
 from extender.config import Settings
 from extender.features import FeaturesFileSource, KubernetesFeatureSource, kubernetes_api_client
 from extender.features import FeatureStore as MemoryFeatureStore
@@ -198,6 +206,51 @@ async def _policy_context(app: web.Application) -> AsyncIterator[None]:
     await app[POLICY].aclose()
 
 
+def _optional_api_client(settings: Settings) -> Any:
+    """An API client for pull secrets and prefetch, or None (then neither is used)."""
+    if settings.effective_feature_source != "kubernetes" and settings.kubeconfig is None:
+        return None
+    try:
+        return kubernetes_api_client(
+            str(settings.kubeconfig) if settings.kubeconfig else None,
+            settings.kube_context or None,
+        )
+    except Exception as err:  # the client raises ConfigException, OSError, ValueError...
+        log.warning("no Kubernetes configuration (%s): no prefetch, no pull secrets", err)
+        return None
+
+
+def _registry_context(source: RegistrySource) -> CleanupContext:
+    """The registry client's HTTP session from startup to cleanup; loads cancelled at the end."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        async with source.client:
+            yield
+            await source.aclose()
+
+    return context
+
+
+def _prefetch_context(api_client: Any, settings: Settings) -> CleanupContext:
+    """Watch unbound pods of our schedulers; start their spec loads for every node platform."""
+
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        policy, store = app[POLICY], app[FEATURE_STORE]
+
+        def on_pod(obj: Mapping[str, Any]) -> None:
+            platforms = set(store.snapshot().platforms.values()) or {""}
+            policy.prefetch(protocol.pod_from_object(obj), sorted(platforms))
+
+        prefetcher = PodPrefetcher(api_client, settings.scheduler_names, on_pod)
+        task = asyncio.create_task(prefetcher.run(), name="prefetch-pods")
+        yield
+        prefetcher.stop()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(task, timeout=10)
+
+    return context
+
+
 def create_app(
     settings: Settings,
     *,
@@ -229,12 +282,20 @@ def create_app(
             log.warning("no feature source configured: no node has NFD features")
         feature_store = owned_store
     if artifact_source is None:
-        if settings.spec_map is not None:
+        artifact_kind = settings.effective_artifact_source
+        if artifact_kind == "spec-map" and settings.spec_map is not None:
             map_source = SpecMapSource(settings.spec_map, interval=settings.file_check_interval)
             app.cleanup_ctx.append(
                 _poller_context("spec-map", map_source.reload_if_changed, map_source.run)
             )
             artifact_source = map_source
+        elif artifact_kind == "registry":
+            api_client = _optional_api_client(settings)
+            registry_source = registry_source_from(settings, api_client)
+            app.cleanup_ctx.append(_registry_context(registry_source))
+            if settings.prefetch and api_client is not None:
+                app.cleanup_ctx.append(_prefetch_context(api_client, settings))
+            artifact_source = registry_source
         else:
             log.warning("no artifact source configured: every image is neutral")
             artifact_source = NoArtifacts()
@@ -300,7 +361,7 @@ def run(settings: Settings) -> int:
     configure_logging(settings.log_level)
     try:
         app = create_app(settings)
-    except (SpecMapError, FeatureSourceError) as err:
+    except (SpecMapError, ArtifactSourceError, FeatureSourceError) as err:
         log.error("%s", err)
         return 1
     try:

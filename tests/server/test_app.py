@@ -274,7 +274,8 @@ async def test_missing_features_file_is_not_ready(aiohttp_client: Any, tmp_path:
 
 
 async def test_without_sources_every_image_is_neutral(aiohttp_client: Any) -> None:
-    client = await aiohttp_client(create_app(Settings(feature_source="none")))
+    settings = Settings(feature_source="none", artifact_source="none")
+    client = await aiohttp_client(create_app(settings))
     response = await client.post("/filter", json=names_args("a", "b"))
     assert (await response.json())["NodeNames"] == ["a", "b"]
 

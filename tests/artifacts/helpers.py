@@ -1,0 +1,58 @@
+"""Shared pieces of the artifact-source tests: a controllable clock and a source factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from extender.artifacts import ArtifactCacheConfig, RegistrySource
+from extender.registry import HostPolicy, RegistryClient, RegistryHostConfig, RegistryLimits
+
+SPEC_A = """\
+version: v1alpha1
+compatibilities:
+- tag: a
+  description: index-level spec
+  rules:
+  - name: kernel
+    matchFeatures:
+    - feature: kernel.version
+      matchExpressions:
+        major: {op: Gt, value: ["3"]}
+"""
+SPEC_B = SPEC_A.replace("tag: a", "tag: b").replace("index-level", "platform")
+SPEC_C = SPEC_A.replace("tag: a", "tag: c").replace("index-level", "newer")
+
+
+class Clock:
+    """A monotonic clock the test moves by hand: TTLs expire without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def client_for(*endpoints: Any, timeout_s: float = 10.0) -> RegistryClient:
+    hosts = {}
+    for endpoint in endpoints:
+        if endpoint.scheme == "http":
+            hosts[endpoint.host] = RegistryHostConfig(plain_http=True)
+        else:
+            hosts[endpoint.host] = RegistryHostConfig(ca_file=str(endpoint.ca_file))
+    return RegistryClient(
+        policy=HostPolicy(allow_loopback=True),
+        hosts=hosts,
+        limits=RegistryLimits(timeout_s=timeout_s, connect_timeout_s=min(timeout_s, 3.0)),
+    )
+
+
+def source_for(*endpoints: Any, clock: Clock | None = None, **config: Any) -> RegistrySource:
+    return RegistrySource(
+        client_for(*endpoints, timeout_s=config.pop("timeout_s", 10.0)),
+        ArtifactCacheConfig(**config),
+        clock=clock or Clock(),
+    )

@@ -1,0 +1,159 @@
+"""``serve`` with a kubeconfig against devcluster: NodeFeatures watched from the API server,
+specs loaded from a real registry, pending pods prefetched before the first filter call (shown
+with the registry client's request counter), per-platform specs through the whole path."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from kubernetes import client as k8s
+
+from devcluster import nfd
+from devcluster.controlplane import ControlPlane
+from devcluster.faultproxy import Fault, FaultProxy
+from devcluster.oci import attach_spec, push_index
+from devcluster.registries import Registry
+from extender.artifacts import RegistrySource
+from extender.config import Settings
+from extender.policy import DEFAULT_SCHEDULER_NAME, PullContext, SpecKey
+from extender.server import ARTIFACT_SOURCE, create_app
+from tests.features.test_kubernetes_source import nodefeature, put
+
+from .helpers import SPEC_A
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+# arm64's own spec asks for a newer kernel than the index-level one.
+SPEC_ARM = SPEC_A.replace("tag: a", "tag: arm").replace('value: ["3"]', 'value: ["5"]')
+
+
+def registry_config(tmp_path: Path, *hosts: str) -> Path:
+    path = tmp_path / "registries.yaml"
+    path.write_text("registries:\n" + "".join(f"  '{h}': {{plainHTTP: true}}\n" for h in hosts))
+    return path
+
+
+def pod_object(namespace: str, image: str, name: str = "app") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "schedulerName": DEFAULT_SCHEDULER_NAME,
+            "containers": [{"name": "app", "image": image}],
+        },
+    }
+
+
+async def wait_for(predicate: Any, what: str, limit_s: float = 30.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_pending_pod_is_prefetched_before_filter(  # noqa: PLR0917 - fixtures
+    devcluster: ControlPlane,
+    k8s_api: Any,
+    k8s_namespace: str,
+    make_node: Any,
+    oci_registry: Registry,
+    unique_repo: str,
+    tmp_path: Path,
+    aiohttp_client: Any,
+) -> None:
+    nfd.install_crds(devcluster)
+    suffix = uuid.uuid4().hex[:6]
+    amd, arm = f"amd-{suffix}", f"arm-{suffix}"
+    make_node(amd, arch="amd64")
+    make_node(arm, arch="arm64")
+    for node, major in ((amd, "6"), (arm, "4")):
+        obj = nodefeature(node, node)
+        obj["spec"]["features"]["attributes"] = {"kernel.version": {"elements": {"major": major}}}
+        put(devcluster, obj)
+    image = push_index(oci_registry, unique_repo, "v1")
+    attach_spec(oci_registry, unique_repo, image.digest, SPEC_A, created=T0)
+    attach_spec(oci_registry, unique_repo, image.platforms["linux/arm64"], SPEC_ARM, created=T0)
+
+    settings = Settings(
+        kubeconfig=devcluster.kubeconfig,
+        registry_config=registry_config(tmp_path, oci_registry.host),
+        registry_allow_loopback=True,
+    )
+    client: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
+    app = client.app
+    assert app is not None
+    source = app[ARTIFACT_SOURCE]
+    assert isinstance(source, RegistrySource)
+
+    async def ready() -> bool:
+        response = await client.get("/readyz")
+        body = await response.json()
+        return response.status == 200 and body["nodes"] >= 2
+
+    deadline = time.monotonic() + 30
+    while not await ready():
+        assert time.monotonic() < deadline, "serve never became ready"
+        await asyncio.sleep(0.1)
+
+    assert source.client.requests == 0
+    pod = pod_object(k8s_namespace, image.tag_ref)
+    await asyncio.to_thread(k8s.CoreV1Api(k8s_api).create_namespaced_pod, k8s_namespace, pod)
+    context = PullContext(k8s_namespace)
+    keys = [SpecKey(image.tag_ref, platform=p) for p in ("linux/amd64", "linux/arm64")]
+    await wait_for(lambda: all(source.get_cached(k, context) is not None for k in keys), "prefetch")
+    prefetched = source.client.requests
+    assert prefetched > 0
+
+    args = {"Pod": pod, "Nodes": None, "NodeNames": [amd, arm]}
+    response = await client.post("/filter", json=args)
+    answer = await response.json()
+    assert not answer.get("Error"), answer
+    assert answer["NodeNames"] == [amd]
+    assert "kernel.version" in answer["FailedAndUnresolvableNodes"][arm]
+    response = await client.post("/prioritize", json={**args, "NodeNames": [amd]})
+    assert response.status == 200
+    assert await response.json() == [{"Host": amd, "Score": 10}]
+    # Filter and prioritize were answered from memory: no registry request.
+    assert source.client.requests == prefetched
+
+
+async def test_filter_waits_at_most_the_budget_then_answers_error(
+    fault_proxy: FaultProxy,
+    oci_registry: Registry,
+    unique_repo: str,
+    tmp_path: Path,
+    aiohttp_client: Any,
+) -> None:
+    image = await asyncio.to_thread(push_index, oci_registry, unique_repo, "v1")
+    await asyncio.to_thread(
+        attach_spec, oci_registry, unique_repo, image.digest, SPEC_A, created=T0
+    )
+    settings = Settings(
+        feature_source="none",
+        registry_config=registry_config(tmp_path, fault_proxy.host),
+        registry_allow_loopback=True,
+        prefetch=False,
+    )
+    client: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
+    assert client.app is not None
+    source = client.app[ARTIFACT_SOURCE]
+    assert isinstance(source, RegistrySource)
+    await fault_proxy.set_fault(Fault("hang"))
+    pod = pod_object("default", f"{fault_proxy.host}/{unique_repo}:v1")
+    for _ in range(3):
+        response = await client.post("/filter", json={"Pod": pod, "NodeNames": ["n1"]})
+        answer = await response.json()
+        assert "not loaded yet" in answer["Error"], answer
+    # The load outlives each request: three filters, one load.
+    assert source.stats.loads == 1
+    await fault_proxy.set_fault(Fault("pass"))
