@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -158,23 +157,11 @@ class Placement:
     full: set[str] = field(default_factory=set)  # nodes without room for it when it came
 
 
-def _registry_args(registry: Registry, workdir: Path, refs: Mapping[str, str]) -> list[str]:
-    """serve's flags to read specs from the demo registry."""
-    help_text = subprocess.run(
-        [sys.executable, "-m", "extender", "serve", "--help"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    if "--registry-config" in help_text:
-        config = workdir / "registries.yaml"
-        config.write_text(yaml.safe_dump({"registries": {registry.host: {"plainHTTP": True}}}))
-        return [f"--registry-config={config}", "--registry-allow-loopback"]
-    # INTERIM until the registry-backed source is in serve: the same specs from a map.
-    entries = [{"image": ref, "spec": str(SPECS / spec)} for ref, spec in refs.items()]
-    spec_map = workdir / "spec-map.yaml"
-    spec_map.write_text(yaml.safe_dump(entries))
-    return [f"--spec-map={spec_map}"]
+def _registry_args(registry: Registry, workdir: Path) -> list[str]:
+    """serve's flags to read specs from the demo registry (plain HTTP on loopback)."""
+    config = workdir / "registries.yaml"
+    config.write_text(yaml.safe_dump({"registries": {registry.host: {"plainHTTP": True}}}))
+    return [f"--registry-config={config}", "--registry-allow-loopback"]
 
 
 def _nodefeatures() -> list[dict[str, Any]]:
@@ -269,7 +256,6 @@ def run_demo(progress: Progress, workdir: Path, png: Path | None, keep: bool) ->
 
         progress("pushing sample images; attaching examples/specs with oras")
         refs: dict[str, str] = {}
-        attached: dict[str, str] = {}
         for key, spec in IMAGES.items():
             repo, tag = key.split(":")
             image = oci.push_image(registry.endpoint, f"demo/{repo}", tag)
@@ -282,7 +268,6 @@ def run_demo(progress: Progress, workdir: Path, png: Path | None, keep: bool) ->
                     SPECS / spec,
                     created=datetime.now(UTC),
                 )
-                attached[refs[key]] = spec
                 progress.note(f"{refs[key]}  <-  {spec} ({art.digest[:19]})")
             else:
                 progress.note(f"{refs[key]}  (no artifact)")
@@ -297,7 +282,7 @@ def run_demo(progress: Progress, workdir: Path, png: Path | None, keep: bool) ->
         progress.note(", ".join(nodes))
 
         progress("starting image-compat-extender serve")
-        extender = Extender(cluster, args=_registry_args(registry, workdir, attached))
+        extender = Extender(cluster, args=_registry_args(registry, workdir))
         extender.start()
         stack.callback(extender.stop)
 

@@ -24,7 +24,6 @@ from the machine's own features first, so the fleet means the same on any CI hos
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -82,7 +81,6 @@ class Stack:
     real_nodefeature: dict[str, Any]
     nodes: dict[str, str] = field(default_factory=dict)  # node → type
     images: dict[str, str] = field(default_factory=dict)  # name → reference through the proxy
-    spec_map: Path | None = None  # INTERIM until the registry source lands
 
     def nodes_of(self, *types: str) -> set[str]:
         return {n for n, t in self.nodes.items() if t in types}
@@ -90,18 +88,7 @@ class Stack:
     def push(self, name: str, spec: str | None) -> str:
         """Push an image (and attach ``spec`` from tests/e2e/specs with oras); its reference
         through the fault proxy, which is how pods name it."""
-        ref = push_image(self.registry, self.proxy, name, spec)
-        if self.spec_map is not None and spec is not None:
-            _add_to_spec_map(self.spec_map, ref, spec)
-        return ref
-
-
-def _add_to_spec_map(path: Path, ref: str, spec: str) -> None:
-    entries = yaml.safe_load(path.read_text()) if path.exists() else []
-    entries = [*(entries or []), {"image": ref, "spec": str(SPECS / spec)}]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(entries))
-    tmp.replace(path)
+        return push_image(self.registry, self.proxy, name, spec)
 
 
 def push_image(registry: Registry, proxy: FaultProxyProcess, name: str, spec: str | None) -> str:
@@ -192,23 +179,15 @@ def stack(
     real, nodes = build_fleet(devcluster)
     images = {name: push_image(e2e_registry, e2e_proxy, name, s) for name, s in IMAGES.items()}
     work = tmp_path_factory.mktemp("e2e-extender")
-    spec_map: Path | None = None
-    if "--registry-config" in _serve_help():
-        args = [
-            f"--registry-config={registry_config(work / 'registries.yaml', e2e_proxy)}",
-            "--registry-allow-loopback",
-        ]
-    else:  # INTERIM: until the registry-backed source lands, the same specs from a map
-        spec_map = work / "spec-map.yaml"
-        for name, spec in IMAGES.items():
-            if spec is not None:
-                _add_to_spec_map(spec_map, images[name], spec)
-        args = [f"--spec-map={spec_map}", "--file-check-interval=200ms"]
+    args = [
+        f"--registry-config={registry_config(work / 'registries.yaml', e2e_proxy)}",
+        "--registry-allow-loopback",
+    ]
     extender = Extender(devcluster, args=args, name="image-compat-extender-e2e")
     extender.start()
     devcluster.start_scheduler(scheduler_config(extender.url), name=SCHEDULER)
     try:
-        yield Stack(devcluster, e2e_registry, e2e_proxy, extender, real, nodes, images, spec_map)
+        yield Stack(devcluster, e2e_registry, e2e_proxy, extender, real, nodes, images)
     finally:
         devcluster.stop_scheduler(SCHEDULER)
         extender.stop()
@@ -219,22 +198,6 @@ def stack(
 @pytest.fixture
 def ns(stack: Stack, k8s_namespace: str) -> str:
     return k8s_namespace
-
-
-def _serve_help() -> str:
-    import subprocess
-    import sys
-
-    return subprocess.run(
-        [sys.executable, "-m", "extender", "serve", "--help"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-
-
-def copy_of(obj: dict[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(obj)
 
 
 @pytest.hookimpl(hookwrapper=True)
