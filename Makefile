@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 
-.PHONY: all venv devcluster lint typecheck test unit demo bench lock clean
+.PHONY: all venv devcluster lint typecheck test unit demo bench lock docs clean
 
 all: test
 
@@ -47,8 +47,11 @@ test: venv devcluster lint typecheck
 demo: venv
 	$(PY) -m devcluster.demo $(DEMO_ARGS)
 
+# Benchmarks run on their own (never part of `make test`); each prints a table and writes JSON
+# and a PNG plot under benchmarks/results/.
 bench: venv devcluster
 	$(PY) benchmarks/rules_bench.py
+	$(PY) benchmarks/server_bench.py
 
 lock:
 	@echo "pip-compile (pip-tools) regenerates the locks; see README 'Dependencies'."
@@ -57,3 +60,9 @@ lock:
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# docs/configuration.md and docs/metrics.md are generated from the option and metric tables;
+# tests/server/test_docs.py fails when they are stale.
+docs: venv
+	$(PY) -c "from extender import config; print(config.configuration_page(), end='')" > docs/configuration.md
+	$(PY) -c "from extender import metrics; print(metrics.metrics_page(), end='')" > docs/metrics.md

@@ -44,9 +44,13 @@ __all__ = [
 
 HERE = Path(__file__).resolve().parent
 
-# Our two Go modules. They are separate so that go-containerregistry and ORAS cannot bump any
+# Our Go modules. They are separate so that go-containerregistry, ORAS and Helm cannot bump any
 # dependency that k8s.io/kubernetes is compiled against (minimal version selection is global).
-GO_MODULES: dict[str, Path] = {"go": HERE / "go", "go-oci": HERE / "go-oci"}
+GO_MODULES: dict[str, Path] = {
+    "go": HERE / "go",
+    "go-oci": HERE / "go-oci",
+    "go-helm": HERE / "go-helm",
+}
 
 # How often a long build step reports that it is still alive.
 _PROGRESS_EVERY_S = 20.0
@@ -62,7 +66,8 @@ class Component:
 
     ``version_of`` names the Go module whose version (from our go.mod) the binary carries;
     ``ldflags_x`` are ``-X`` assignments with ``{version}``, ``{major}``, ``{minor}``
-    placeholders, so binaries report their real upstream version instead of a placeholder.
+    placeholders, so binaries report their real upstream version instead of a placeholder,
+    and ``{k8s_minor}``: the minor of the k8s.io/client-go its module builds against.
     """
 
     name: str
@@ -78,8 +83,11 @@ class Component:
 
     def ldflags(self) -> str:
         major, minor = _major_minor(self.version)
+        client_go = _module_versions(GO_MODULES[self.module] / "go.mod").get("k8s.io/client-go")
+        k8s_minor = _major_minor(client_go or "v0.0")[1]
         xs = [
-            f"-X {x.format(version=self.version, major=major, minor=minor)}" for x in self.ldflags_x
+            "-X " + x.format(version=self.version, major=major, minor=minor, k8s_minor=k8s_minor)
+            for x in self.ldflags_x
         ]
         # -s -w: no symbol table or DWARF; these are test tools, and it halves link time and size.
         return " ".join(["-s", "-w", *xs])
@@ -98,6 +106,16 @@ _K8S_X = tuple(
     )
 )
 _NFD_X = ("sigs.k8s.io/node-feature-discovery/pkg/version.version={version}",)
+# As Helm's Makefile: its version, and the Kubernetes version `helm template` and `helm lint`
+# assume (.Capabilities.KubeVersion; without this they say v1.20) from the client-go it uses.
+_HELM_X = (
+    "helm.sh/helm/v3/internal/version.version={version}",
+    "helm.sh/helm/v3/internal/version.gitTreeState=clean",
+    "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1",
+    "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor={k8s_minor}",
+    "helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1",
+    "helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor={k8s_minor}",
+)
 
 COMPONENTS: dict[str, Component] = {
     c.name: c
@@ -170,6 +188,14 @@ COMPONENTS: dict[str, Component] = {
             "oras.land/oras/cmd/oras",
             "oras.land/oras",
             "ORAS CLI",
+        ),
+        Component(
+            "helm",
+            "go-helm",
+            "helm.sh/helm/v3/cmd/helm",
+            "helm.sh/helm/v3",
+            "Helm CLI (lint and template of deploy/helm)",
+            _HELM_X,
         ),
     )
 }

@@ -37,6 +37,7 @@ __all__ = [
     "Option",
     "Settings",
     "add_arguments",
+    "configuration_page",
     "markdown_table",
     "parse_duration",
     "parse_listen",
@@ -46,6 +47,7 @@ __all__ = [
 
 ENV_PREFIX = "IMAGE_COMPAT_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("console", "json")
 FEATURE_SOURCES = ("auto", "kubernetes", "file", "none")
 ARTIFACT_SOURCES = ("auto", "registry", "spec-map", "none")
 
@@ -96,6 +98,11 @@ class Settings:
     shutdown_timeout: float = 10.0
     log_level: str = "INFO"
     access_log: bool = False
+    log_format: str = "console"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = None
+    tls_reload_interval: float = 10.0
 
     def policy_config(self) -> PolicyConfig:
         return PolicyConfig(
@@ -131,6 +138,12 @@ class Settings:
             self.artifact_cache_config()
         except ValueError as err:
             raise ConfigError(str(err)) from None
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        if self.client_ca is not None and self.tls_cert is None:
+            raise ConfigError("--client-ca needs --tls-cert and --tls-key (mTLS is TLS first)")
+        if self.tls_reload_interval <= 0:
+            raise ConfigError("--tls-reload-interval must be positive")
         return self
 
     def artifact_cache_config(self) -> ArtifactCacheConfig:
@@ -152,6 +165,10 @@ class Settings:
         if self.artifact_source != "auto":
             return self.artifact_source
         return "spec-map" if self.spec_map is not None else "registry"
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
     @property
     def effective_feature_source(self) -> str:
@@ -299,6 +316,13 @@ def _parse_level(text: str) -> str:
     if level not in LOG_LEVELS:
         raise ValueError(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
     return level
+
+
+def _parse_log_format(text: str) -> str:
+    value = text.strip().lower()
+    if value not in LOG_FORMATS:
+        raise ValueError(f"{text!r} is not one of {', '.join(LOG_FORMATS)}")
+    return value
 
 
 def _parse_bool(text: str) -> bool:
@@ -665,9 +689,55 @@ OPTIONS: tuple[Option, ...] = (
         "access_log",
         "--access-log",
         "false",
-        "Log every request (two lines per scheduled pod).",
+        "Log one line per filter and prioritize call (verb, pod, node count, rejected count, "
+        "duration, status): two lines per scheduled pod. Without it these lines are at debug "
+        "level.",
         _parse_bool,
         boolean=True,
+    ),
+    Option(
+        "log_format",
+        "--log-format",
+        "console",
+        "console: one readable line per event, for people; json: one JSON object per line "
+        "(time, level, logger, message and the event's fields), for log collectors.",
+        _parse_log_format,
+        "console|json",
+    ),
+    Option(
+        "tls_cert",
+        "--tls-cert",
+        "",
+        "PEM certificate (chain) to serve HTTPS with; needs --tls-key. Empty: plain HTTP. "
+        "Reloaded when the file's content changes (a renewed Secret), without a restart.",
+        _parse_path,
+        "FILE",
+    ),
+    Option(
+        "tls_key",
+        "--tls-key",
+        "",
+        "PEM private key of --tls-cert.",
+        _parse_path,
+        "FILE",
+    ),
+    Option(
+        "client_ca",
+        "--client-ca",
+        "",
+        "PEM CA bundle: clients must present a certificate it signed (mTLS; point the "
+        "scheduler's tlsConfig certFile/keyFile at one). Needs --tls-cert. Reloaded like it.",
+        _parse_path,
+        "FILE",
+    ),
+    Option(
+        "tls_reload_interval",
+        "--tls-reload-interval",
+        "10s",
+        "How often the --tls-cert, --tls-key and --client-ca files are read and hashed to "
+        "detect a change (mounted Secrets are replaced without inotify events).",
+        parse_duration,
+        "DURATION",
     ),
 )
 
@@ -734,3 +804,41 @@ def markdown_table() -> str:
         text = option.help.replace("|", "\\|")
         rows.append(f"| {flag} | `{option.env}` | {default} | {text} |")
     return "\n".join(rows) + "\n"
+
+
+_CONFIGURATION_PAGE = """\
+# Configuration
+
+<!-- Generated from extender/config.py (OPTIONS) by `make docs`; edit there, not here.
+     tests/server/test_docs.py fails when this file is stale. -->
+
+`image-compat-extender serve` reads every setting from a flag or from an environment
+variable named `IMAGE_COMPAT_` + the flag in upper case. A flag wins over its variable, which
+wins over the default. Repeatable flags also take a comma list (and so do their variables).
+A bad value stops `serve` before it starts, with a message naming the flag or variable.
+
+```sh
+# Flags
+image-compat-extender serve --listen 0.0.0.0:8888 --spec-map /etc/image-compat/map.yaml \\
+    --log-format json --access-log
+
+# The same with environment variables (a Deployment's `env:`)
+IMAGE_COMPAT_LISTEN=0.0.0.0:8888 IMAGE_COMPAT_SPEC_MAP=/etc/image-compat/map.yaml \\
+IMAGE_COMPAT_LOG_FORMAT=json IMAGE_COMPAT_ACCESS_LOG=true image-compat-extender serve
+
+# HTTPS with client certificates (mTLS), for scheduler-config/image-compat-scheduler-tls.yaml
+image-compat-extender serve --listen 0.0.0.0:8888 \\
+    --tls-cert /etc/image-compat/tls/tls.crt --tls-key /etc/image-compat/tls/tls.key \\
+    --client-ca /etc/image-compat/client-ca/ca.crt
+```
+
+Durations are Go style (`300ms`, `2s`, `1m30s`) or plain seconds; sizes are bytes or take
+`Ki`, `Mi`, `Gi` (or decimal `K`, `M`, `G`); booleans are `true`/`false` (`1`/`0`,
+`yes`/`no`, `on`/`off`).
+
+"""
+
+
+def configuration_page() -> str:
+    """docs/configuration.md: how settings are given, then :func:`markdown_table`."""
+    return _CONFIGURATION_PAGE + markdown_table()

@@ -164,9 +164,13 @@ class ExtenderBindingResult(msgspec.Struct, frozen=True):
 # Decoding
 
 
-@dataclass(frozen=True, slots=True)
-class RequestNode:
-    """One candidate node of a request: its name, labels (full-Nodes mode) and raw JSON."""
+class RequestNode(msgspec.Struct, frozen=True):
+    """One candidate node of a request: its name, labels (full-Nodes mode) and raw JSON.
+
+    A msgspec Struct rather than a frozen dataclass: one is built per candidate on every
+    call, and a frozen dataclass's ``__init__`` costs ten times more (at 5,000 node names it
+    was most of the decoding time; see benchmarks/server_bench.py).
+    """
 
     name: str
     labels: Mapping[str, str]

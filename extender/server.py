@@ -15,7 +15,14 @@ HTTP answers:
   decide (the scheduler then gives no extender score);
 * a body that is not a valid request: 400; larger than ``--max-body-bytes``: 413; always a
   JSON ``{"error": ...}``, never a traceback;
-* ``GET /healthz``: the process serves; ``GET /readyz``: every source has loaded.
+* ``GET /healthz``: the process serves; ``GET /readyz``: every source has loaded;
+* ``GET /metrics``: Prometheus metrics (:mod:`extender.metrics`).
+
+Every verb call is timed and counted (outside the error middleware, so error answers count
+too) and gets one access-log line: verb, pod, node count, rejected count, duration, status
+(info level with ``--access-log``, else debug). With ``--tls-cert`` the server speaks HTTPS,
+with ``--client-ca`` it requires client certificates; both follow their files
+(:mod:`extender.tls`).
 """
 
 from __future__ import annotations
@@ -24,11 +31,14 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
+import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from extender import protocol
 from extender.artifacts import (
@@ -43,25 +53,44 @@ from extender.artifacts import (
 from extender.config import Settings
 from extender.features import FeaturesFileSource, KubernetesFeatureSource, kubernetes_api_client
 from extender.features import FeatureStore as MemoryFeatureStore
+from extender.logs import configure_logging, fields
+from extender.metrics import CONTENT_TYPE, VERBS, Metrics
 from extender.policy import ArtifactSource, FeatureStore, Policy, PolicyUnavailableError
+from extender.tls import TLSConfigError, serving_tls
 
 __all__ = [
     "ARTIFACT_SOURCE",
     "FEATURE_STORE",
+    "METRICS",
     "POLICY",
     "SETTINGS",
     "FeatureSourceError",
-    "configure_logging",
     "create_app",
     "run",
 ]
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("extender.access")
 
 SETTINGS = web.AppKey("settings", Settings)
 POLICY = web.AppKey("policy", Policy)
 FEATURE_STORE: web.AppKey[FeatureStore] = web.AppKey("feature_store")
 ARTIFACT_SOURCE: web.AppKey[ArtifactSource] = web.AppKey("artifact_source")
+METRICS = web.AppKey("metrics", Metrics)
+
+
+@dataclass(slots=True)
+class Call:
+    """What the access log and the metrics say about one verb call; handlers fill it in."""
+
+    verb: str
+    pod: str = ""
+    nodes: int = 0
+    rejected: int = 0
+    unavailable: bool = False
+
+
+CALL = web.RequestKey("call", Call)
 
 JSON = "application/json"
 
@@ -78,17 +107,31 @@ CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 # Handlers
 
 
+def _call(request: web.Request, args: protocol.FilterRequest) -> Call:
+    call = request[CALL]
+    call.pod, call.nodes = args.pod.key, len(args.nodes)
+    return call
+
+
 async def handle_filter(request: web.Request) -> web.Response:
     args = protocol.decode_extender_args(await request.read())
+    call = _call(request, args)
     decision = await request.app[POLICY].filter(args.pod, args.nodes)
+    call.rejected = len(decision.unresolvable)
     body = protocol.encode_filter_result(args, decision.passing, unresolvable=decision.unresolvable)
     return web.Response(body=body, content_type=JSON)
 
 
 async def handle_prioritize(request: web.Request) -> web.Response:
     args = protocol.decode_extender_args(await request.read())
+    _call(request, args)
     scores = await request.app[POLICY].prioritize(args.pod, args.nodes)
     return web.Response(body=protocol.encode_priorities(scores), content_type=JSON)
+
+
+async def handle_metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS].exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
 async def handle_healthz(request: web.Request) -> web.Response:
@@ -125,6 +168,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except PolicyUnavailableError as err:
         route = request.match_info.route.name
         log.info("%s: cannot decide now: %s", route, err)
+        if CALL in request:
+            request[CALL].unavailable = True
         if route == "filter":
             return web.Response(
                 body=protocol.encode_filter_result(None, error=str(err)), content_type=JSON
@@ -143,6 +188,62 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         return _error(500, "internal error (see the extender's log)")
+
+
+# --------------------------------------------------------------------------------------------
+# Timing, counting and the access log (outermost, so error answers are seen too)
+
+
+def _outcome(call: Call, status: int) -> str:
+    if call.unavailable:
+        return "unavailable"
+    if status < 400:
+        return "ok"
+    return "bad_request" if status < 500 else "error"
+
+
+def _observe_middleware(metrics: Metrics, access_level: int) -> Middleware:
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        start = time.perf_counter()
+        verb = request.match_info.route.name
+        if verb not in VERBS:
+            response = await handler(request)
+            if access_log.isEnabledFor(logging.DEBUG):
+                access_log.debug(
+                    "%s %s",
+                    request.method,
+                    request.path,
+                    extra=fields(status=response.status, duration_ms=_ms(start)),
+                )
+            return response
+        call = request[CALL] = Call(verb)
+        response = await handler(request)
+        seconds = time.perf_counter() - start
+        outcome = _outcome(call, response.status)
+        metrics.observe(verb, outcome, seconds)
+        if access_log.isEnabledFor(access_level):
+            access_log.log(
+                access_level,
+                "%s",
+                verb,
+                extra=fields(
+                    verb=verb,
+                    pod=call.pod,
+                    nodes=call.nodes,
+                    rejected=call.rejected,
+                    duration_ms=round(seconds * 1000, 3),
+                    status=response.status,
+                    outcome=outcome,
+                ),
+            )
+        return response
+
+    return observe
+
+
+def _ms(start: float) -> float:
+    return round((time.perf_counter() - start) * 1000, 3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,12 +363,15 @@ def create_app(
     Raises :class:`~extender.artifacts.SpecMapError` when ``--spec-map`` cannot be read and
     :class:`FeatureSourceError` when the Kubernetes source has no usable configuration.
     """
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    relists: Mapping[str, int] | None = None
     if feature_store is None:
         owned_store = MemoryFeatureStore()
         kind = settings.effective_feature_source
         if kind == "kubernetes":
-            app.cleanup_ctx.append(_watch_context(_kubernetes_source(settings, owned_store)))
+            kubernetes_source = _kubernetes_source(settings, owned_store)
+            relists = kubernetes_source.relists
+            app.cleanup_ctx.append(_watch_context(kubernetes_source))
         elif kind == "file" and settings.features_file is not None:
             file_source = FeaturesFileSource(
                 owned_store,
@@ -303,26 +407,22 @@ def create_app(
     app[FEATURE_STORE] = feature_store
     app[ARTIFACT_SOURCE] = artifact_source
     app[POLICY] = Policy(settings.policy_config(), feature_store, artifact_source)
+    app[METRICS] = Metrics(app[POLICY], feature_store, artifact_source, relists=relists)
     app.cleanup_ctx.append(_policy_context)
+    access_level = logging.INFO if settings.access_log else logging.DEBUG
+    app.middlewares.extend((_observe_middleware(app[METRICS], access_level), error_middleware))
 
     prefix = settings.path_prefix
     app.router.add_post(prefix + "filter", handle_filter, name="filter")
     app.router.add_post(prefix + "prioritize", handle_prioritize, name="prioritize")
     app.router.add_get("/healthz", handle_healthz, name="healthz")
     app.router.add_get("/readyz", handle_readyz, name="readyz")
+    app.router.add_get("/metrics", handle_metrics, name="metrics")
     return app
 
 
 # --------------------------------------------------------------------------------------------
 # Serving
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 async def serve(app: web.Application, settings: Settings) -> None:
@@ -332,23 +432,38 @@ async def serve(app: web.Application, settings: Settings) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # Our own access log (one line per verb call, see _observe_middleware) replaces aiohttp's.
     runner = web.AppRunner(
-        app,
-        handle_signals=False,
-        shutdown_timeout=settings.shutdown_timeout,
-        access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
+        app, handle_signals=False, shutdown_timeout=settings.shutdown_timeout, access_log=None
     )
     try:
-        await runner.setup()
-        host, port = settings.listen
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        for address in runner.addresses:
-            host_shown = f"[{address[0]}]" if ":" in address[0] else address[0]
-            shown = f"{host_shown}:{address[1]}"
-            log.info("listening on %s (verbs under %s)", shown, settings.path_prefix)
-        await stop.wait()
-        log.info("shutting down")
+        async with contextlib.AsyncExitStack() as stack:
+            ssl_context: ssl.SSLContext | None = None
+            scheme = "HTTP"
+            if settings.tls_cert is not None and settings.tls_key is not None:
+                reloader = await stack.enter_async_context(
+                    serving_tls(
+                        settings.tls_cert,
+                        settings.tls_key,
+                        settings.client_ca,
+                        interval=settings.tls_reload_interval,
+                        on_reload=app[METRICS].tls_reloaded,
+                    )
+                )
+                ssl_context = reloader.context
+                scheme = "HTTPS, client certificates required" if reloader.mutual else "HTTPS"
+            await runner.setup()
+            host, port = settings.listen
+            site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+            await site.start()
+            for address in runner.addresses:
+                host_shown = f"[{address[0]}]" if ":" in address[0] else address[0]
+                shown = f"{host_shown}:{address[1]}"
+                log.info(
+                    "listening on %s (%s; verbs under %s)", shown, scheme, settings.path_prefix
+                )
+            await stop.wait()
+            log.info("shutting down")
     finally:
         await runner.cleanup()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -358,7 +473,7 @@ async def serve(app: web.Application, settings: Settings) -> None:
 
 def run(settings: Settings) -> int:
     """``image-compat-extender serve``: returns the exit code."""
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         app = create_app(settings)
     except (SpecMapError, ArtifactSourceError, FeatureSourceError) as err:
@@ -366,6 +481,9 @@ def run(settings: Settings) -> int:
         return 1
     try:
         asyncio.run(serve(app, settings))
+    except TLSConfigError as err:
+        log.error("%s", err)
+        return 1
     except OSError as err:
         log.error("cannot serve on %s:%s: %s", *settings.listen, err.strerror or err)
         return 1

@@ -19,8 +19,31 @@ def load(path: Path) -> dict[str, Any]:
     return document
 
 
-def test_there_is_a_config() -> None:
-    assert [p.name for p in CONFIGS] == ["image-compat-scheduler.yaml"]
+def test_there_is_a_config_per_feature() -> None:
+    assert [p.name for p in CONFIGS] == [
+        "image-compat-scheduler-tls.yaml",
+        "image-compat-scheduler.yaml",
+    ]
+
+
+def test_tls_variant_verifies_the_extender_and_presents_a_client_certificate() -> None:
+    path = CONFIG_DIR / "image-compat-scheduler-tls.yaml"
+    [extender] = load(path)["extenders"]
+    assert extender["enableHTTPS"] is True
+    assert extender["urlPrefix"].startswith("https://")  # enableHTTPS does not change it
+    tls = extender["tlsConfig"]
+    assert set(tls) == {"caFile", "certFile", "keyFile"}
+    assert "insecure" not in tls
+    # The one fact an operator must not miss, next to the value it is about.
+    assert "SILENTLY SKIPS" in path.read_text()
+    plain = load(CONFIG_DIR / "image-compat-scheduler.yaml")
+    tls_config = load(path)
+    for key in ("leaderElection", "percentageOfNodesToScore", "profiles"):
+        assert tls_config[key] == plain[key]
+    [plain_extender] = plain["extenders"]
+    for key, value in plain_extender.items():
+        if key != "urlPrefix":
+            assert extender[key] == value, key
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -48,6 +71,8 @@ def test_values_to_substitute_appear_once_each(path: Path) -> None:
     text = path.read_text()
     assert text.count("urlPrefix:") == 1
     assert text.count("kubeconfig:") == 1
+    for key in ("caFile:", "certFile:", "keyFile:"):
+        assert text.count(key) <= 1
 
 
 @pytest.mark.integration
@@ -64,6 +89,16 @@ def test_kube_scheduler_accepts_the_config(path: Path, tmp_path: Path) -> None:
     )
     config = load(path)
     config["clientConnection"]["kubeconfig"] = str(kubeconfig)
+    tls = config["extenders"][0].get("tlsConfig")
+    if tls is not None:  # the scheduler reads these files when it builds the extender
+        from devcluster.pki import TestCA
+
+        ca = TestCA("extender-ca")
+        tls["caFile"] = str(ca.write_cert(tmp_path / "ca.crt"))
+        cert, key = ca.issue_client_cert("image-compat-scheduler").write(
+            tmp_path / "client.crt", tmp_path / "client.key"
+        )
+        tls["certFile"], tls["keyFile"] = str(cert), str(key)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = subprocess.run(
         [
