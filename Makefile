@@ -39,12 +39,13 @@ unit: venv
 test: venv devcluster lint typecheck
 	$(PY) -m pytest -q
 
-# For now (issue 4): every example spec against every example node, as a compatibility matrix.
-# validate exits 3 when some node is not compatible and 1 when a node's evaluation errs (the RHEL
-# kernel string with `type: version`); both are results here, a usage error (2) is not.
+# The real thing, locally: control plane, registry, specs attached with oras, our extender and
+# a kube-scheduler running scheduler-config/, pods placed; prints a table, writes
+# build/demo/placements.png. `make demo DEMO_ARGS=--keep` keeps it up (Ctrl-C stops it).
+# It builds the Go binaries it needs itself (not the `devcluster` target, which also installs
+# the Debian packages only some tests need, and would want root on a fresh machine).
 demo: venv
-	@$(PY) -m extender validate $(addprefix --spec ,$(sort $(wildcard examples/specs/*.yaml))) \
-		--features examples/nodes/all-nodes.yaml || { rc=$$?; [ $$rc -eq 1 ] || [ $$rc -eq 3 ]; }
+	$(PY) -m devcluster.demo $(DEMO_ARGS)
 
 # Benchmarks run on their own (never part of `make test`); each prints a table and writes JSON
 # and a PNG plot under benchmarks/results/.

@@ -1,0 +1,294 @@
+"""The product stack on top of a devcluster control plane: our ``serve`` and its kube-scheduler.
+
+Owns what the e2e tests and ``make demo`` both need beyond ``devcluster.controlplane``:
+
+- :class:`Extender`: ``image-compat-extender serve`` as a real child process (same
+  process-group and parent-death rules as the control plane's components), on a fixed
+  loopback port so that it can be stopped and started again behind the same scheduler URL;
+  ready when its ``/readyz`` says the node features are synced;
+- :func:`scheduler_config`: the shipped ``scheduler-config/image-compat-scheduler.yaml`` with
+  only its two deployment-specific values changed (kubeconfig and urlPrefix);
+- :func:`pod`, :func:`create_pod`, :func:`wait_bound`, :func:`wait_event`, :func:`events`,
+  :func:`touch_node`: the small Kubernetes vocabulary the scenarios are written in.
+
+Everything polls with a deadline and says what it last saw when the deadline passes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devcluster.controlplane import ControlPlane, ControlPlaneError, ManagedProcess, free_port
+
+__all__ = [
+    "SCHEDULER_CONFIG",
+    "SCHEDULER_NAME",
+    "Extender",
+    "create_pod",
+    "events",
+    "pod",
+    "pod_phase_summary",
+    "scheduler_config",
+    "touch_node",
+    "wait_bound",
+    "wait_event",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEDULER_CONFIG = ROOT / "scheduler-config" / "image-compat-scheduler.yaml"
+SCHEDULER_NAME = "image-compat-scheduler"
+_READY_TIMEOUT_S = 60.0
+
+
+class Extender:
+    """``python -m extender serve`` against a control plane, restartable on the same port."""
+
+    def __init__(
+        self,
+        cluster: ControlPlane,
+        *,
+        args: Sequence[str] = (),
+        port: int | None = None,
+        name: str = "image-compat-extender",
+    ) -> None:
+        self.cluster = cluster
+        self.port = port or free_port()
+        self.args = list(args)
+        self.name = name
+        argv = [
+            sys.executable,
+            "-m",
+            "extender",
+            "serve",
+            f"--listen=127.0.0.1:{self.port}",
+            f"--kubeconfig={cluster.kubeconfig}",
+            "--log-level=DEBUG",
+            "--access-log",
+            *self.args,
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGE_COMPAT_")}
+        env.pop("KUBECONFIG", None)
+        env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+        self.process = ManagedProcess(name, argv, cluster.log_dir / f"{name}.log", env)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def start(self, timeout: float = _READY_TIMEOUT_S) -> Extender:
+        self.process.start()
+        self.process.wait_ready(self._ready, timeout)
+        return self
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def alive(self) -> bool:
+        return self.process.alive()
+
+    def _ready(self) -> str | None:
+        try:
+            with urllib.request.urlopen(self.url + "readyz", timeout=2) as resp:
+                resp.read()
+            return None
+        except urllib.error.HTTPError as e:
+            return f"/readyz: HTTP {e.code} {e.read(500).decode(errors='replace')}"
+        except OSError as e:
+            return f"/readyz: {e}"
+
+    def post(self, verb: str, body: Mapping[str, Any], timeout: float = 10) -> Any:
+        """Call a verb as the scheduler does (a JSON POST) and return the decoded answer."""
+        req = urllib.request.Request(
+            self.url + verb,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read())
+
+    def __enter__(self) -> Extender:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def scheduler_config(extender_url: str, *, scheduler_name: str = SCHEDULER_NAME) -> dict[str, Any]:
+    """The shipped scheduler profile, pointed at ``extender_url`` and at the devcluster.
+
+    Only the file's two deployment-specific values change: ``clientConnection.kubeconfig``
+    (``ControlPlane.start_scheduler`` fills in its own) and the extender's ``urlPrefix``.
+    """
+    doc: dict[str, Any] = yaml.safe_load(SCHEDULER_CONFIG.read_text())
+    doc.pop("clientConnection", None)
+    (extender,) = doc["extenders"]
+    extender["urlPrefix"] = extender_url
+    (profile,) = doc["profiles"]
+    profile["schedulerName"] = scheduler_name
+    if scheduler_name != SCHEDULER_NAME:
+        doc["leaderElection"]["resourceName"] = scheduler_name
+    return doc
+
+
+# ---------------------------------------------------------------------------------------------
+# Pods, events, nodes
+
+
+def pod(
+    name: str,
+    images: Sequence[str] | Mapping[str, str],
+    *,
+    scheduler_name: str = SCHEDULER_NAME,
+    annotations: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    node_selector: Mapping[str, str] | None = None,
+    cpu: str | None = None,
+) -> dict[str, Any]:
+    """A Pod manifest; ``images`` is a list (containers c0, c1, ...) or a name → image map."""
+    named = images if isinstance(images, Mapping) else {f"c{i}": im for i, im in enumerate(images)}
+    containers: list[dict[str, Any]] = []
+    for cname, image in named.items():
+        container: dict[str, Any] = {"name": cname, "image": image}
+        if cpu:
+            container["resources"] = {"requests": {"cpu": cpu}}
+        containers.append(container)
+    spec: dict[str, Any] = {
+        "schedulerName": scheduler_name,
+        "containers": containers,
+        "terminationGracePeriodSeconds": 0,
+    }
+    if node_selector:
+        spec["nodeSelector"] = dict(node_selector)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "annotations": dict(annotations or {}),
+            "labels": dict(labels or {}),
+        },
+        "spec": spec,
+    }
+
+
+def create_pod(cluster: ControlPlane, namespace: str, manifest: Mapping[str, Any]) -> str:
+    cluster.request("POST", f"/api/v1/namespaces/{namespace}/pods", dict(manifest))
+    return str(manifest["metadata"]["name"])
+
+
+def get_pod(cluster: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
+    return dict(cluster.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}"))
+
+
+def events(cluster: ControlPlane, namespace: str, pod_name: str) -> list[dict[str, Any]]:
+    """The pod's events (core/v1 view), oldest first."""
+    selector = urllib.parse.quote(f"involvedObject.name={pod_name},involvedObject.kind=Pod")
+    items = cluster.request(
+        "GET", f"/api/v1/namespaces/{namespace}/events?fieldSelector={selector}"
+    )
+    found = list(items.get("items") or [])
+    found.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    return found
+
+
+def pod_phase_summary(cluster: ControlPlane, namespace: str, name: str) -> str:
+    """One paragraph on where a pod stands: node, conditions, its events."""
+    try:
+        obj = get_pod(cluster, namespace, name)
+    except urllib.error.HTTPError as e:
+        return f"pod {namespace}/{name}: HTTP {e.code}"
+    conds = [
+        (c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
+        for c in (obj.get("status") or {}).get("conditions") or []
+    ]
+    evs = [
+        (
+            e.get("reason"),
+            e.get("source", {}).get("component") or e.get("reportingComponent"),
+            e.get("message"),
+        )
+        for e in events(cluster, namespace, name)
+    ]
+    node = (obj.get("spec") or {}).get("nodeName") or "-"
+    return f"pod {namespace}/{name}: node {node}; conditions {conds}; events {evs}"
+
+
+def wait_bound(cluster: ControlPlane, namespace: str, name: str, timeout: float = 60) -> str:
+    """Wait until the pod has ``spec.nodeName`` and return it; fail with the pod's story."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        node = (get_pod(cluster, namespace, name).get("spec") or {}).get("nodeName")
+        if node:
+            return str(node)
+        time.sleep(0.2)
+    raise ControlPlaneError(
+        f"not bound within {timeout:.0f}s: {pod_phase_summary(cluster, namespace, name)}"
+    )
+
+
+def wait_event(
+    cluster: ControlPlane,
+    namespace: str,
+    name: str,
+    reason: str,
+    *,
+    contains: str = "",
+    timeout: float = 60,
+    after: Callable[[dict[str, Any]], bool] | None = None,
+) -> dict[str, Any]:
+    """Wait for an event of ``reason`` whose message contains ``contains``; return it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in events(cluster, namespace, name):
+            if event.get("reason") != reason or contains not in (event.get("message") or ""):
+                continue
+            if after is None or after(event):
+                return event
+        time.sleep(0.2)
+    raise ControlPlaneError(
+        f"no {reason} event containing {contains!r} within {timeout:.0f}s: "
+        f"{pod_phase_summary(cluster, namespace, name)}"
+    )
+
+
+def touch_node(cluster: ControlPlane, node: str, reason: str = "features-changed") -> None:
+    """Patch an annotation on the Node, as nfd-master does when a node's features change.
+
+    A NodeFeature change is not an event kube-scheduler watches; a Node update is, and it
+    moves pods that an extender rejected back to the active queue.
+    """
+    stamp = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+    patch = {"metadata": {"annotations": {"image-compat.devcluster/touched": f"{reason} {stamp}"}}}
+    _merge_patch(cluster, f"/api/v1/nodes/{node}", patch)
+
+
+def _merge_patch(cluster: ControlPlane, path: str, body: Mapping[str, Any]) -> Any:
+    import ssl
+
+    req = urllib.request.Request(
+        f"{cluster.server}{path}",
+        data=json.dumps(body).encode(),
+        method="PATCH",
+        headers={"Content-Type": "application/merge-patch+json", "Accept": "application/json"},
+    )
+    ctx: ssl.SSLContext = cluster._admin_ssl()
+    with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
+        return json.loads(resp.read())

@@ -1,0 +1,185 @@
+"""The real kube-scheduler, running the shipped profile, places real pods through our extender.
+
+Every scenario asserts the node a pod was bound to (or that it was not bound, and why) through
+the API server, as a user would see it. The stack and its fleet are described in conftest.py.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from devcluster import nfd
+from devcluster.stack import (
+    create_pod,
+    get_pod,
+    pod,
+    touch_node,
+    wait_bound,
+    wait_event,
+)
+from tests.e2e.conftest import SELECTOR, Stack, node_feature
+
+pytestmark = pytest.mark.e2e
+
+BIND_TIMEOUT = 90.0
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:5]}"
+
+
+def place(stack: Stack, ns: str, name: str, images: Any, **kwargs: Any) -> str:
+    """Create a pod for our scheduler on the fleet and return the node it is bound to."""
+    create_pod(stack.cluster, ns, pod(name, images, node_selector=SELECTOR, **kwargs))
+    return wait_bound(stack.cluster, ns, name, BIND_TIMEOUT)
+
+
+def rejected(stack: Stack, ns: str, name: str, images: Any, contains: str) -> str:
+    """Create a pod that must not fit; return the FailedScheduling message carrying ``contains``."""
+    create_pod(stack.cluster, ns, pod(name, images, node_selector=SELECTOR))
+    event = wait_event(stack.cluster, ns, name, "FailedScheduling", contains=contains)
+    assert not get_pod(stack.cluster, ns, name)["spec"].get("nodeName")
+    return str(event["message"])
+
+
+def filter_args(stack: Stack, manifest: dict[str, Any], nodes: list[str]) -> dict[str, Any]:
+    """An ExtenderArgs body as kube-scheduler sends it (nodeCacheCapable: names only)."""
+    obj = {**manifest, "metadata": {**manifest["metadata"], "namespace": "default", "uid": "x"}}
+    return {"Pod": obj, "Nodes": None, "NodeNames": nodes}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_preferred_nodes_first_then_fallback_when_none_is_left(stack: Stack, ns: str) -> None:
+    # Each pod asks for 1500m of a node's 2 CPUs, so every pod fills the node it lands on.
+    image = stack.images["preferred-fallback"]
+    amx = stack.nodes_of("amx")
+    first = place(stack, ns, "infer-1", [image], cpu="1500m")
+    second = place(stack, ns, "infer-2", [image], cpu="1500m")
+    assert {first, second} == amx, "both preferred (AMX) nodes are taken first"
+    third = place(stack, ns, "infer-3", [image], cpu="1500m")
+    assert third in stack.nodes_of("plain", "dpdk", "gpu"), "then a fallback node"
+
+
+def test_image_needing_a_gpu_lands_only_on_gpu_nodes(stack: Stack, ns: str) -> None:
+    gpu = stack.nodes_of("gpu")
+    placed = {place(stack, ns, f"cuda-{i}", [stack.images["gpu-app"]]) for i in range(4)}
+    assert placed <= gpu
+
+
+def test_tags_annotation_changes_the_outcome(stack: Stack, ns: str) -> None:
+    image = stack.images["variants"]
+    cuda = place(stack, ns, "build-cuda", [image], annotations={"image-compat.io/tags": "cuda"})
+    amx = place(stack, ns, "build-amx", [image], annotations={"image-compat.io/tags": "amx"})
+    either = place(stack, ns, "build-any", [image])
+    assert cuda in stack.nodes_of("gpu")
+    assert amx in stack.nodes_of("amx")
+    assert either in stack.nodes_of("gpu", "amx")
+
+
+def test_image_without_artifact_schedules_anywhere(stack: Stack, ns: str) -> None:
+    image = stack.images["plain-app"]
+    manifest = pod("plain", [image], node_selector=SELECTOR)
+    answer = stack.extender.post("filter", filter_args(stack, manifest, sorted(stack.nodes)))
+    assert sorted(answer["NodeNames"]) == sorted(stack.nodes)
+    assert not answer["FailedAndUnresolvableNodes"]
+    assert place(stack, ns, "plain", [image]) in stack.nodes
+
+
+def test_both_containers_of_a_pod_must_fit(stack: Stack, ns: str) -> None:
+    dpdk, gpu = stack.images["dpdk-app"], stack.images["gpu-app"]
+    # dpdk-app alone fits dpdk and gpu nodes, gpu-app alone the gpu nodes: together, gpu nodes.
+    both = place(stack, ns, "dpdk-and-cuda", {"dataplane": dpdk, "cuda": gpu})
+    assert both in stack.nodes_of("gpu")
+    gaudi = stack.images["gaudi-app"]
+    message = rejected(stack, ns, "dpdk-and-gaudi", {"dataplane": dpdk, "ml": gaudi}, "1da3")
+    assert f"image-compat: {gaudi}: pci.device" in message
+
+
+def test_incompatible_pod_stays_pending_with_our_reason(stack: Stack, ns: str) -> None:
+    message = rejected(stack, ns, "gaudi", [stack.images["gaudi-app"]], "image-compat:")
+    assert "0/" in message and "image-compat: pci.device: vendor In [1da3]" in message
+
+
+def test_registry_unreachable_then_back(stack: Stack, ns: str) -> None:
+    # A new image, so nothing about it is cached; its spec needs a GPU.
+    image = stack.push(_name("cuda-fresh"), "gpu-app.yaml")
+    stack.proxy.set_fault("refuse")
+    try:
+        create_pod(stack.cluster, ns, pod("cuda-fresh", [image], node_selector=SELECTOR))
+        wait_event(stack.cluster, ns, "cuda-fresh", "FailedScheduling", contains="image-compat")
+        assert not get_pod(stack.cluster, ns, "cuda-fresh")["spec"].get("nodeName")
+    finally:
+        stack.proxy.set_fault("pass")
+    assert wait_bound(stack.cluster, ns, "cuda-fresh", BIND_TIMEOUT) in stack.nodes_of("gpu")
+
+
+def test_node_gaining_a_module_makes_a_pending_pod_schedulable(stack: Stack, ns: str) -> None:
+    rejected(stack, ns, "rdma", [stack.images["rdma-app"]], "irdma")
+    node = "e2e-plain-2"
+    gained = node_feature(stack.real_nodefeature, node, "plain")
+    gained = nfd.variant(gained, node, add_modules=["irdma"])
+    nfd.publish(stack.cluster, gained)
+    try:
+        # The extender learns the change from its NodeFeature watch. The scheduler does not
+        # watch NodeFeatures: nfd-master would update the Node (labels), and that Node update
+        # is what requeues the pod. Touch the Node only once the extender has the change, as
+        # nfd-master's update would come after the NodeFeature it is derived from.
+        manifest = pod("probe", [stack.images["rdma-app"]], node_selector=SELECTOR)
+        _wait_filter_passes(stack, manifest, node)
+        touch_node(stack.cluster, node)
+        assert wait_bound(stack.cluster, ns, "rdma", BIND_TIMEOUT) == node
+    finally:
+        nfd.publish(stack.cluster, node_feature(stack.real_nodefeature, node, "plain"))
+
+
+def _wait_filter_passes(stack: Stack, manifest: dict[str, Any], node: str) -> None:
+    import time
+
+    deadline = time.monotonic() + 30
+    answer: Any = None
+    while time.monotonic() < deadline:
+        answer = stack.extender.post("filter", filter_args(stack, manifest, [node]))
+        if answer.get("NodeNames") == [node]:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the extender still rejects {node} after 30s: {answer}")
+
+
+def test_extender_restarted_mid_run(stack: Stack, ns: str) -> None:
+    before = place(stack, ns, "before", [stack.images["gpu-app"]])
+    assert before in stack.nodes_of("gpu")
+    image = stack.push(_name("dpdk-fresh"), "dpdk-app.yaml")
+    stack.extender.stop()
+    try:
+        create_pod(stack.cluster, ns, pod("during", [image], node_selector=SELECTOR))
+        # The scheduler cannot reach the extender: the attempt fails and the pod waits.
+        wait_event(stack.cluster, ns, "during", "FailedScheduling", contains="/filter")
+        assert not get_pod(stack.cluster, ns, "during")["spec"].get("nodeName")
+    finally:
+        stack.extender.start()
+    assert wait_bound(stack.cluster, ns, "during", BIND_TIMEOUT) in stack.nodes_of("dpdk", "gpu")
+    after = place(stack, ns, "after", [stack.images["gpu-app"]])
+    assert after in stack.nodes_of("gpu")
+
+
+def test_pod_of_another_scheduler_is_not_touched(stack: Stack, ns: str) -> None:
+    # An image no node is compatible with, but the pod belongs to the default scheduler.
+    manifest = pod(
+        "elsewhere",
+        [stack.images["gaudi-app"]],
+        scheduler_name="default-scheduler",
+        node_selector=SELECTOR,
+    )
+    answer = stack.extender.post("filter", filter_args(stack, manifest, sorted(stack.nodes)))
+    assert sorted(answer["NodeNames"]) == sorted(stack.nodes)
+    create_pod(stack.cluster, ns, manifest)
+    assert wait_bound(stack.cluster, ns, "elsewhere", BIND_TIMEOUT) in stack.nodes
+    scheduled = wait_event(stack.cluster, ns, "elsewhere", "Scheduled")
+    assert (scheduled.get("reportingComponent") or scheduled["source"]["component"]) == (
+        "default-scheduler"
+    )
