@@ -52,6 +52,8 @@ demo: venv
 bench: venv devcluster
 	$(PY) benchmarks/rules_bench.py
 	$(PY) benchmarks/server_bench.py
+	PYTHONPATH=. $(PY) benchmarks/artifacts_bench.py
+	$(PY) benchmarks/features_bench.py
 
 lock:
 	@echo "pip-compile (pip-tools) regenerates the locks; see README 'Dependencies'."
