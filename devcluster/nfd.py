@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 import subprocess
 import tempfile
+import urllib.error
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,29 @@ def crd_documents() -> list[dict[str, Any]]:
 def install_crds(cluster: ControlPlane) -> list[str]:
     """Install NFD's CRDs (idempotent) and wait until they are served."""
     return [cluster.install_crd(doc) for doc in crd_documents()]
+
+
+def host_node_name() -> str:
+    """The Node name this machine's own NodeFeature is published under (its short hostname)."""
+    return socket.gethostname().lower().split(".")[0] or "localhost"
+
+
+def publish_host(cluster: ControlPlane) -> dict[str, Any]:
+    """This machine's NodeFeature, published by the real nfd-worker for a Node named after it.
+
+    Idempotent: the Node is created only when missing, so several test modules (or a rerun on
+    the same cluster) can ask for it.
+    """
+    node = host_node_name()
+    try:
+        cluster.request("GET", f"/api/v1/nodes/{node}")
+    except urllib.error.HTTPError as err:
+        if err.code != 404:
+            raise
+        cluster.create_node(node)
+    published = run_worker_once(cluster, node)
+    published.pop("_workerLog", None)
+    return published
 
 
 def run_worker_once(

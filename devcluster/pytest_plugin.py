@@ -21,6 +21,7 @@ test fails, its report carries the tail of every component log. ``--devcluster-k
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import uuid
@@ -96,6 +97,19 @@ def k8s_namespace(devcluster: ControlPlane, request: pytest.FixtureRequest) -> I
     devcluster.create_namespace(name, labels={"devcluster/test": "true"})
     yield name
     devcluster.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def _host_nodefeature(devcluster: ControlPlane) -> dict[str, Any]:
+    from devcluster import nfd
+
+    return nfd.publish_host(devcluster)
+
+
+@pytest.fixture
+def host_nodefeature(_host_nodefeature: dict[str, Any]) -> dict[str, Any]:
+    """The NodeFeature NFD's real nfd-worker published for this machine (a fresh copy)."""
+    return copy.deepcopy(_host_nodefeature)
 
 
 @pytest.fixture

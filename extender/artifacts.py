@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import yaml
 
-from extender.features import ApiGoneError, _in_thread, _interrupt, _json_lines
+from extender.features import ApiGoneError, interrupt_response, run_in_thread, watch_events
 from extender.policy import BoundedDict, PullContext, SpecKey, SpecLookup
 from extender.registry import (
     CompatibilityArtifact,
@@ -773,14 +773,16 @@ class PodPrefetcher:
         self._stop.clear()
         self._loop = asyncio.get_running_loop()
         try:
-            await asyncio.gather(*(_in_thread(self._forever, n, iterations) for n in self._names))
+            await asyncio.gather(
+                *(run_in_thread(self._forever, n, iterations) for n in self._names)
+            )
         finally:
             self.stop()
 
     def stop(self) -> None:
         self._stop.set()
         for response in list(self._open):
-            _interrupt(response)
+            interrupt_response(response)
 
     def _forever(self, name: str, iterations: int | None) -> None:
         delay = self._backoff[0]
@@ -849,7 +851,7 @@ class PodPrefetcher:
         )
         self._open.add(response)
         try:
-            for event in _json_lines(response):
+            for event in watch_events(response):
                 if self._stop.is_set():
                     raise _StoppedError
                 kind = event.get("type")

@@ -32,18 +32,26 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "ALL_NAMESPACES",
     "DEFAULT_NFD_NAMESPACE",
     "NODE_NAME_LABEL",
+    "ApiGoneError",
     "FeatureError",
     "FeatureSnapshot",
     "FeatureStore",
     "FeaturesFileSource",
     "Interner",
+    "KubernetesFeatureSource",
     "NodeFeatures",
     "NodeRecord",
+    "interrupt_response",
     "iter_nodefeature_objects",
+    "kubernetes_api_client",
     "load_node_features",
     "merge_node_features",
+    "merge_parsed",
+    "run_in_thread",
+    "watch_events",
 ]
 
 NODE_NAME_LABEL = "nfd.node.kubernetes.io/node-name"
@@ -701,7 +709,9 @@ class KubernetesFeatureSource:
         """Run both watches until cancelled (or ``iterations`` outer-loop turns, for tests)."""
         self._stop.clear()
         try:
-            await asyncio.gather(*(_in_thread(self._forever, s, iterations) for s in self._streams))
+            await asyncio.gather(
+                *(run_in_thread(self._forever, s, iterations) for s in self._streams)
+            )
         finally:
             self.stop()
 
@@ -713,7 +723,7 @@ class KubernetesFeatureSource:
         """
         self._stop.set()
         for response in list(self._open):
-            _interrupt(response)
+            interrupt_response(response)
 
     # -- the three loops -------------------------------------------------------------------
 
@@ -822,7 +832,7 @@ class KubernetesFeatureSource:
     def _consume(self, stream: str, response: Any, resource_version: str) -> str:
         self._open.add(response)
         try:
-            for event in _json_lines(response):
+            for event in watch_events(response):
                 if self._stop.is_set():
                     raise _WatchStoppedError
                 kind_of_event = event.get("type")
@@ -964,7 +974,7 @@ class KubernetesFeatureSource:
         log.warning("%s watch failed (%s); not ready, retrying", stream, reason)
 
 
-async def _in_thread(function: Any, *args: Any) -> None:
+async def run_in_thread(function: Any, *args: Any) -> None:
     """Run a long-lived blocking loop in its own daemon thread and await its end.
 
     Not ``asyncio.to_thread``: the default executor has only a few workers, and watches that
@@ -998,7 +1008,7 @@ def _kind(stream: str) -> str:
     return "nodes" if stream == "nodes" else "nodefeatures"
 
 
-def _interrupt(response: Any) -> None:
+def interrupt_response(response: Any) -> None:
     """Unblock a thread reading ``response`` by shutting its socket down underneath it."""
     sock = getattr(getattr(response, "connection", None), "sock", None)
     if sock is not None:
@@ -1019,7 +1029,7 @@ def _platform(metadata: Mapping[str, Any]) -> str | None:
     return f"{os_name}/{arch}" if os_name and arch else ""
 
 
-def _json_lines(response: Any) -> Iterator[dict[str, Any]]:
+def watch_events(response: Any) -> Iterator[dict[str, Any]]:
     """Watch events from a streaming response: one JSON document per line."""
     pending = b""
     for chunk in response.stream(amt=None, decode_content=True):

@@ -10,10 +10,8 @@ output and classified.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -23,8 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from devcluster import build, nfd
-from devcluster.controlplane import ControlPlane
+from devcluster import build
 from devcluster.oci import attach_spec, push_image, push_index
 from devcluster.registries import Registry
 
@@ -36,13 +33,11 @@ T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def host_nodefeature(devcluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def host_nodefeature_file(
+    _host_nodefeature: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """The NodeFeature NFD's nfd-worker published for this machine, as a file."""
-    node = socket.gethostname().lower().split(".")[0] or "localhost"
-    with contextlib.suppress(Exception):  # another module created it already
-        devcluster.create_node(node)
-    published = nfd.run_worker_once(devcluster, node)
-    published.pop("_workerLog")
+    published = _host_nodefeature
     path = tmp_path_factory.mktemp("nodefeature") / "host.yaml"
     path.write_text(yaml.safe_dump(published))
     return path
@@ -139,15 +134,15 @@ def compare(
 
 @pytest.mark.parametrize("spec_path", SPECS, ids=[p.stem for p in SPECS])
 def test_validate_image_agrees_with_nfd(
-    spec_path: Path, oci_registry: Registry, unique_repo: str, host_nodefeature: Path
+    spec_path: Path, oci_registry: Registry, unique_repo: str, host_nodefeature_file: Path
 ) -> None:
     image = push_image(oci_registry, unique_repo, "v1")
     attach_spec(oci_registry, unique_repo, image.digest, spec_path, created=T0)
     ref = image.tag_ref
-    features = yaml.safe_load(host_nodefeature.read_text())["spec"]["features"]
+    features = yaml.safe_load(host_nodefeature_file.read_text())["spec"]["features"]
 
     their_code, theirs, their_log = run_nfd(ref, "--plain-http", "--output-json")
-    _, ours, our_log = run_ours(ref, host_nodefeature, "--plain-http")
+    _, ours, our_log = run_ours(ref, host_nodefeature_file, "--plain-http")
     assert ours is not None, our_log
     if their_code != 0:
         # NFD aborts on the first evaluation error; we report it on the rule instead.
@@ -164,7 +159,7 @@ def test_validate_image_agrees_with_nfd(
 
 
 def test_platform_flag_agrees_with_nfd(
-    oci_registry: Registry, unique_repo: str, host_nodefeature: Path
+    oci_registry: Registry, unique_repo: str, host_nodefeature_file: Path
 ) -> None:
     """--platform: the platform manifest's own artifact, as nfd's client picks it."""
     image = push_index(oci_registry, unique_repo, "v1")
@@ -176,7 +171,7 @@ def test_platform_flag_agrees_with_nfd(
     for platform, tag in (("", "index"), ("linux/arm64", "arm64")):
         extra = ["--plain-http"] + (["--platform", platform] if platform else [])
         their_code, theirs, their_log = run_nfd(ref, *extra, "--output-json")
-        our_code, ours, our_log = run_ours(ref, host_nodefeature, *extra)
+        our_code, ours, our_log = run_ours(ref, host_nodefeature_file, *extra)
         assert their_code == 0, their_log
         assert [s.get("tag") for s in theirs] == [tag]
         assert ours is not None, our_log
@@ -184,7 +179,7 @@ def test_platform_flag_agrees_with_nfd(
     # amd64 has no artifact of its own: both refuse (no fallback to the index's artifact).
     their_code, _, their_log = run_nfd(ref, "--plain-http", "--platform", "linux/amd64")
     our_code, _, our_log = run_ours(
-        ref, host_nodefeature, "--plain-http", "--platform", "linux/amd64"
+        ref, host_nodefeature_file, "--plain-http", "--platform", "linux/amd64"
     )
     assert their_code == 1 and "compatibility artifact not found" in their_log
     assert our_code == 1 and "compatibility artifact not found" in our_log

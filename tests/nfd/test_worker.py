@@ -4,7 +4,6 @@ feature model and judged by our engine exactly as NFD's own code judges it (nfd-
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,15 +25,12 @@ SPECS = sorted((ROOT / "examples" / "specs").glob("*.yaml"))
 
 @pytest.fixture(scope="module")
 def host_node() -> str:
-    return socket.gethostname().lower().split(".")[0] or "localhost"
+    return nfd.host_node_name()
 
 
-@pytest.fixture(scope="module")
-def published(devcluster: ControlPlane, host_node: str) -> dict[str, Any]:
-    devcluster.create_node(host_node)
-    obj = nfd.run_worker_once(devcluster, host_node)
-    obj.pop("_workerLog")
-    return obj
+@pytest.fixture
+def published(host_nodefeature: dict[str, Any]) -> dict[str, Any]:
+    return host_nodefeature
 
 
 @pytest.fixture(scope="module")
