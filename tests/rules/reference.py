@@ -148,7 +148,12 @@ def evaluate_reference(spec: dict[str, Any], features: dict[str, Any]) -> list[l
             else:
                 results.append((not any_ok or any(any_ok)) and mf_ok)
                 new_vars = dict(rule.get("vars") or {}) if mf_ok else {}
-            current = feats["attributes"].get("rule.matched")
-            feats["attributes"]["rule.matched"] = {**(current or {}), **new_vars}
+            # NFD creates rule.matched when absent and copies vars into it; one the node has
+            # with elements: null stays null while no rule adds vars (NFD panics when one
+            # does: docs/semantics.md). Checked with nfd-eval.
+            attributes = feats["attributes"]
+            current = attributes.get("rule.matched")
+            if "rule.matched" not in attributes or current is not None or new_vars:
+                attributes["rule.matched"] = {**(current or {}), **new_vars}
         out.append(results)
     return out
