@@ -794,16 +794,24 @@ class ControlPlane:
             if e.status not in (404, 409):
                 raise
 
-    def request(self, method: str, path: str, body: Any = None, timeout: float = 30) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        timeout: float = 30,
+        content_type: str = "application/json",
+    ) -> Any:
         """A raw JSON call to the apiserver as admin (independent of the python client's API).
 
-        Raises ``urllib.error.HTTPError`` for non-2xx answers.
+        ``content_type`` picks the patch flavour for PATCH (e.g.
+        ``application/merge-patch+json``). Raises ``urllib.error.HTTPError`` for non-2xx answers.
         """
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(f"{self.server}{path}", data=data, method=method)
         req.add_header("Accept", "application/json")
         if data is not None:
-            req.add_header("Content-Type", "application/json")
+            req.add_header("Content-Type", content_type)
         with urllib.request.urlopen(req, context=self._admin_ssl(), timeout=timeout) as resp:
             raw = resp.read()
         return json.loads(raw) if raw else None

@@ -277,18 +277,6 @@ def touch_node(cluster: ControlPlane, node: str, reason: str = "features-changed
     """
     stamp = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
     patch = {"metadata": {"annotations": {"image-compat.devcluster/touched": f"{reason} {stamp}"}}}
-    _merge_patch(cluster, f"/api/v1/nodes/{node}", patch)
-
-
-def _merge_patch(cluster: ControlPlane, path: str, body: Mapping[str, Any]) -> Any:
-    import ssl
-
-    req = urllib.request.Request(
-        f"{cluster.server}{path}",
-        data=json.dumps(body).encode(),
-        method="PATCH",
-        headers={"Content-Type": "application/merge-patch+json", "Accept": "application/json"},
+    cluster.request(
+        "PATCH", f"/api/v1/nodes/{node}", patch, content_type="application/merge-patch+json"
     )
-    ctx: ssl.SSLContext = cluster._admin_ssl()
-    with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
-        return json.loads(resp.read())
