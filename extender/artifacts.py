@@ -27,12 +27,10 @@ import base64
 import contextlib
 import fnmatch
 import hashlib
-import json
 import logging
 import math
 import os
 import platform as platform_module
-import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import yaml
 
-from extender.features import ApiGoneError, interrupt_response, run_in_thread, watch_events
+from extender.kubewatch import ListWatch, failure_reason
 from extender.policy import BoundedDict, PullContext, SpecKey, SpecLookup
 from extender.registry import (
     CompatibilityArtifact,
@@ -732,15 +730,14 @@ def _platform(text: str) -> Platform | None:
 PodCallback = Callable[[Mapping[str, Any]], None]
 
 
-class PodPrefetcher:
+class PodPrefetcher(ListWatch):
     """Watches unbound pods with one of our ``schedulerName`` s and hands each to ``on_pod``.
 
     ``on_pod`` runs on the event loop (``serve`` passes one that starts the pod's spec loads
     for every node platform through :meth:`extender.policy.Policy.prefetch`), so by the time
-    kube-scheduler calls filter the specs are usually cached. One watch per scheduler name
-    (field selector ``spec.schedulerName=NAME,spec.nodeName=``), each as the three nested
-    loops of the feature watches (forever with backoff; list then watch, relisting on 410;
-    one watch stream), in a worker thread, since the official client blocks.
+    kube-scheduler calls filter the specs are usually cached. One list+watch stream
+    (:class:`~extender.kubewatch.ListWatch`) per scheduler name, with the field selector
+    ``spec.schedulerName=NAME,spec.nodeName=``.
 
     Prefetch is an optimisation: while the API server is unreachable nothing breaks, filter
     just loads on demand within its wait budget.
@@ -756,126 +753,45 @@ class PodPrefetcher:
         watch_timeout_s: int = 240,
         backoff_s: tuple[float, float] = (0.5, 30.0),
     ) -> None:
+        super().__init__(
+            tuple(dict.fromkeys(scheduler_names)),
+            page_size=page_size,
+            watch_timeout_s=watch_timeout_s,
+            backoff_s=backoff_s,
+            list_timeout_s=30,
+        )
         self._api_client = api_client
-        self._names = tuple(dict.fromkeys(scheduler_names))
         self._on_pod = on_pod
-        self._page_size = page_size
-        self._watch_timeout_s = watch_timeout_s
-        self._backoff = backoff_s
-        self._stop = threading.Event()
-        self._open: set[Any] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.pods_seen = 0  # pod events handed to on_pod (tests and metrics read it)
-        self.relists = 0
+
+    @property
+    def relists(self) -> int:
+        return sum(self.stream_relists.values())
 
     async def run(self, *, iterations: int | None = None) -> None:
         """Watch until cancelled or :meth:`stop` (or ``iterations`` outer turns, for tests)."""
-        self._stop.clear()
         self._loop = asyncio.get_running_loop()
-        try:
-            await asyncio.gather(
-                *(run_in_thread(self._forever, n, iterations) for n in self._names)
-            )
-        finally:
-            self.stop()
+        await super().run(iterations=iterations)
 
-    def stop(self) -> None:
-        self._stop.set()
-        for response in list(self._open):
-            interrupt_response(response)
+    # -- ListWatch hooks -------------------------------------------------------------------
 
-    def _forever(self, name: str, iterations: int | None) -> None:
-        delay = self._backoff[0]
-        turns = 0
-        while not self._stop.is_set() and (iterations is None or turns < iterations):
-            turns += 1
-            try:
-                self._continuous(name)
-                delay = self._backoff[0]
-            except _StoppedError:
-                return
-            except Exception as err:
-                if self._stop.is_set():
-                    return
-                status = getattr(err, "status", None)
-                reason = f"HTTP {status}" if status else f"{type(err).__name__}: {err}"
-                log.warning("pod watch (prefetch) failed (%s); retrying", reason)
-                self._stop.wait(delay)
-                delay = min(delay * 2, self._backoff[1])
-
-    def _continuous(self, name: str) -> None:
-        selector = f"spec.schedulerName={name},spec.nodeName="
-        resource_version = self._list(selector)
-        self.relists += 1
-        while not self._stop.is_set():
-            try:
-                resource_version = self._watch_once(selector, resource_version)
-            except ApiGoneError:
-                log.info("pod watch expired (410 Gone): listing again")
-                return
-
-    def _core(self) -> Any:
+    def call(self, stream: str, **kwargs: Any) -> Any:
         from kubernetes import client  # noqa: PLC0415 - only when serving with a cluster
 
-        return client.CoreV1Api(self._api_client)
-
-    def _list(self, selector: str) -> str:
-        token: str | None = None
-        while True:
-            response = self._core().list_pod_for_all_namespaces(
-                field_selector=selector,
-                limit=self._page_size,
-                _continue=token,
-                _preload_content=False,
-                _request_timeout=30,
-            )
-            document = json.loads(response.data)
-            for item in document.get("items") or ():
-                self._hand_over(item)
-            metadata = document.get("metadata") or {}
-            token = metadata.get("continue") or None
-            if token is None:
-                return str(metadata.get("resourceVersion") or "")
-            if self._stop.is_set():
-                raise _StoppedError
-
-    def _watch_once(self, selector: str, resource_version: str) -> str:
-        response = self._core().list_pod_for_all_namespaces(
-            field_selector=selector,
-            watch=True,
-            resource_version=resource_version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=self._watch_timeout_s,
-            _preload_content=False,
-            _request_timeout=(10, self._watch_timeout_s + 30),
+        return client.CoreV1Api(self._api_client).list_pod_for_all_namespaces(
+            field_selector=f"spec.schedulerName={stream},spec.nodeName=", **kwargs
         )
-        self._open.add(response)
-        try:
-            for event in watch_events(response):
-                if self._stop.is_set():
-                    raise _StoppedError
-                kind = event.get("type")
-                obj = event.get("object") or {}
-                if kind == "ERROR":
-                    if obj.get("code") == 410:
-                        raise ApiGoneError
-                    raise RuntimeError(f"watch error: {obj.get('message') or obj}")
-                version = (obj.get("metadata") or {}).get("resourceVersion")
-                if version:
-                    resource_version = str(version)
-                if kind in ("ADDED", "MODIFIED"):
-                    self._hand_over(obj)
-        except Exception as err:
-            if getattr(err, "status", None) == 410:
-                raise ApiGoneError from None
-            if self._stop.is_set():
-                raise _StoppedError from None
-            raise
-        finally:
-            self._open.discard(response)
-            with contextlib.suppress(Exception):
-                response.release_conn()
-        return resource_version
+
+    def on_list_item(self, stream: str, item: Mapping[str, Any]) -> None:
+        self._hand_over(item)
+
+    def on_event(self, stream: str, kind: str, obj: Mapping[str, Any]) -> None:
+        if kind in ("ADDED", "MODIFIED"):
+            self._hand_over(obj)
+
+    def on_failure(self, stream: str, err: Exception) -> None:
+        log.warning("pod watch (prefetch) failed (%s); retrying", failure_reason(err))
 
     def _hand_over(self, obj: Mapping[str, Any]) -> None:
         if (obj.get("metadata") or {}).get("deletionTimestamp"):
@@ -892,10 +808,6 @@ class PodPrefetcher:
             self._on_pod(obj)
         except Exception:
             log.exception("prefetch of a pod failed")
-
-
-class _StoppedError(Exception):
-    pass
 
 
 # --------------------------------------------------------------------------------------------

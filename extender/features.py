@@ -15,12 +15,10 @@ immutable snapshots (:class:`FeatureSnapshot`), so the request path never takes 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
 import os
-import socket
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -31,11 +29,12 @@ from typing import Any
 
 import yaml
 
+from extender.kubewatch import ListWatch, failure_reason
+
 __all__ = [
     "ALL_NAMESPACES",
     "DEFAULT_NFD_NAMESPACE",
     "NODE_NAME_LABEL",
-    "ApiGoneError",
     "FeatureError",
     "FeatureSnapshot",
     "FeatureStore",
@@ -44,14 +43,11 @@ __all__ = [
     "KubernetesFeatureSource",
     "NodeFeatures",
     "NodeRecord",
-    "interrupt_response",
     "iter_nodefeature_objects",
     "kubernetes_api_client",
     "load_node_features",
     "merge_node_features",
     "merge_parsed",
-    "run_in_thread",
-    "watch_events",
 ]
 
 NODE_NAME_LABEL = "nfd.node.kubernetes.io/node-name"
@@ -639,14 +635,6 @@ def merge_parsed(
     return raw.freeze(node, interner)
 
 
-class ApiGoneError(Exception):
-    """The watch's resourceVersion is too old (HTTP 410): list again."""
-
-
-class _WatchStoppedError(Exception):
-    pass
-
-
 @dataclass(slots=True)
 class _ObjectFeatures:
     node: str
@@ -654,19 +642,18 @@ class _ObjectFeatures:
     features: NodeFeatures
 
 
-class KubernetesFeatureSource:
+class KubernetesFeatureSource(ListWatch):
     """NodeFeature and Node objects from the API server, listed then watched, into the store.
 
-    One watch runs per stream, each as three nested loops (forever with backoff; list then
-    watch with a relist on 410 Gone; one watch stream): NodeFeatures
+    Streams (:class:`~extender.kubewatch.ListWatch`): NodeFeatures
     (``nfd.k8s-sigs.io/v1alpha1``), one stream per configured namespace (NFD's by default, or
     ``*`` for all), and Nodes as metadata only (existence and ``kubernetes.io/os``/``arch``
     labels). Objects are parsed as they arrive and kept only as interned features, merged per
-    node in NFD's order. The official client is blocking, so each watch runs in a worker
-    thread; the request path only ever reads the store's snapshot and takes no lock.
+    node in NFD's order. The request path only ever reads the store's snapshot and takes no
+    lock.
 
-    Readiness: the source is synced after both initial lists, and unsynced while either
-    watch cannot reach the API server or the NodeFeature CRD is missing (NFD not installed),
+    Readiness: the source is synced after every stream's initial list, and unsynced while a
+    stream cannot reach the API server or the NodeFeature CRD is missing (NFD not installed),
     which is logged once and retried until the CRD appears.
     """
 
@@ -683,189 +670,80 @@ class KubernetesFeatureSource:
         backoff_s: tuple[float, float] = (0.5, 30.0),
         name: str = "kubernetes",
     ) -> None:
+        namespaces = tuple(namespaces) or (nfd_namespace,)
+        super().__init__(
+            ("nodes", *(f"{_NF_PREFIX}{ns}" for ns in namespaces)),
+            page_size=page_size,
+            watch_timeout_s=watch_timeout_s,
+            backoff_s=backoff_s,
+            list_timeout_s=_LIST_TIMEOUT_S,
+        )
         self.name = name
         self._store = store
         self._api_client = api_client
-        self._namespaces = tuple(namespaces) or (nfd_namespace,)
         self._nfd_namespace = nfd_namespace
         self._interner = interner
-        self._page_size = page_size
-        self._watch_timeout_s = watch_timeout_s
-        self._backoff = backoff_s
         self._objects: dict[tuple[str, str], _ObjectFeatures] = {}
         self._by_node: dict[str, set[tuple[str, str]]] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._open: set[Any] = set()
-        self._streams = ("nodes", *(f"{_NF_PREFIX}{ns}" for ns in self._namespaces))
         self._synced = dict.fromkeys(self._streams, False)
         self._crd_missing_logged = False
-        self.relists = {"nodefeatures": 0, "nodes": 0}  # read by tests and metrics
+        # A list in progress, per stream (each stream lists in its own thread). Items are
+        # parsed as each page arrives, so only one page of raw objects is ever alive: holding
+        # a whole list of raw NodeFeatures costs far more than the parsed ones, and the freed
+        # memory would stay with the process.
+        self._listing: dict[str, dict[Any, Any]] = {}
         store.add_source(name)
 
-    # -- public ----------------------------------------------------------------------------
+    @property
+    def relists(self) -> dict[str, int]:
+        """Lists done per kind (``nodes``, ``nodefeatures``), for tests and metrics."""
+        counts = {"nodefeatures": 0, "nodes": 0}
+        for stream, count in self.stream_relists.items():
+            counts[_kind(stream)] += count
+        return counts
 
-    async def run(self, *, iterations: int | None = None) -> None:
-        """Run both watches until cancelled (or ``iterations`` outer-loop turns, for tests)."""
-        self._stop.clear()
-        try:
-            await asyncio.gather(
-                *(run_in_thread(self._forever, s, iterations) for s in self._streams)
-            )
-        finally:
-            self.stop()
+    # -- ListWatch hooks -------------------------------------------------------------------
 
-    def stop(self) -> None:
-        """Stop the watches promptly, from any thread.
-
-        Closing a response another thread is reading blocks on the reader's buffer lock, so
-        the socket underneath is shut down instead: the blocked read returns at once.
-        """
-        self._stop.set()
-        for response in list(self._open):
-            interrupt_response(response)
-
-    # -- the three loops -------------------------------------------------------------------
-
-    def _forever(self, stream: str, iterations: int | None) -> None:
-        delay = self._backoff[0]
-        turns = 0
-        while not self._stop.is_set() and (iterations is None or turns < iterations):
-            turns += 1
-            try:
-                self._continuous(stream)
-                delay = self._backoff[0]
-            except _WatchStoppedError:
-                return
-            except Exception as err:
-                if self._stop.is_set():
-                    return
-                self._set_synced(stream, False)
-                self._log_failure(stream, err)
-                self._stop.wait(delay)
-                delay = min(delay * 2, self._backoff[1])
-
-    def _continuous(self, stream: str) -> None:
-        """List, then watch from the list's resourceVersion until 410 or a failure."""
-        resource_version = self._list(stream)
-        self.relists[_kind(stream)] += 1
-        self._set_synced(stream, True)
-        while not self._stop.is_set():
-            try:
-                resource_version = self._watch_once(stream, resource_version)
-            except ApiGoneError:
-                log.info("%s watch expired (410 Gone): listing again", stream)
-                return
-
-    def _list(self, stream: str) -> str:
+    def call(self, stream: str, **kwargs: Any) -> Any:
         if stream == "nodes":
-            return self._list_nodes()
-        namespace = stream.removeprefix(_NF_PREFIX)
-        parsed: dict[tuple[str, str], _ObjectFeatures] = {}
+            accept = _METADATA_ONE if kwargs.get("watch") else _METADATA_LIST
+            return self._core().list_node(**kwargs, _headers={"Accept": accept})
+        return self._call_nodefeatures(stream.removeprefix(_NF_PREFIX), **kwargs)
 
-        def keep(item: Mapping[str, Any]) -> None:
-            # Parsed as each page arrives, so only one page of raw objects is ever alive:
-            # holding a whole list of raw NodeFeatures costs far more than the parsed ones,
-            # and the freed memory would stay with the process.
-            features = self._parse(item)
-            if features is not None:
-                parsed[_key(item)] = features
+    def on_list_start(self, stream: str) -> None:
+        self._listing[stream] = {}
 
-        resource_version = self._list_pages(
-            lambda **kw: self._call_nodefeatures(namespace, **kw), keep
-        )
-        self._replace_objects(namespace, parsed)
-        return resource_version
-
-    def _list_nodes(self) -> str:
-        platforms: dict[str, str | None] = {}
-
-        def keep(item: Mapping[str, Any]) -> None:
+    def on_list_item(self, stream: str, item: Mapping[str, Any]) -> None:
+        listing = self._listing[stream]
+        if stream == "nodes":
             metadata = item.get("metadata") or {}
-            platforms[str(metadata.get("name"))] = _platform(metadata)
+            listing[str(metadata.get("name"))] = _platform(metadata)
+            return
+        features = self._parse(item)
+        if features is not None:
+            listing[_key(item)] = features
 
-        resource_version = self._list_pages(
-            lambda **kw: self._core().list_node(**kw, _headers={"Accept": _METADATA_LIST}), keep
-        )
-        previous = set(self._store.snapshot().platforms)
-        for node in previous - platforms.keys():
-            self._store.set_platform(node, None)
-        for node, platform in platforms.items():
-            self._store.set_platform(node, platform)
-        return resource_version
-
-    def _list_pages(self, call: Any, keep: Any) -> str:
-        token: str | None = None
-        while True:
-            response = call(
-                limit=self._page_size,
-                _continue=token,
-                _preload_content=False,
-                _request_timeout=_LIST_TIMEOUT_S,
-            )
-            document = json.loads(response.data)
-            for item in document.get("items") or ():
-                keep(item)
-            metadata = document.get("metadata") or {}
-            token = metadata.get("continue") or None
-            if token is None:
-                return str(metadata.get("resourceVersion") or "")
-            if self._stop.is_set():
-                raise _WatchStoppedError
-
-    def _watch_once(self, stream: str, resource_version: str) -> str:
-        """One watch request on ``stream``; returns the last resourceVersion seen."""
-        kwargs: dict[str, Any] = {
-            "watch": True,
-            "resource_version": resource_version,
-            "allow_watch_bookmarks": True,
-            "timeout_seconds": self._watch_timeout_s,
-            "_preload_content": False,
-            "_request_timeout": (10, self._watch_timeout_s + 30),
-        }
+    def on_listed(self, stream: str) -> None:
+        listing = self._listing.pop(stream)
         if stream == "nodes":
-            response = self._core().list_node(**kwargs, _headers={"Accept": _METADATA_ONE})
+            for node in set(self._store.snapshot().platforms) - listing.keys():
+                self._store.set_platform(node, None)
+            for node, platform in listing.items():
+                self._store.set_platform(node, platform)
         else:
-            response = self._call_nodefeatures(stream.removeprefix(_NF_PREFIX), **kwargs)
-        return self._consume(stream, response, resource_version)
+            self._replace_objects(stream.removeprefix(_NF_PREFIX), listing)
+        self._set_synced(stream, True)
 
-    def _consume(self, stream: str, response: Any, resource_version: str) -> str:
-        self._open.add(response)
-        try:
-            for event in watch_events(response):
-                if self._stop.is_set():
-                    raise _WatchStoppedError
-                kind_of_event = event.get("type")
-                obj = event.get("object") or {}
-                if kind_of_event == "ERROR":
-                    if obj.get("code") == 410:
-                        raise ApiGoneError
-                    raise RuntimeError(f"watch error: {obj.get('message') or obj}")
-                version = (obj.get("metadata") or {}).get("resourceVersion")
-                if version:
-                    resource_version = str(version)
-                if kind_of_event == "BOOKMARK":
-                    continue
-                if stream == "nodes":
-                    metadata = obj.get("metadata") or {}
-                    name = str(metadata.get("name"))
-                    platform = None if kind_of_event == "DELETED" else _platform(metadata)
-                    self._store.set_platform(name, platform)
-                elif kind_of_event == "DELETED":
-                    self._remove_object(_key(obj))
-                elif kind_of_event in ("ADDED", "MODIFIED"):
-                    self._upsert_object(obj)
-        except Exception as err:
-            if getattr(err, "status", None) == 410:
-                raise ApiGoneError from None
-            if self._stop.is_set():
-                raise _WatchStoppedError from None
-            raise
-        finally:
-            self._open.discard(response)
-            with contextlib.suppress(Exception):
-                response.release_conn()
-        return resource_version
+    def on_event(self, stream: str, kind: str, obj: Mapping[str, Any]) -> None:
+        if stream == "nodes":
+            metadata = obj.get("metadata") or {}
+            platform = None if kind == "DELETED" else _platform(metadata)
+            self._store.set_platform(str(metadata.get("name")), platform)
+        elif kind == "DELETED":
+            self._remove_object(_key(obj))
+        else:
+            self._upsert_object(obj)
 
     # -- API calls -------------------------------------------------------------------------
 
@@ -956,7 +834,8 @@ class KubernetesFeatureSource:
             self._synced[stream] = synced
             self._store.set_synced(self.name, all(self._synced.values()))
 
-    def _log_failure(self, stream: str, err: Exception) -> None:
+    def on_failure(self, stream: str, err: Exception) -> None:
+        self._set_synced(stream, False)
         status = getattr(err, "status", None)
         if stream != "nodes" and status == 404:
             if not self._crd_missing_logged:
@@ -970,52 +849,11 @@ class KubernetesFeatureSource:
             return
         if status == 404 or status is None:
             self._crd_missing_logged = False
-        reason = f"HTTP {status}" if status else f"{type(err).__name__}: {err}"
-        log.warning("%s watch failed (%s); not ready, retrying", stream, reason)
-
-
-async def run_in_thread(function: Any, *args: Any) -> None:
-    """Run a long-lived blocking loop in its own daemon thread and await its end.
-
-    Not ``asyncio.to_thread``: the default executor has only a few workers, and watches that
-    never return would starve it (and each other) in a small container.
-    """
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-
-    def settle(error: BaseException | None) -> None:
-        if done.done():
-            return
-        if error is None:
-            done.set_result(None)
-        else:
-            done.set_exception(error)
-
-    def target() -> None:
-        error: BaseException | None = None
-        try:
-            function(*args)
-        except BaseException as err:  # handed to the awaiting task
-            error = err
-        with contextlib.suppress(RuntimeError):  # the loop may be closed already
-            loop.call_soon_threadsafe(settle, error)
-
-    threading.Thread(target=target, name=f"watch-{args[0]}", daemon=True).start()
-    await done
+        log.warning("%s watch failed (%s); not ready, retrying", stream, failure_reason(err))
 
 
 def _kind(stream: str) -> str:
     return "nodes" if stream == "nodes" else "nodefeatures"
-
-
-def interrupt_response(response: Any) -> None:
-    """Unblock a thread reading ``response`` by shutting its socket down underneath it."""
-    sock = getattr(getattr(response, "connection", None), "sock", None)
-    if sock is not None:
-        # socket.socket's own shutdown, not SSLSocket's, which also drops the TLS object the
-        # reading thread is using.
-        with contextlib.suppress(OSError):
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
@@ -1027,19 +865,6 @@ def _platform(metadata: Mapping[str, Any]) -> str | None:
     labels = metadata.get("labels") or {}
     os_name, arch = labels.get(_OS_LABEL), labels.get(_ARCH_LABEL)
     return f"{os_name}/{arch}" if os_name and arch else ""
-
-
-def watch_events(response: Any) -> Iterator[dict[str, Any]]:
-    """Watch events from a streaming response: one JSON document per line."""
-    pending = b""
-    for chunk in response.stream(amt=None, decode_content=True):
-        pending += chunk
-        while b"\n" in pending:
-            line, pending = pending.split(b"\n", 1)
-            if line.strip():
-                yield json.loads(line)
-    if pending.strip():
-        yield json.loads(pending)
 
 
 def _kubernetes_client() -> Any:
