@@ -179,6 +179,10 @@ class ListWatch:
         )
         self._open.add(response)
         try:
+            # stop() sets the flag before it interrupts what is open: a stop that came while
+            # this request was in flight did not see the response, so look at the flag again.
+            if self._stop.is_set():
+                raise _StoppedError
             for event in watch_events(response):
                 if self._stop.is_set():
                     raise _StoppedError

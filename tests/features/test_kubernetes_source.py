@@ -304,6 +304,27 @@ async def test_gone_watch_triggers_a_relist(private_cluster: ControlPlane) -> No
         await asyncio.wait_for(task, 10)
 
 
+class _StopDuringWatchRequest(KubernetesFeatureSource):
+    """Is stopped while its first watch request is in flight, before the response is known."""
+
+    def call(self, stream: str, **kwargs: Any) -> Any:
+        response = super().call(stream, **kwargs)
+        if kwargs.get("watch"):
+            self.stop()
+        return response
+
+
+async def test_stop_while_a_watch_request_is_in_flight_ends_promptly(
+    nfd_cluster: ControlPlane,
+) -> None:
+    # The window CI once hit: stop() found nothing open to interrupt, and the watch that came
+    # back afterwards would have been read until its server-side timeout.
+    source = _StopDuringWatchRequest(
+        FeatureStore(), kubernetes_api_client(str(nfd_cluster.kubeconfig)), watch_timeout_s=240
+    )
+    await asyncio.wait_for(source.run(), 10)
+
+
 async def test_bounded_iterations_hook(private_cluster: ControlPlane) -> None:
     private_cluster.stop_apiserver()  # unreachable: each outer turn fails fast
     try:
