@@ -41,6 +41,7 @@ from typing import Any
 
 import aiohttp
 import yaml
+from bench_output import pyplot, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # devcluster is the repository's, not an installed package
@@ -336,13 +337,8 @@ def table(results: dict[str, Any]) -> str:
 
 
 def plot(results: dict[str, Any], path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed (pip install '.[demo]'): no plot", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return False
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for phase, samples in results["samples"].items():
@@ -446,7 +442,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = asyncio.run(measure(args, Path(tmp)))
     print(f"\nPython {platform.python_version()}, {os.cpu_count()} CPUs\n")
     print(table(results))
-    args.out.mkdir(parents=True, exist_ok=True)
     document = {
         "benchmark": "features",
         "python": platform.python_version(),
@@ -454,9 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": "benchmarks/features_bench.py " + " ".join(argv or sys.argv[1:]),
         **{k: v for k, v in results.items() if k != "samples"},
     }
-    (args.out / "features.json").write_text(json.dumps(document, indent=2) + "\n")
-    if plot(results, args.out / "features.png"):
-        print(f"\nwrote {args.out / 'features.json'} and {args.out / 'features.png'}")
+    write_results(args.out, "features", document, lambda path: plot(results, path))
     return 0
 
 

@@ -15,13 +15,14 @@ anywhere: numbers depend on the machine.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from bench_output import pyplot, write_results
 
 from extender.features import NodeFeatures, load_node_features
 from extender.rules import CompiledSpec, evaluate, load_spec
@@ -95,13 +96,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 
 
 def plot(results: dict[str, dict[str, Any]], path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed (pip install '.[demo]'): no plot", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return False
     specs = list(results)
     positions = range(len(specs))
@@ -140,7 +136,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(results)} specs x {len(nodes)} nodes, Python {platform.python_version()}\n")
     print(table(results))
 
-    args.out.mkdir(parents=True, exist_ok=True)
     document = {
         "benchmark": "rules",
         "python": platform.python_version(),
@@ -149,11 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "nodes": [n.node for n in nodes],
         "results": results,
     }
-    (args.out / "rules.json").write_text(json.dumps(document, indent=2) + "\n")
-    written = ["rules.json"]
-    if plot(results, args.out / "rules.png"):
-        written.append("rules.png")
-    print(f"\nwrote {', '.join(str(args.out / name) for name in written)}")
+    write_results(args.out, "rules", document, lambda path: plot(results, path))
     return 0
 
 

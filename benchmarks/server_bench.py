@@ -49,6 +49,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench_output import pyplot, write_results
+
 from extender import protocol
 from extender.artifacts import SpecMapSource
 from extender.config import Settings
@@ -524,13 +526,8 @@ def target_for(c: dict[str, Any]) -> float | None:
 
 
 def plot(cells: Sequence[dict[str, Any]], path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed (pip install '.[demo]'): no plot", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return False
     figure, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
     colors = {("in-process", "names"): "C0", ("http", "names"): "C1",
@@ -635,7 +632,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nprofile, in-process filter, {name} at {max(args.sizes)} nodes (by own time):")
         print(text)
 
-    args.out.mkdir(parents=True, exist_ok=True)
     document = {
         "benchmark": "server",
         "python": platform.python_version(),
@@ -648,11 +644,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "results": cells,
         "profiles": profiles,
     }
-    (args.out / "server.json").write_text(json.dumps(document, indent=2) + "\n")
-    written = ["server.json"]
-    if plot(cells, args.out / "server.png"):
-        written.append("server.png")
-    print(f"\nwrote {', '.join(str(args.out / name) for name in written)}")
+    write_results(args.out, "server", document, lambda path: plot(cells, path))
     return 0
 
 
