@@ -52,7 +52,7 @@ demo: venv
 bench: venv devcluster
 	$(PY) benchmarks/rules_bench.py
 	$(PY) benchmarks/server_bench.py
-	PYTHONPATH=. $(PY) benchmarks/artifacts_bench.py
+	$(PY) benchmarks/artifacts_bench.py
 	$(PY) benchmarks/features_bench.py
 
 lock:

@@ -11,31 +11,38 @@ Against real registries (go-containerregistry with the referrers API, and withou
 * **a run**: PODS pods over IMAGES multi-platform images, each prefetched for two platforms
   then filtered; the hit and miss counters of every cache.
 
-Median over the images. Prints JSON and writes ``benchmarks/results/artifacts.json``. No
-timing is asserted anywhere: numbers depend on the machine (and loopback registries are fast).
+Median over the images. Prints a table, writes ``benchmarks/results/artifacts.json`` and
+``artifacts.png``. No timing is asserted anywhere: numbers depend on the machine (and loopback
+registries are fast).
 
-    PYTHONPATH=. .venv/bin/python benchmarks/artifacts_bench.py [--images N] [--pods N]
+    .venv/bin/python benchmarks/artifacts_bench.py [--images N] [--pods N] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import platform
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from devcluster.oci import attach_spec, push_index
-from devcluster.registries import Registry, start_oci_registry
-from extender.artifacts import ArtifactCacheConfig, RegistrySource
-from extender.policy import PullContext, SpecKey
-from extender.registry import HostPolicy, RegistryClient, RegistryHostConfig
+from bench_output import pyplot, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # devcluster is the repository's, not an installed package
+
+from devcluster.oci import attach_spec, push_index  # noqa: E402
+from devcluster.registries import Registry, start_oci_registry  # noqa: E402
+from extender.artifacts import ArtifactCacheConfig, RegistrySource  # noqa: E402
+from extender.policy import PullContext, SpecKey  # noqa: E402
+from extender.registry import HostPolicy, RegistryClient, RegistryHostConfig  # noqa: E402
+
 SPEC = (ROOT / "examples" / "specs" / "multi-variant.yaml").read_text()
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 CTX = PullContext("default")
@@ -111,6 +118,57 @@ async def measure(registry: Registry, refs: list[str], pods: int) -> dict[str, A
     }
 
 
+def table(results: Sequence[dict[str, Any]]) -> str:
+    lines = [
+        f"{'registry':<14} {'cold ms':>8} {'warm us':>8} {'get_cached us':>14}"
+        f" {'requests/cold':>14} {'run requests':>13} {'run loads':>10}"
+    ]
+    for r in results:
+        requests = ",".join(str(n) for n in r["requests_per_cold_load"])
+        lines.append(
+            f"{r['registry']:<14} {r['cold_load_ms_median']:>8.2f} {r['warm_load_us_median']:>8.1f}"
+            f" {r['get_cached_us_median']:>14.2f} {requests:>14}"
+            f" {r['run']['registry_requests']:>13} {r['run']['loads']:>10}"
+        )
+    run = results[0]["run"]
+    lines.append(
+        f"(medians over {run['images']} images; a run is {run['pods']} pods over those images,"
+        f" {run['platforms']} platforms each)"
+    )
+    return "\n".join(lines)
+
+
+def plot(results: Sequence[dict[str, Any]], path: Path) -> bool:
+    plt = pyplot()
+    if plt is None:
+        return False
+    steps = (
+        ("cold load", "cold_load_ms_median", 1000.0),
+        ("warm load", "warm_load_us_median", 1.0),
+        ("get_cached (filter path)", "get_cached_us_median", 1.0),
+    )
+    figure, axis = plt.subplots(figsize=(8, 3.8))
+    height = 0.8 / len(results)
+    for index, r in enumerate(results):
+        values = [r[key] * scale for _, key, scale in steps]
+        positions = [p + index * height for p in range(len(steps))]
+        axis.barh(positions, values, height, label=r["registry"])
+        for position, value in zip(positions, values, strict=True):
+            axis.annotate(f"{value:,.1f} µs", (value, position), xytext=(3, -3),
+                          textcoords="offset points", fontsize=8)  # fmt: skip
+    axis.set_yticks([p + height * (len(results) - 1) / 2 for p in range(len(steps))])
+    axis.set_yticklabels([label for label, _, _ in steps])
+    axis.invert_yaxis()
+    axis.set_xscale("log")
+    axis.set_xlabel("µs per spec lookup (median over images; log scale)")
+    axis.set_title("image-compat-extender artifact source: cold vs cached")
+    axis.legend(loc="lower right", frameon=False)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=10)
@@ -123,10 +181,10 @@ def main() -> int:
             with start_oci_registry(Path(tmp) / str(referrers), referrers=referrers) as registry:
                 refs = prepare(registry, args.images)
                 results.append(asyncio.run(measure(registry, refs, args.pods)))
-    text = json.dumps(results, indent=2)
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "artifacts.json").write_text(text + "\n")
+    print(f"Python {platform.python_version()}, loopback registries (go-containerregistry)\n")
+    print(table(results))
+    document = {"benchmark": "artifacts", "python": platform.python_version(), "results": results}
+    write_results(args.out, "artifacts", document, lambda path: plot(results, path))
     return 0
 
 
