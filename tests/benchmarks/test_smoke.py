@@ -1,0 +1,82 @@
+"""Smoke tests of benchmarks/: each script runs briefly and writes its table, JSON and plot.
+
+No timing is asserted: numbers depend on the machine. What is asserted is what a benchmark
+must produce and the counts that do not depend on speed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SPECS = ROOT / "examples" / "specs"
+
+
+def run_benchmark(script: str, *args: str, out: Path, timeout: float = 300) -> str:
+    """Run ``benchmarks/SCRIPT`` with ``--out``; its standard output, once it exited 0."""
+    result = subprocess.run(
+        [sys.executable, f"benchmarks/{script}", *args, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def results(out: Path, name: str) -> Any:
+    """The benchmark's JSON document, after checking that its plot was drawn too."""
+    assert (out / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+    return json.loads((out / f"{name}.json").read_text())
+
+
+def test_rules_bench(tmp_path: Path) -> None:
+    stdout = run_benchmark("rules_bench.py", "--quick", out=tmp_path)
+    assert "warm us/set" in stdout
+    document = results(tmp_path, "rules")
+    assert set(document["results"]) == {p.stem for p in SPECS.glob("*.yaml")}
+    for numbers in document["results"].values():
+        assert numbers["sets"] >= 1
+        for mode in ("cold", "warm"):
+            assert set(numbers[mode]) == {"evaluations_per_s", "us_per_evaluation", "us_per_set"}
+
+
+def test_server_bench_both_transports(tmp_path: Path) -> None:
+    stdout = run_benchmark(
+        "server_bench.py", "--quick", "--sizes", "10,100", out=tmp_path, timeout=600
+    )
+    assert "p99 ms" in stdout and "profile, in-process filter" in stdout
+    document = results(tmp_path, "server")
+    cells = document["results"]
+    combos = {(c["verb"], c["transport"], c["request"], c["memo"], c["nodes"]) for c in cells}
+    for verb in ("filter", "prioritize"):
+        for transport in ("in-process", "http"):
+            for size in (10, 100):
+                assert (verb, transport, "names", "warm", size) in combos
+                assert (verb, transport, "nodes", "warm", size) in combos
+            assert (verb, transport, "names", "cold", 100) in combos
+        assert (verb, "in-process", "names", "fresh", 100) in combos
+    for c in cells:
+        assert c["n"] >= 1 and 0 < c["min_ms"] <= c["p50_ms"] <= c["p99_ms"] <= c["max_ms"]
+    assert set(document["profiles"]) == {"warm-nodes", "cold-names"}
+
+
+@pytest.mark.integration
+def test_artifacts_bench_against_both_real_registries(tmp_path: Path) -> None:
+    stdout = run_benchmark("artifacts_bench.py", "--images", "2", "--pods", "6", out=tmp_path)
+    assert "requests/cold" in stdout
+    by_registry = {r["registry"]: r for r in results(tmp_path, "artifacts")["results"]}
+    assert set(by_registry) == {"referrers API", "tag schema"}
+    # Without the referrers API each of the two listings costs one more request.
+    assert by_registry["referrers API"]["requests_per_cold_load"] == [5]
+    assert by_registry["tag schema"]["requests_per_cold_load"] == [7]
+    for r in by_registry.values():
+        assert r["run"]["loads"] == 2 * 2  # each image once per platform, then from memory
