@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from extender.artifacts import ArtifactCacheConfig, RegistrySource
-from extender.registry import HostPolicy, RegistryClient, RegistryHostConfig, RegistryLimits
+from extender.registry import RegistryLimits
+from tests.registry.helpers import client_for
 
 SPEC_A = """\
 version: v1alpha1
@@ -36,23 +37,13 @@ class Clock:
         self.now += seconds
 
 
-def client_for(*endpoints: Any, timeout_s: float = 10.0) -> RegistryClient:
-    hosts = {}
-    for endpoint in endpoints:
-        if endpoint.scheme == "http":
-            hosts[endpoint.host] = RegistryHostConfig(plain_http=True)
-        else:
-            hosts[endpoint.host] = RegistryHostConfig(ca_file=str(endpoint.ca_file))
-    return RegistryClient(
-        policy=HostPolicy(allow_loopback=True),
-        hosts=hosts,
-        limits=RegistryLimits(timeout_s=timeout_s, connect_timeout_s=min(timeout_s, 3.0)),
-    )
+def _limits(timeout_s: float) -> RegistryLimits:
+    return RegistryLimits(timeout_s=timeout_s, connect_timeout_s=min(timeout_s, 3.0))
 
 
 def source_for(*endpoints: Any, clock: Clock | None = None, **config: Any) -> RegistrySource:
     return RegistrySource(
-        client_for(*endpoints, timeout_s=config.pop("timeout_s", 10.0)),
+        client_for(*endpoints, limits=_limits(config.pop("timeout_s", 10.0))),
         ArtifactCacheConfig(**config),
         clock=clock or Clock(),
     )

@@ -23,7 +23,6 @@ from devcluster.oci import attach_spec, push_image, push_index
 from devcluster.registries import Registry
 from extender.registry import (
     DockerConfig,
-    HostPolicy,
     HostRefusedError,
     ImageReference,
     Mirror,
@@ -36,24 +35,13 @@ from extender.registry import (
     RegistryProtocolError,
     RegistryUnavailableError,
 )
+from tests.registry.helpers import LOOPBACK, client_for
 
 pytestmark = pytest.mark.integration
 
 SPEC_OLD = "version: v1alpha1\ncompatibilities:\n- tag: old\n  rules: []\n"
 SPEC_NEW = "version: v1alpha1\ncompatibilities:\n- tag: new\n  rules: []\n"
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
-LOOPBACK = HostPolicy(allow_loopback=True)
-
-
-def client_for(*registries: Any, **kwargs: Any) -> RegistryClient:
-    hosts = {}
-    for registry in registries:
-        if registry.scheme == "http":
-            hosts[registry.host] = RegistryHostConfig(plain_http=True)
-        else:
-            hosts[registry.host] = RegistryHostConfig(ca_file=str(registry.ca_file))
-    kwargs.setdefault("policy", LOOPBACK)
-    return RegistryClient(hosts=hosts, **kwargs)
 
 
 def docker_config_for(registry: Registry) -> DockerConfig:
