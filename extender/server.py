@@ -53,6 +53,7 @@ from extender.artifacts import (
 from extender.config import Settings
 from extender.features import FeaturesFileSource, KubernetesFeatureSource, kubernetes_api_client
 from extender.features import FeatureStore as MemoryFeatureStore
+from extender.kubewatch import ListWatch
 from extender.logs import configure_logging, fields
 from extender.metrics import CONTENT_TYPE, VERBS, Metrics
 from extender.policy import ArtifactSource, FeatureStore, Policy, PolicyUnavailableError
@@ -266,15 +267,25 @@ def _poller_context(
     return context
 
 
+@contextlib.asynccontextmanager
+async def _watching(watch: ListWatch, name: str) -> AsyncIterator[None]:
+    """Run ``watch`` in a task named ``name`` while the body runs; stop it and wait (bounded)
+    for its threads afterwards."""
+    task = asyncio.create_task(watch.run(), name=name)
+    try:
+        yield
+    finally:
+        watch.stop()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(task, timeout=10)
+
+
 def _watch_context(source: KubernetesFeatureSource) -> CleanupContext:
     """Run the API-server watches from startup to cleanup; readiness follows their sync."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(source.run(), name="kubernetes-features")
-        yield
-        source.stop()
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait_for(task, timeout=10)
+        async with _watching(source, "kubernetes-features"):
+            yield
 
     return context
 
@@ -343,11 +354,8 @@ def _prefetch_context(api_client: Any, settings: Settings) -> CleanupContext:
             policy.prefetch(protocol.pod_from_object(obj), sorted(platforms))
 
         prefetcher = PodPrefetcher(api_client, settings.scheduler_names, on_pod)
-        task = asyncio.create_task(prefetcher.run(), name="prefetch-pods")
-        yield
-        prefetcher.stop()
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait_for(task, timeout=10)
+        async with _watching(prefetcher, "prefetch-pods"):
+            yield
 
     return context
 
