@@ -74,8 +74,8 @@ class ListWatch:
 
     async def run(self, *, iterations: int | None = None) -> None:
         """Run every stream until cancelled or stopped (or ``iterations`` outer-loop turns
-        each, for tests)."""
-        self._stop.clear()
+        each, for tests). A watch runs once: after :meth:`stop`, even one that came before
+        the task got to run, it does not start again."""
         try:
             await asyncio.gather(
                 *(run_in_thread(self._forever, s, iterations) for s in self._streams)

@@ -325,6 +325,16 @@ async def test_stop_while_a_watch_request_is_in_flight_ends_promptly(
     await asyncio.wait_for(source.run(), 10)
 
 
+async def test_stop_before_the_run_starts_is_honoured(nfd_cluster: ControlPlane) -> None:
+    # What a server shut down right after startup does: stop() before its task first ran.
+    source = KubernetesFeatureSource(
+        FeatureStore(), kubernetes_api_client(str(nfd_cluster.kubeconfig))
+    )
+    source.stop()
+    await asyncio.wait_for(source.run(), 10)
+    assert source.relists == {"nodefeatures": 0, "nodes": 0}
+
+
 async def test_bounded_iterations_hook(private_cluster: ControlPlane) -> None:
     private_cluster.stop_apiserver()  # unreachable: each outer turn fails fast
     try:
