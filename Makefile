@@ -66,5 +66,5 @@ clean:
 # docs/configuration.md and docs/metrics.md are generated from the option and metric tables;
 # tests/server/test_docs.py fails when they are stale.
 docs: venv
-	$(PY) -c "from extender import config; print(config.configuration_page(), end='')" > docs/configuration.md
-	$(PY) -c "from extender import metrics; print(metrics.metrics_page(), end='')" > docs/metrics.md
+	$(PY) -c "from extender.server import config; print(config.configuration_page(), end='')" > docs/configuration.md
+	$(PY) -c "from extender.server import metrics; print(metrics.metrics_page(), end='')" > docs/metrics.md

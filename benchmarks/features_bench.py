@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))  # devcluster is the repository's, not an installe
 
 from devcluster import nfd  # noqa: E402
 from devcluster.controlplane import ControlPlane  # noqa: E402
-from extender.features import kubernetes_api_client  # noqa: E402
+from extender.kube.client import kubernetes_api_client  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 FLEET = ROOT / "examples" / "nodes" / "all-nodes.yaml"

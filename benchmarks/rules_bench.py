@@ -24,8 +24,8 @@ from typing import Any
 
 from bench_output import pyplot, write_results
 
-from extender.features import NodeFeatures, load_node_features
-from extender.rules import CompiledSpec, evaluate, load_spec
+from extender.nfd.rules import CompiledSpec, evaluate, load_spec
+from extender.nodes.model import NodeFeatures, load_node_features
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "examples" / "specs"

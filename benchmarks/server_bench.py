@@ -51,11 +51,12 @@ from typing import Any
 
 from bench_output import pyplot, write_results
 
-from extender import protocol
-from extender.artifacts import SpecMapSource
-from extender.config import Settings
-from extender.features import FeatureStore, NodeFeatures, load_node_features
-from extender.policy import Policy
+from extender.artifacts.spec_map import SpecMapSource
+from extender.nodes.model import NodeFeatures, load_node_features
+from extender.nodes.store import FeatureStore
+from extender.policy.decide import Policy
+from extender.server import protocol
+from extender.server.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "examples" / "specs" / "multi-variant.yaml"
@@ -578,8 +579,8 @@ def plot(cells: Sequence[dict[str, Any]], path: Path) -> bool:
 
 def serve_for_benchmark(spec_map: Path) -> int:
     """The server side (``--serve``): the real app and serve(), fed the synthetic cluster."""
-    from extender.logs import configure_logging
-    from extender.server import create_app, serve
+    from extender.server.app import create_app, serve
+    from extender.server.logs import configure_logging
 
     configure_logging("INFO")
     settings = Settings(listen=("127.0.0.1", 0))

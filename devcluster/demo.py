@@ -209,7 +209,7 @@ def _verdicts(
 
 def _chosen_reason(placement: Placement, specs: Mapping[str, str | None], features: Any) -> str:
     """Why the chosen node: the set each image matched there (or that it had no spec)."""
-    from extender.rules import evaluate, load_spec
+    from extender.nfd.rules import evaluate, load_spec
 
     assert placement.node is not None
     parts = []
@@ -324,7 +324,7 @@ def run_demo(progress: Progress, workdir: Path, png: Path | None, keep: bool) ->
 
 
 def _features() -> Any:
-    from extender.features import load_node_features
+    from extender.nodes.model import load_node_features
 
     return load_node_features(NODES.read_text())
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from extender import __version__
 
 if TYPE_CHECKING:
-    from extender.rules import CompiledSpec
+    from extender.nfd.rules import CompiledSpec
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     # Imported here so that `serve` stays self-contained and other subcommands start fast.
-    from extender import config  # noqa: PLC0415
+    from extender.server import config  # noqa: PLC0415
 
     parser = subparsers.add_parser(
         "serve",
@@ -65,14 +65,14 @@ def _add_serve(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _run_serve(args: argparse.Namespace) -> int:
     import os  # noqa: PLC0415
 
-    from extender import config, server  # noqa: PLC0415 - aiohttp only when serving
+    from extender.server import app, config  # noqa: PLC0415 - aiohttp only when serving
 
     try:
         settings = config.settings_from(args, os.environ)
     except config.ConfigError as err:
         print(f"image-compat-extender serve: {err}", file=sys.stderr)
         return EXIT_USAGE
-    return server.run(settings)
+    return app.run(settings)
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,7 +94,7 @@ examples:
 
 
 def _add_validate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from extender.rules import SetSemantics  # noqa: PLC0415
+    from extender.nfd.rules import SetSemantics  # noqa: PLC0415
 
     parser = subparsers.add_parser(
         "validate",
@@ -209,8 +209,8 @@ def _spec_labels(paths: Sequence[str]) -> list[str]:
 
 def _load_specs(paths: Sequence[str]) -> list[tuple[str, CompiledSpec]]:
     """(column label, compiled spec) per spec file. An ``--image`` source would add here."""
-    from extender.rules import load_spec  # noqa: PLC0415
-    from extender.spec import SpecError  # noqa: PLC0415
+    from extender.nfd.rules import load_spec  # noqa: PLC0415
+    from extender.nfd.spec import SpecError  # noqa: PLC0415
 
     specs = []
     for path, label in zip(paths, _spec_labels(paths), strict=True):
@@ -230,12 +230,17 @@ def _load_image_specs(args: argparse.Namespace) -> list[tuple[str, CompiledSpec]
         return []
     import asyncio  # noqa: PLC0415 - the registry client only when an image is asked for
 
-    from extender import artifacts, registry  # noqa: PLC0415
-    from extender.rules import load_spec  # noqa: PLC0415
-    from extender.spec import SpecError  # noqa: PLC0415
+    from extender.artifacts.nfd_client import fetch_spec_like_nfd, parse_nfd_platform  # noqa: PLC0415
+    from extender.nfd.rules import load_spec  # noqa: PLC0415
+    from extender.nfd.spec import SpecError  # noqa: PLC0415
+    from extender.registry.auth import DockerConfig  # noqa: PLC0415
+    from extender.registry.client import RegistryClient  # noqa: PLC0415
+    from extender.registry.errors import RegistryError  # noqa: PLC0415
+    from extender.registry.hosts import HostPolicy, RegistryHostConfig  # noqa: PLC0415
+    from extender.registry.reference import CompatibilityArtifact, ImageReference  # noqa: PLC0415
 
     try:
-        platform = artifacts.parse_nfd_platform(args.platform)
+        platform = parse_nfd_platform(args.platform)
     except ValueError as err:
         raise _CommandError(str(err)) from None
     if args.registry_password_stdin and args.registry_token_stdin:
@@ -247,13 +252,13 @@ def _load_image_specs(args: argparse.Namespace) -> list[tuple[str, CompiledSpec]
     secret = ""
     if args.registry_password_stdin or args.registry_token_stdin:
         secret = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
-    credentials: list[registry.DockerConfig] = []
-    config = registry.RegistryHostConfig(plain_http=args.plain_http, ca_file=args.ca_file)
-    hosts: dict[str, registry.RegistryHostConfig] = {}
+    credentials: list[DockerConfig] = []
+    config = RegistryHostConfig(plain_http=args.plain_http, ca_file=args.ca_file)
+    hosts: dict[str, RegistryHostConfig] = {}
     for image in args.image:
         try:
-            ref = registry.ImageReference.parse(image)
-        except registry.RegistryError as err:
+            ref = ImageReference.parse(image)
+        except RegistryError as err:
             raise _CommandError(str(err)) from None
         hosts[ref.registry] = config
         entry: dict[str, str] = {}
@@ -262,27 +267,25 @@ def _load_image_specs(args: argparse.Namespace) -> list[tuple[str, CompiledSpec]
         elif args.registry_token_stdin:
             entry = {"registrytoken": secret}
         if entry:
-            credentials.append(registry.DockerConfig({"auths": {ref.registry: entry}}))
+            credentials.append(DockerConfig({"auths": {ref.registry: entry}}))
     if args.docker_config:
         try:
-            credentials.append(registry.DockerConfig.from_file(args.docker_config))
+            credentials.append(DockerConfig.from_file(args.docker_config))
         except (OSError, ValueError) as err:
             raise _CommandError(f"--docker-config {args.docker_config}: {err}") from None
 
-    async def fetch_all() -> list[registry.CompatibilityArtifact]:
+    async def fetch_all() -> list[CompatibilityArtifact]:
         # The person running the command chooses the host: loopback is fine here.
-        client = registry.RegistryClient(
-            policy=registry.HostPolicy(allow_loopback=True), hosts=hosts
-        )
+        client = RegistryClient(policy=HostPolicy(allow_loopback=True), hosts=hosts)
         async with client:
             return [
-                await artifacts.fetch_spec_like_nfd(client, image, platform, credentials)
+                await fetch_spec_like_nfd(client, image, platform, credentials)
                 for image in args.image
             ]
 
     try:
         fetched = asyncio.run(asyncio.wait_for(fetch_all(), timeout=60))  # NFD's one minute
-    except registry.RegistryError as err:
+    except RegistryError as err:
         raise _CommandError(f"failed to fetch compatibility spec: {err}") from None
     except TimeoutError:
         raise _CommandError("failed to fetch compatibility spec: timed out after 60s") from None
@@ -328,9 +331,9 @@ def _run_validate(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     import json  # noqa: PLC0415
 
-    from extender import report  # noqa: PLC0415
-    from extender.features import FeatureError, load_node_features  # noqa: PLC0415
-    from extender.rules import SetSemantics, evaluate  # noqa: PLC0415
+    from extender.nfd import report  # noqa: PLC0415
+    from extender.nfd.rules import SetSemantics, evaluate  # noqa: PLC0415
+    from extender.nodes.model import FeatureError, load_node_features  # noqa: PLC0415
 
     secret_stdin = args.registry_password_stdin or args.registry_token_stdin
     if args.spec.count("-") + (args.features == "-") + secret_stdin > 1:
@@ -414,8 +417,8 @@ def _run_check_spec(args: argparse.Namespace) -> int:
 
 
 def _check_spec(args: argparse.Namespace) -> int:
-    from extender import report  # noqa: PLC0415
-    from extender.lint import Severity, check_spec  # noqa: PLC0415
+    from extender.nfd import report  # noqa: PLC0415
+    from extender.nfd.lint import Severity, check_spec  # noqa: PLC0415
 
     style = report.Style(report.use_color(sys.stdout))
     failed = False

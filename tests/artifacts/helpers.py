@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from extender.artifacts import ArtifactCacheConfig, RegistrySource
-from extender.registry import RegistryLimits
+from extender.artifacts.registry_source import ArtifactCacheConfig, RegistrySource
+from extender.registry.client import RegistryLimits
 from tests.registry.helpers import client_for
 
 SPEC_A = """\

@@ -11,7 +11,7 @@ import pytest
 
 from devcluster.oci import attach_spec, push_image
 from devcluster.registries import Registry, RegistryEndpoint
-from extender.policy import PullContext, SpecKey
+from extender.artifacts.types import PullContext, SpecKey
 
 from .helpers import Clock, source_for
 

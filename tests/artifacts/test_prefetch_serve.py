@@ -20,10 +20,12 @@ from devcluster.controlplane import ControlPlane
 from devcluster.faultproxy import Fault, FaultProxy
 from devcluster.oci import attach_spec, push_index
 from devcluster.registries import Registry
-from extender.artifacts import RegistrySource
-from extender.config import Settings
-from extender.policy import DEFAULT_SCHEDULER_NAME, PullContext, SpecKey
-from extender.server import ARTIFACT_SOURCE, create_app
+from extender.artifacts.registry_source import RegistrySource
+from extender.artifacts.types import PullContext, SpecKey
+from extender.policy.pods import DEFAULT_SCHEDULER_NAME
+from extender.server.app import create_app
+from extender.server.config import Settings
+from extender.server.routes import ARTIFACT_SOURCE
 from tests.features.test_kubernetes_source import nodefeature, put
 
 from .helpers import SPEC_A

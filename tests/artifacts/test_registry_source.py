@@ -13,7 +13,7 @@ import pytest
 from devcluster.faultproxy import Fault, FaultProxy
 from devcluster.oci import attach_spec, push_image, push_index
 from devcluster.registries import Registry
-from extender.policy import PullContext, SpecKey
+from extender.artifacts.types import PullContext, SpecKey
 
 from .helpers import SPEC_A, SPEC_B, SPEC_C, Clock, source_for
 

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from extender.artifacts import ArtifactSourceError
-from extender.config import ConfigError, Settings, settings_from
-from extender.server import create_app
+from extender.server.app import ArtifactSourceError, create_app
+from extender.server.config import ConfigError, Settings, settings_from
 
 
 def test_defaults_pick_the_registry_and_documented_ttls() -> None:

@@ -13,8 +13,8 @@ import pytest
 
 from devcluster.oci import attach_spec, push_image
 from devcluster.registries import Registry
-from extender.artifacts import parse_nfd_platform
-from extender.registry import Platform
+from extender.artifacts.nfd_client import parse_nfd_platform
+from extender.registry.reference import Platform
 
 ROOT = Path(__file__).resolve().parents[2]
 NODES = ROOT / "examples" / "nodes" / "all-nodes.yaml"

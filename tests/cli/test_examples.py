@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from extender.features import NODE_NAME_LABEL, load_node_features
+from extender.nodes.model import NODE_NAME_LABEL, load_node_features
 from tests.cli.conftest import ALL_NODES, NODES
 
 

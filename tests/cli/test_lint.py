@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from extender.lint import Finding, Severity, check_spec
+from extender.nfd.lint import Finding, Severity, check_spec
 from tests.cli.conftest import SPECS
 
 

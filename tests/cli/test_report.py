@@ -5,8 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from extender.features import NodeFeatures
-from extender.report import (
+from extender.nfd.report import (
     MatrixCell,
     Style,
     go_expression_string,
@@ -16,8 +15,9 @@ from extender.report import (
     render_table,
     use_color,
 )
-from extender.rules import ImageVerdict, SetSemantics, evaluate, load_spec
-from extender.spec import MatchExpression, Spec
+from extender.nfd.rules import ImageVerdict, SetSemantics, evaluate, load_spec
+from extender.nfd.spec import MatchExpression, Spec
+from extender.nodes.model import NodeFeatures
 
 
 def verdict_for(text: str, features: NodeFeatures) -> tuple[Spec, ImageVerdict]:

@@ -28,9 +28,10 @@ from typing import Any
 
 import yaml
 
-from extender.features import NodeFeatures
-from extender.rules import CompiledSpec, evaluate, load_spec
-from extender.spec import SpecError, json_fold
+from extender.nfd.golang import json_fold
+from extender.nfd.rules import CompiledSpec, evaluate, load_spec
+from extender.nfd.spec import SpecError
+from extender.nodes.model import NodeFeatures
 from tests.conformance.generate import Case, Node_
 from tests.conformance.oracle import NfdEval, NfdResult
 from tests.conformance.yamltext import Document, Mapping, Sequence, render

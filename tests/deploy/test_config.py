@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from devcluster.controlplane import ControlPlane
-from extender.artifacts import SpecMapSource
-from extender.config import OPTIONS
+from extender.artifacts.spec_map import SpecMapSource
+from extender.server.config import OPTIONS
 from tests.deploy.conftest import (
     DEPLOY,
     NAMESPACE,

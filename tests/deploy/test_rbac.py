@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from devcluster.controlplane import ControlPlane
-from extender.features import DEFAULT_NFD_NAMESPACE
+from extender.nodes.model import DEFAULT_NFD_NAMESPACE
 from tests.deploy.conftest import DEPLOY, NAMESPACE, ROOT, by_kind, compose, kustomize
 
 Grant = tuple[str, str, str]  # (api group, resource, verb)
@@ -75,11 +75,11 @@ def code_calls() -> dict[str, list[str]]:
     """Kubernetes client methods called in extender/, with where."""
     known = api_methods()
     found: dict[str, list[str]] = {}
-    for path in sorted((ROOT / "extender").glob("*.py")):
+    for path in sorted((ROOT / "extender").rglob("*.py")):
         for number, line in enumerate(path.read_text().splitlines(), 1):
             for match in _METHOD_CALL.finditer(line):
                 if match.group(1) in known:
-                    found.setdefault(match.group(1), []).append(f"{path.name}:{number}")
+                    found.setdefault(match.group(1), []).append(f"{path.relative_to(ROOT)}:{number}")
     return found
 
 
@@ -362,8 +362,8 @@ def test_pull_secrets_without_the_component_load_anonymously(
     not turned into a failure that would keep the pod Pending."""
     import asyncio
 
-    from extender.artifacts import KubernetesSecrets
-    from extender.features import kubernetes_api_client
+    from extender.kube.client import kubernetes_api_client
+    from extender.kube.secrets import KubernetesSecrets
 
     extender_rbac.request(
         "POST",

@@ -21,7 +21,7 @@ import pytest
 
 from devcluster.controlplane import free_port
 from devcluster.stack import create_pod, pod, scheduler_config, wait_bound
-from extender import protocol
+from extender.server import protocol
 from tests.e2e.conftest import SELECTOR, Stack
 
 pytestmark = pytest.mark.e2e

@@ -12,12 +12,10 @@ import pytest
 
 from devcluster import nfd
 from devcluster.controlplane import ControlPlane
-from extender.features import (
-    ALL_NAMESPACES,
-    FeatureStore,
-    KubernetesFeatureSource,
-    kubernetes_api_client,
-)
+from extender.kube.client import kubernetes_api_client
+from extender.kube.nodefeatures import ALL_NAMESPACES
+from extender.nodes.kubesource import KubernetesFeatureSource
+from extender.nodes.store import FeatureStore
 
 pytestmark = pytest.mark.integration
 

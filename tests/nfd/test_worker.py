@@ -13,8 +13,8 @@ import yaml
 
 from devcluster import build, nfd
 from devcluster.controlplane import ControlPlane
-from extender.features import load_node_features, merge_node_features
-from extender.rules import evaluate, load_spec
+from extender.nfd.rules import evaluate, load_spec
+from extender.nodes.model import load_node_features, merge_node_features
 from tests.conformance.oracle import NfdEval
 
 pytestmark = pytest.mark.integration

@@ -6,11 +6,13 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from extender.features import FeatureStore, NodeFeatures
-from extender.policy import PullContext, SpecKey, SpecLookup
-from extender.protocol import Pod, RequestNode, pod_from_object
-from extender.rules import load_spec
-from extender.spec import SpecError
+from extender.artifacts.types import PullContext, SpecKey, SpecLookup
+from extender.nfd.rules import load_spec
+from extender.nfd.spec import SpecError
+from extender.nodes.model import NodeFeatures
+from extender.nodes.store import FeatureStore
+from extender.policy.pods import Pod
+from extender.server.protocol import RequestNode, pod_from_object
 
 SCHEDULER = "image-compat-scheduler"
 

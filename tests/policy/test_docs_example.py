@@ -6,8 +6,9 @@ import json
 import re
 from pathlib import Path
 
-from extender.policy import Policy, PolicyConfig
-from extender.protocol import FilterRequest, encode_filter_result, encode_priorities
+from extender.policy.decide import Policy
+from extender.policy.pods import PolicyConfig
+from extender.server.protocol import FilterRequest, encode_filter_result, encode_priorities
 from tests.policy.helpers import FakeSource, features, nodes, pod, store_with
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "semantics.md"

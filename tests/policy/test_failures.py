@@ -8,15 +8,9 @@ import logging
 
 import pytest
 
-from extender.policy import (
-    Policy,
-    PolicyConfig,
-    PolicyUnavailableError,
-    PullContext,
-    RegistryErrorPolicy,
-    SpecKey,
-    SpecLookup,
-)
+from extender.artifacts.types import PullContext, SpecKey, SpecLookup
+from extender.policy.decide import Policy, PolicyUnavailableError
+from extender.policy.pods import PolicyConfig, RegistryErrorPolicy
 from tests.policy.helpers import (
     AVX512,
     INVALID_WEIGHT,

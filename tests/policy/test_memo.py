@@ -7,7 +7,8 @@ import logging
 
 import pytest
 
-from extender.policy import Policy, PolicyConfig
+from extender.policy.decide import Policy
+from extender.policy.pods import PolicyConfig
 from tests.policy.helpers import (
     PREFERRED_FALLBACK,
     FakeSource,
@@ -132,7 +133,7 @@ async def test_warm_requests_complete_without_suspending() -> None:
 
 
 def test_bounded_dict_drops_the_oldest_entry() -> None:
-    from extender.policy import BoundedDict
+    from extender._util import BoundedDict
 
     bounded: BoundedDict[str, int] = BoundedDict(2)
     bounded.put("a", 1)

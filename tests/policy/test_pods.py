@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from extender.policy import Mode, Policy, PolicyConfig, PullContext, SpecKey, plan_pod
-from extender.protocol import pod_from_object
+from extender.artifacts.types import PullContext, SpecKey
+from extender.policy.decide import Policy
+from extender.policy.pods import Mode, PolicyConfig, plan_pod
+from extender.server.protocol import pod_from_object
 from tests.policy.helpers import (
     AVX512,
     PREFERRED_FALLBACK,

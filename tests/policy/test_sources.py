@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from extender.artifacts import NoArtifacts, SpecMap, SpecMapError, SpecMapSource
-from extender.features import FeaturesFileSource, FeatureStore
-from extender.policy import PullContext, SpecKey
+from extender.artifacts.spec_map import SpecMap, SpecMapError, SpecMapSource
+from extender.artifacts.types import NoArtifacts, PullContext, SpecKey
+from extender.nodes.filesource import FeaturesFileSource
+from extender.nodes.store import FeatureStore
 from tests.policy.helpers import AVX512, INVALID_WEIGHT, PREFERRED_FALLBACK, fast, minimal
 
 CTX = PullContext()
@@ -128,7 +129,7 @@ def test_bad_features_file_keeps_the_last_good_state(
     store = FeatureStore()
     source = FeaturesFileSource(store, path)
     source.poll()
-    with caplog.at_level(logging.ERROR, logger="extender.features"):
+    with caplog.at_level(logging.ERROR, logger="extender.nodes"):
         write(path, "kind: Node\n")
         assert not source.poll()
         write(path, "kind: Node\n\n")

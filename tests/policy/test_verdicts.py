@@ -7,8 +7,9 @@ import random
 
 import pytest
 
-from extender.policy import Policy, PolicyConfig, normalise_score
-from extender.rules import SetSemantics
+from extender.nfd.rules import SetSemantics
+from extender.policy.decide import Policy, normalise_score
+from extender.policy.pods import PolicyConfig
 from tests.policy.helpers import (
     NUMA,
     PREFERRED_FALLBACK,

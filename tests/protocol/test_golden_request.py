@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from extender.policy import PolicyConfig, plan_pod
-from extender.protocol import decode_extender_args
+from extender.policy.pods import PolicyConfig, plan_pod
+from extender.server.protocol import decode_extender_args
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "kube-scheduler-filter-request.json"
 

@@ -7,7 +7,7 @@ import json
 import msgspec
 import pytest
 
-from extender.protocol import (
+from extender.server.protocol import (
     ExtenderBindingResult,
     ProtocolError,
     decode_binding_args,

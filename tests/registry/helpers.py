@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from extender.registry import HostPolicy, RegistryClient, RegistryHostConfig
+from extender.registry.client import RegistryClient
+from extender.registry.hosts import HostPolicy, RegistryHostConfig
 
 LOOPBACK = HostPolicy(allow_loopback=True)
 

@@ -21,20 +21,17 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from devcluster.faultproxy import Fault, FaultProxy
 from devcluster.oci import attach_spec, push_image, push_index
 from devcluster.registries import Registry
-from extender.registry import (
-    DockerConfig,
+from extender.registry.auth import DockerConfig
+from extender.registry.client import RegistryClient, RegistryLimits
+from extender.registry.errors import (
     HostRefusedError,
-    ImageReference,
-    Mirror,
-    Platform,
     RegistryAuthError,
-    RegistryClient,
-    RegistryHostConfig,
-    RegistryLimits,
     RegistryNotFoundError,
     RegistryProtocolError,
     RegistryUnavailableError,
 )
+from extender.registry.hosts import Mirror, RegistryHostConfig
+from extender.registry.reference import ImageReference, Platform
 from tests.registry.helpers import LOOPBACK, client_for
 
 pytestmark = pytest.mark.integration

@@ -8,16 +8,10 @@ import json
 
 import pytest
 
-from extender.registry import (
-    Descriptor,
-    DockerConfig,
-    HostPolicy,
-    HostRefusedError,
-    ImageReference,
-    InvalidReferenceError,
-    Platform,
-    choose_newest,
-)
+from extender.registry.auth import DockerConfig
+from extender.registry.errors import HostRefusedError, InvalidReferenceError
+from extender.registry.hosts import HostPolicy
+from extender.registry.reference import Descriptor, ImageReference, Platform, choose_newest
 
 DIGEST = "sha256:" + "a" * 64
 

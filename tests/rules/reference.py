@@ -10,7 +10,7 @@ from typing import Any
 
 import re2
 
-from extender.rules import go_atoi, parse_version
+from extender.nfd.golang import go_atoi, parse_version
 
 
 class RefError(Exception):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from extender.features import NodeFeatures
-from extender.rules import SetSemantics, evaluate, go_atoi, load_spec, parse_version
-from extender.spec import SpecError
+from extender.nfd.golang import go_atoi, parse_version
+from extender.nfd.rules import SetSemantics, evaluate, load_spec
+from extender.nfd.spec import SpecError
+from extender.nodes.model import NodeFeatures
 
 ATTR = "test.attr"
 

@@ -10,9 +10,10 @@ import json
 
 import pytest
 
-from extender.features import NodeFeatures
-from extender.rules import GoRegexpError, evaluate, go_regexp_to_re2, load_spec
-from extender.spec import SpecError
+from extender.nfd.golang import GoRegexpError, go_regexp_to_re2
+from extender.nfd.rules import evaluate, load_spec
+from extender.nfd.spec import SpecError
+from extender.nodes.model import NodeFeatures
 
 
 def regexp_rule(pattern: str, value: str) -> bool | str:

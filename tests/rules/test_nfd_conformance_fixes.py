@@ -5,8 +5,8 @@ Expectations are what NFD v0.18.3 (``nfd compat validate-node``'s evaluation) do
 
 from __future__ import annotations
 
-from extender.features import NodeFeatures
-from extender.rules import evaluate, load_spec
+from extender.nfd.rules import evaluate, load_spec
+from extender.nodes.model import NodeFeatures
 
 
 def verdicts(spec_text: str, node: NodeFeatures) -> list[bool | str]:

@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from extender.features import NodeFeatures
-from extender.rules import evaluate, load_spec
+from extender.nfd.rules import evaluate, load_spec
+from extender.nodes.model import NodeFeatures
 
 F = "test.feat"
 

@@ -9,9 +9,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extender.features import NodeFeatures
-from extender.rules import evaluate, load_spec
-from extender.spec import SpecError, parse_spec
+from extender.nfd.rules import evaluate, load_spec
+from extender.nfd.spec import SpecError, parse_spec
+from extender.nodes.model import NodeFeatures
 
 from .reference import evaluate_reference
 

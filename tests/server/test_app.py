@@ -12,11 +12,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from extender.artifacts import SpecMapError
-from extender.config import Settings
-from extender.features import FeatureStore
-from extender.policy import ArtifactSource, PullContext, SpecKey, SpecLookup
-from extender.server import POLICY, create_app
+from extender.artifacts.spec_map import SpecMapError
+from extender.artifacts.types import ArtifactSource, PullContext, SpecKey, SpecLookup
+from extender.nodes.store import FeatureStore
+from extender.server.app import create_app
+from extender.server.config import Settings
+from extender.server.routes import POLICY
 from tests.policy.helpers import (
     PREFERRED_FALLBACK,
     FakeSource,

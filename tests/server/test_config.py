@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from extender.cli import build_parser
-from extender.config import (
+from extender.nfd.rules import SetSemantics
+from extender.policy.pods import Mode, RegistryErrorPolicy
+from extender.server.config import (
     OPTIONS,
     ConfigError,
     Settings,
@@ -18,8 +20,6 @@ from extender.config import (
     parse_size,
     settings_from,
 )
-from extender.policy import Mode, RegistryErrorPolicy
-from extender.rules import SetSemantics
 
 
 def parse(*argv: str, env: dict[str, str] | None = None) -> Settings:

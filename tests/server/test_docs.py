@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from extender import config, metrics
+from extender.server import config, metrics
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from extender.logs import ConsoleFormatter, JsonFormatter, RedactingFilter, fields, redact
+from extender.server.logs import ConsoleFormatter, JsonFormatter, RedactingFilter, fields, redact
 from tests.server.test_serve import POD, Server
 
 # Credentials as they could reach a log: a bearer token, a registry password, docker config auth.
@@ -159,7 +159,7 @@ def test_kubernetes_client_bodies_stay_out_of_debug_logs(tmp_path: Path) -> None
     import subprocess
 
     code = (
-        "import logging; from extender.logs import configure_logging; "
+        "import logging; from extender.server.logs import configure_logging; "
         "configure_logging('DEBUG', 'console'); "
         f'logging.getLogger(\'kubernetes.client.rest\').debug(\'response body: {{"data": {{"x": "{DOCKER_AUTH}Zz"}}}}\'); '
         "logging.getLogger('extender').debug('still here')"

@@ -10,10 +10,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from extender.config import Settings
-from extender.metrics import METRICS, Metrics
-from extender.policy import Policy, PolicyConfig
-from extender.server import create_app
+from extender.policy.decide import Policy
+from extender.policy.pods import PolicyConfig
+from extender.server.app import create_app
+from extender.server.config import Settings
+from extender.server.metrics import METRICS, Metrics
 from tests.policy.helpers import PREFERRED_FALLBACK, FakeSource, fast, old, store_with
 from tests.server.test_app import APP, POD
 

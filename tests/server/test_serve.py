@@ -18,8 +18,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from extender.config import Settings
-from extender.server import create_app, serve
+from extender.server.app import create_app, serve
+from extender.server.config import Settings
 from tests.policy.helpers import PREFERRED_FALLBACK, FakeSource, fast, store_with
 
 NODEFEATURES = """

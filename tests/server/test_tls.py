@@ -16,8 +16,8 @@ import pytest
 from cryptography import x509
 
 from devcluster.pki import KeyPair, TestCA
-from extender.config import Settings
-from extender.tls import CertificateReloader, TLSConfigError
+from extender.server.config import Settings
+from extender.server.tls import CertificateReloader, TLSConfigError
 from tests.server.test_serve import POD, Server
 
 HOSTS = ["localhost", "127.0.0.1"]
@@ -240,7 +240,7 @@ def test_unusable_tls_files_stop_serve_with_a_message(pki: PKI) -> None:
 
 
 def test_tls_settings_go_together(pki: PKI) -> None:
-    from extender.config import ConfigError
+    from extender.server.config import ConfigError
 
     with pytest.raises(ConfigError, match="--tls-cert and --tls-key go together"):
         Settings(tls_cert=pki.cert).check()

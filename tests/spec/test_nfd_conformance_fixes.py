@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from extender.features import NodeFeatures
-from extender.rules import evaluate, load_spec
-from extender.spec import SpecError, json_fold, parse_spec
+from extender.nfd.golang import json_fold
+from extender.nfd.rules import evaluate, load_spec
+from extender.nfd.spec import SpecError, parse_spec
+from extender.nodes.model import NodeFeatures
 
 
 # encoding/json matches field names with Unicode simple folding: U+017F LONG S is an "s" and

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from extender.spec import (
-    SpecError,
-    SpecLimits,
-    go_format_float32,
-    parse_spec,
-    resolve_plain_scalar,
-)
+from extender.nfd.golang import go_format_float32, resolve_plain_scalar
+from extender.nfd.spec import SpecError, SpecLimits, parse_spec
 
 
 def values_of(value_yaml: str) -> tuple[str, ...]:

@@ -24,7 +24,11 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-__all__ = ["CertificateReloader", "TLSConfigError", "serving_tls"]
+__all__ = [
+    "CertificateReloader",
+    "TLSConfigError",
+    "serving_tls",
+]
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 Owns the output of ``image-compat-extender validate`` (and later ``explain``): the JSON report,
 the human table and the compatibility matrix, built from the rule engine's outcomes
-(:class:`~extender.rules.ImageVerdict`). Nothing here parses arguments, reads files or knows
-about HTTP; callers pass the parsed :class:`~extender.spec.Spec` and the verdict.
+(:class:`~extender.nfd.rules.ImageVerdict`). Nothing here parses arguments, reads files or knows
+about HTTP; callers pass the parsed :class:`~extender.nfd.spec.Spec` and the verdict.
 
 **The JSON report** of one spec on one node is::
 
@@ -20,7 +20,7 @@ expression, matcherType, isMatch}``. Rows of one matchFeatures list (the rule's 
 ``matchedAny`` element's) are sorted by feature, name and NFD's ``MatchExpression.String()``,
 as NFD sorts them; ``matchedAny`` elements always carry their ``matchedExpressions`` list.
 
-**Where we differ from NFD on purpose** (DESIGN §2: NFD's report quirks are not copied):
+**Where we differ from NFD on purpose** (NFD's report quirks are not copied):
 a row's ``isMatch`` is the truth about that expression on this node, computed directly. NFD
 instead reconstructs it by comparing expressions, so in NFD's report
 
@@ -45,7 +45,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from extender.rules import (
+from extender.nfd.rules import (
     ExpressionOutcome,
     ImageVerdict,
     RuleOutcome,
@@ -53,7 +53,7 @@ from extender.rules import (
     SetSemantics,
     TermOutcome,
 )
-from extender.spec import FeatureTerm, GroupRule, MatchExpression, Spec
+from extender.nfd.spec import FeatureTerm, GroupRule, MatchExpression, Spec
 
 __all__ = [
     "MatrixCell",

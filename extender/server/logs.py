@@ -36,6 +36,8 @@ __all__ = [
     "redact",
 ]
 
+log = logging.getLogger(__name__)
+
 REDACTED = "[REDACTED]"
 FIELDS = "fields"  # the LogRecord attribute that holds an event's structured fields
 

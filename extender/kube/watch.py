@@ -5,7 +5,7 @@ Owns :class:`ListWatch`: for each of its streams, three nested loops in a thread
 resourceVersion, listing again on 410 Gone; one watch request, bookmarks and ``ERROR`` events
 handled), and a :meth:`ListWatch.stop` that unblocks a thread stuck in a read. Subclasses say
 what to call and what to do with items and events: the NodeFeature/Node watches of
-:mod:`extender.features` and the unbound-pod prefetch of :mod:`extender.artifacts`.
+:mod:`extender.nodes.kubesource` and the unbound-pod prefetch of :mod:`.pods`.
 
 The official client blocks, hence threads; nothing here holds a lock across I/O.
 """

@@ -3,8 +3,8 @@
 Owns the findings about a spec document, each located by a path such as
 ``compatibilities[0].rules[1].matchFeatures[0].matchExpressions.vfio-pci``:
 
-* **errors**: the spec cannot be loaded (:func:`extender.spec.parse_spec` and the load-time
-  checks of :mod:`extender.rules`). Every expression is compiled on its own, so all of a spec's
+* **errors**: the spec cannot be loaded (:func:`extender.nfd.spec.parse_spec` and the load-time
+  checks of :mod:`.rules`). Every expression is compiled on its own, so all of a spec's
   bad expressions are reported at once, not only the first;
 * **warnings** from parsing and compiling (unknown fields, case-variant field names, unquoted
   numbers or booleans in value lists, ``type`` on an op that ignores it, version ranges that
@@ -35,8 +35,9 @@ from typing import Literal, TypeVar
 
 import re2
 
-from extender.rules import BACKREF_FEATURE, compile_spec, go_atoi, go_lower, parse_version
-from extender.spec import (
+from extender.nfd.golang import go_atoi, go_lower, parse_version
+from extender.nfd.rules import BACKREF_FEATURE, compile_spec
+from extender.nfd.spec import (
     SUPPORTED_VERSION,
     CompatibilitySet,
     FeatureTerm,

@@ -2,19 +2,22 @@
 
 Owns NFD's matching semantics (``pkg/apis/nfd/nodefeaturerule`` as used by ``nfd compat
 validate-node``: failFast off, static ``vars`` feeding the ``rule.matched`` back-reference),
-the set/image verdicts of DESIGN §2 (sets are alternatives; fit = 1 + best matched weight),
+the set/image verdicts (sets are alternatives; fit = 1 + best matched weight),
 and the outcome objects that say what failed and why. It knows nothing of Kubernetes or HTTP:
 features come in through the small :class:`Features` protocol.
 
 Spec-side problems that NFD reports whenever the element exists (unknown op, wrong value
 count, bad regexp, non-integer bound, reversed integer range, unknown ``type``) are load-time
-errors here (:class:`~extender.spec.SpecError` with a path). Problems NFD never reports are
+errors here (:class:`~extender.nfd.spec.SpecError` with a path). Problems NFD never reports are
 warnings. Node-side values that cannot be compared are evaluation errors of the rule, as in NFD.
+
+Go's number, case and regexp rules come from :mod:`.golang`. The module stays whole (over 500
+lines): compiling and evaluating share the compiled types, and the engine is one concept with
+a small public surface (:func:`load_spec`, :func:`compile_spec`, :func:`evaluate`).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -22,7 +25,8 @@ from typing import Protocol
 
 import re2
 
-from extender.spec import (
+from extender.nfd.golang import GoRegexpError, go_atoi, go_lower, go_regexp_to_re2, parse_version
+from extender.nfd.spec import (
     CompatibilitySet,
     FeatureTerm,
     GroupRule,
@@ -38,7 +42,6 @@ __all__ = [
     "CompiledSpec",
     "ExpressionOutcome",
     "Features",
-    "GoRegexpError",
     "ImageVerdict",
     "RuleOutcome",
     "SetOutcome",
@@ -46,11 +49,7 @@ __all__ = [
     "TermOutcome",
     "compile_spec",
     "evaluate",
-    "go_atoi",
-    "go_lower",
-    "go_regexp_to_re2",
     "load_spec",
-    "parse_version",
 ]
 
 BACKREF_FEATURE = "rule.matched"
@@ -91,250 +90,8 @@ class EvaluationError(Exception):
     """A node-side value NFD cannot compare (not an integer, not a version)."""
 
 
-# --------------------------------------------------------------------------------------------
-# Go-compatible scalar helpers
-
-_ATOI = re.compile(r"[+-]?[0-9]+")
-_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
-_LOOSE_VERSION = re.compile(
-    r"v?([0-9]+)(\.[0-9]+)?(\.[0-9]+)?"
-    r"(-([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?"
-    r"(\+([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?"
-)
-_UINT64_MAX = (1 << 64) - 1
-
-
-def go_atoi(text: str) -> int | None:
-    """``strconv.Atoi`` on 64-bit: optional sign, ASCII decimal digits, int64 range."""
-    if not _ATOI.fullmatch(text):
-        return None
-    number = int(text)
-    return number if _INT64_MIN <= number <= _INT64_MAX else None
-
-
-def parse_version(text: str) -> tuple[int, int, int] | None:
-    """Masterminds semver ``NewVersion`` (coercing) with the pre-release dropped, as NFD does.
-
-    Returns (major, minor, patch), or None where NFD says "not a version": four parts, ``_``,
-    a negative number, a numeric pre-release identifier with a leading zero, overflow.
-    """
-    match = _LOOSE_VERSION.fullmatch(text)
-    if match is None:
-        return None
-    parts = [match.group(1), (match.group(2) or ".0")[1:], (match.group(3) or ".0")[1:]]
-    numbers = [int(p) for p in parts]
-    if any(n > _UINT64_MAX for n in numbers):
-        return None
-    prerelease = match.group(5)
-    if prerelease:
-        for identifier in prerelease.split("."):
-            if identifier.isdigit() and len(identifier) > 1 and identifier[0] == "0":
-                return None
-    return numbers[0], numbers[1], numbers[2]
-
-
-def go_lower(text: str) -> str:
-    """``strings.ToLower``: per rune, unlike Python's ``str.lower`` which may grow a string."""
-    if text.isascii():
-        return text.lower()
-    return "".join(c.lower() if len(c.lower()) == 1 else _GO_LOWER_SPECIAL.get(c, c) for c in text)
-
-
-_GO_LOWER_SPECIAL = {"\u0130": "i"}  # LATIN CAPITAL LETTER I WITH DOT ABOVE
-
-
-# --------------------------------------------------------------------------------------------
-# Go regexp syntax on RE2
-#
-# NFD compiles InRegexp values with Go's regexp package; we match with RE2 (C++). Both speak
-# RE2 syntax, with these differences (checked against NFD built with Go 1.26):
-# * ``\C`` (any byte) exists only in C++ RE2: Go rejects it, so do we.
-# * Go (1.25+) looks ``\p{...}`` names up loosely: case, ``_``, ``-`` and spaces do not count,
-#   and Unicode category aliases (``Letter``), ``Any``, ``ASCII``, ``Assigned``, ``LC`` and
-#   ``Cn`` are known. That loose lookup also makes Go reject multi-word script names such as
-#   ``Old_Italic``. C++ RE2 wants exact category and script names. We resolve names the Go
-#   way and hand RE2 the exact name (or an equivalent class); ``Cn``/``Assigned``, and
-#   ``LC``/``ASCII`` negated inside a bracket class, have no RE2 form and are rejected.
-
-# Go's unicode package: Categories, the single-word Scripts (the only ones Go's lookup can
-# find), and CategoryAliases (Unicode 15.0.0 in Go 1.26).
-_GO_CATEGORIES = frozenset(
-    "C Cc Cf Cn Co Cs L Ll Lm Lo Lt Lu M Mc Me Mn N Nd Nl No P Pc Pd Pe Pf Pi Po Ps "  # noqa: SIM905
-    "S Sc Sk Sm So Z Zl Zp Zs".split()
-)
-_GO_SCRIPTS = frozenset(
-    "Adlam Ahom Arabic Armenian Avestan Balinese Bamum Batak Bengali Bhaiksuki Bopomofo "  # noqa: SIM905
-    "Brahmi Braille Buginese Buhid Carian Chakma Cham Cherokee Chorasmian Common Coptic "
-    "Cuneiform Cypriot Cyrillic Deseret Devanagari Dogra Duployan Elbasan Elymaic Ethiopic "
-    "Georgian Glagolitic Gothic Grantha Greek Gujarati Gurmukhi Han Hangul Hanunoo Hatran "
-    "Hebrew Hiragana Inherited Javanese Kaithi Kannada Katakana Kawi Kharoshthi Khmer Khojki "
-    "Khudawadi Lao Latin Lepcha Limbu Lisu Lycian Lydian Mahajani Makasar Malayalam Mandaic "
-    "Manichaean Marchen Medefaidrin Miao Modi Mongolian Mro Multani Myanmar Nabataean "
-    "Nandinagari Newa Nko Nushu Ogham Osage Osmanya Palmyrene Phoenician Rejang Runic "
-    "Samaritan Saurashtra Sharada Shavian Siddham Sinhala Sogdian Soyombo Sundanese Syriac "
-    "Tagalog Tagbanwa Takri Tamil Tangsa Tangut Telugu Thaana Thai Tibetan Tifinagh Tirhuta "
-    "Toto Ugaritic Vai Vithkuqi Wancho Yezidi Yi".split()
-)
-_GO_CATEGORY_ALIASES = {
-    "Casedletter": "LC",
-    "Closepunctuation": "Pe",
-    "Combiningmark": "M",
-    "Connectorpunctuation": "Pc",
-    "Control": "Cc",
-    "Currencysymbol": "Sc",
-    "Dashpunctuation": "Pd",
-    "Decimalnumber": "Nd",
-    "Enclosingmark": "Me",
-    "Finalpunctuation": "Pf",
-    "Format": "Cf",
-    "Initialpunctuation": "Pi",
-    "Letter": "L",
-    "Letternumber": "Nl",
-    "Lineseparator": "Zl",
-    "Lowercaseletter": "Ll",
-    "Mark": "M",
-    "Mathsymbol": "Sm",
-    "Modifierletter": "Lm",
-    "Modifiersymbol": "Sk",
-    "Nonspacingmark": "Mn",
-    "Number": "N",
-    "Openpunctuation": "Ps",
-    "Other": "C",
-    "Otherletter": "Lo",
-    "Othernumber": "No",
-    "Otherpunctuation": "Po",
-    "Othersymbol": "So",
-    "Paragraphseparator": "Zp",
-    "Privateuse": "Co",
-    "Punctuation": "P",
-    "Separator": "Z",
-    "Spaceseparator": "Zs",
-    "Spacingmark": "Mc",
-    "Surrogate": "Cs",
-    "Symbol": "S",
-    "Titlecaseletter": "Lt",
-    "Unassigned": "Cn",
-    "Uppercaseletter": "Lu",
-    "Cntrl": "Cc",
-    "Digit": "Nd",
-    "Punct": "P",
-}
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # errors become SpecErrors; RE2 need not print them too
-
-
-class GoRegexpError(ValueError):
-    """A pattern Go's regexp rejects, or one RE2 cannot express."""
-
-
-def _go_canonical_name(name: str) -> str:
-    """regexp/syntax ``canonicalName``: ``_ - space`` dropped, first letter upper, rest lower."""
-    out = []
-    first = True
-    for char in name:
-        if char in "_- ":
-            continue
-        if first:
-            out.append(char.upper() if "a" <= char <= "z" else char)
-            first = False
-        else:
-            out.append(char.lower() if "A" <= char <= "Z" else char)
-    return "".join(out)
-
-
-def _unicode_class(name: str, negated: bool, in_class: bool, seq: str) -> str:
-    """RE2 text for Go's ``\\p{name}`` (``\\P`` when negated)."""
-    if name.startswith("^"):
-        negated, name = not negated, name[1:]
-    canonical = _go_canonical_name(name)
-    parts: list[str]
-    if canonical == "Any":
-        parts = ["\\p{Any}"]
-    elif canonical == "Ascii":
-        parts = ["\\x00-\\x7F"]
-    elif canonical == "Lc":
-        parts = ["\\p{Lu}", "\\p{Ll}", "\\p{Lt}"]
-    elif canonical == "Assigned":
-        raise GoRegexpError(f"{seq}: Go's Assigned class has no RE2 equivalent")
-    else:
-        actual = canonical if canonical in _GO_CATEGORIES | _GO_SCRIPTS else None
-        actual = actual or _GO_CATEGORY_ALIASES.get(canonical)
-        if actual is None:
-            raise GoRegexpError(f"invalid character class range: {seq}")
-        if actual == "Cn":
-            raise GoRegexpError(f"{seq}: the unassigned class Cn has no RE2 equivalent")
-        if actual == "LC":
-            parts = ["\\p{Lu}", "\\p{Ll}", "\\p{Lt}"]
-        else:
-            return ("\\P{" if negated else "\\p{") + actual + "}"
-    if len(parts) == 1 and parts[0].startswith("\\p"):
-        return parts[0].replace("\\p", "\\P", 1) if negated else parts[0]
-    if not in_class:
-        return ("[^" if negated else "[") + "".join(parts) + "]"
-    if negated:
-        raise GoRegexpError(f"{seq} negated inside a bracket class has no RE2 equivalent")
-    return "".join(parts)
-
-
-def go_regexp_to_re2(pattern: str) -> str:
-    """Rewrite a Go regexp so that RE2 reads it as Go does; GoRegexpError if impossible.
-
-    Anything this scan does not understand is passed through for RE2 to judge.
-    """
-    if "\\" not in pattern:
-        return pattern
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    in_class = False
-    while i < n:
-        char = pattern[i]
-        if char == "\\" and i + 1 < n:
-            escaped = pattern[i + 1]
-            if escaped == "Q":  # literal text up to \E
-                end = pattern.find("\\E", i + 2)
-                end = n if end < 0 else end + 2
-                out.append(pattern[i:end])
-                i = end
-                continue
-            if escaped == "C":
-                raise GoRegexpError("invalid escape sequence: \\C")
-            if escaped in "pP" and i + 2 < n:
-                if pattern[i + 2] == "{":
-                    close = pattern.find("}", i + 3)
-                    if close < 0:
-                        out.append(pattern[i:])
-                        break
-                    name, end = pattern[i + 3 : close], close + 1
-                else:
-                    name, end = pattern[i + 2], i + 3
-                out.append(_unicode_class(name, escaped == "P", in_class, pattern[i:end]))
-                i = end
-                continue
-            out.append(pattern[i : i + 2])
-            i += 2
-            continue
-        if char == "[" and not in_class:
-            in_class = True
-            out.append(char)
-            i += 1
-            if pattern.startswith("^", i):
-                out.append("^")
-                i += 1
-            if pattern.startswith("]", i):  # a leading ] is a literal
-                out.append("]")
-                i += 1
-            continue
-        if in_class and pattern.startswith("[:", i):
-            close = pattern.find(":]", i + 2)
-            if close >= 0:
-                out.append(pattern[i : close + 2])
-                i = close + 2
-                continue
-        if in_class and char == "]":
-            in_class = False
-        out.append(char)
-        i += 1
-    return "".join(out)
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ Two kinds of metric:
 
 * **observed** on each verb call by the server's middleware: request latency and outcome;
 * **read at scrape time** from the state that already counts them (the policy's
-  :class:`~extender.policy.PolicyStats` and memo, the feature store's snapshot, the watch's
+  :class:`~extender.policy.decide.PolicyStats` and memo, the feature store's snapshot, the watch's
   relist counters, the artifact source's readiness): the request path pays nothing for them.
 
 Label values come from fixed sets (verbs, outcomes, pod modes, rejection classes, relist
@@ -25,7 +25,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from extender.policy import POD_KINDS, REJECTION_CLASSES, ArtifactSource, FeatureStore, Policy
+from extender.artifacts.types import ArtifactSource
+from extender.nodes.store import FeatureReader
+from extender.policy.decide import POD_KINDS, REJECTION_CLASSES, Policy
 
 __all__ = [
     "CONTENT_TYPE",
@@ -176,7 +178,7 @@ class _StateCollector(Collector):
     def __init__(
         self,
         policy: Policy,
-        store: FeatureStore,
+        store: FeatureReader,
         source: ArtifactSource,
         relists: Mapping[str, int] | None,
     ) -> None:
@@ -230,7 +232,7 @@ class Metrics:
     def __init__(
         self,
         policy: Policy,
-        store: FeatureStore,
+        store: FeatureReader,
         source: ArtifactSource,
         *,
         relists: Mapping[str, int] | None = None,

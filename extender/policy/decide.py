@@ -1,83 +1,44 @@
-"""The scheduling policy (DESIGN §2): from a pod and candidate nodes to a filter answer and scores.
+"""Filter and score: the decisions, and what each failure becomes.
 
-Owns which pods we judge (our schedulerNames), what a pod asks for (its images, init
-containers included, and the ``tags``/``mode``/``artifacts`` annotations), how specs are
-obtained (through an :class:`ArtifactSource`, waiting at most a small budget), how verdicts are
-computed (through the two-level memo of DESIGN §4) and combined (filter reasons, normalised
-scores), and what each failure becomes. It knows nothing of HTTP: the server turns
+Owns :class:`Policy`: how specs are obtained (through an
+:class:`~extender.artifacts.types.ArtifactSource`, waiting at most a small budget), how
+verdicts are computed (through :class:`~extender.policy.memo.VerdictMemo`) and combined
+(filter reasons, normalised scores), and what each failure becomes. The server turns
 :class:`FilterDecision`, scores and :class:`PolicyUnavailableError` into responses.
-
-The two things it depends on are small protocols defined here, so sources can be swapped
-(a file or a Kubernetes watch for features; a spec map or a registry for artifacts):
-:class:`FeatureStore` and :class:`ArtifactSource`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Generic, Protocol, TypeVar
+from typing import Protocol
 
-from extender.features import FeatureSnapshot, NodeFeatures, NodeRecord
-from extender.protocol import Pod
-from extender.rules import CompiledSpec, ImageVerdict, SetSemantics, evaluate
-from extender.spec import SpecError
+from extender._util import BoundedDict
+from extender.artifacts.types import _NO_SPEC, ArtifactSource, PullContext, SpecKey, SpecLookup
+from extender.nfd.rules import CompiledSpec, ImageVerdict
+from extender.nodes.store import FeatureReader, FeatureSnapshot
+from extender.policy.memo import VerdictMemo
+from extender.policy.pods import Mode, Pod, PodPlan, PolicyConfig, RegistryErrorPolicy, plan_pod
 
 __all__ = [
-    "DEFAULT_ANNOTATION_PREFIX",
-    "DEFAULT_SCHEDULER_NAME",
     "MAX_SCORE",
     "POD_KINDS",
     "REASON_PREFIX",
     "REJECTION_CLASSES",
-    "ArtifactSource",
-    "BoundedDict",
     "Candidate",
-    "FeatureStore",
     "FilterDecision",
-    "Mode",
-    "PodPlan",
     "Policy",
-    "PolicyConfig",
     "PolicyStats",
     "PolicyUnavailableError",
-    "PullContext",
-    "RegistryErrorPolicy",
-    "Requirement",
-    "SpecKey",
-    "SpecLookup",
-    "VerdictMemo",
-    "check_annotation_prefix",
     "normalise_score",
 ]
 
 log = logging.getLogger(__name__)
 
 REASON_PREFIX = "image-compat: "
-DEFAULT_SCHEDULER_NAME = "image-compat-scheduler"
-DEFAULT_ANNOTATION_PREFIX = "image-compat.io/"
 MAX_SCORE = 10  # kube-scheduler's MaxExtenderPriority
-
-
-class Mode(StrEnum):
-    """The ``mode`` annotation."""
-
-    ENFORCE = "enforce"  # filter rejects incompatible nodes; prioritize scores
-    PREFER = "prefer"  # nothing is filtered; only the score counts
-    OFF = "off"  # the pod is not judged at all
-
-
-class RegistryErrorPolicy(StrEnum):
-    """``--on-registry-error``: what filter does when a spec cannot be obtained."""
-
-    FAIL = "fail"  # answer Error: the scheduler retries; no pod lands unchecked
-    IGNORE = "ignore"  # treat the image as having no spec
 
 
 class PolicyUnavailableError(Exception):
@@ -88,97 +49,6 @@ class PolicyUnavailableError(Exception):
     """
 
 
-# --------------------------------------------------------------------------------------------
-# The two interfaces
-
-
-@dataclass(frozen=True, slots=True)
-class SpecKey:
-    """What to look up: an image as written in the pod, or an explicit artifact for it.
-
-    ``artifact`` is the pod's ``artifacts`` annotation entry for the container ("" = the
-    image's attached artifact). ``platform`` is the node's ``os/arch`` ("" = unknown, use
-    the index-level spec).
-    """
-
-    image: str
-    artifact: str = ""
-    platform: str = ""
-
-    @property
-    def reference(self) -> str:
-        return self.artifact or self.image
-
-
-@dataclass(frozen=True, slots=True)
-class PullContext:
-    """Whose pull credentials apply: the pod's namespace and ``imagePullSecrets`` names."""
-
-    namespace: str = ""
-    pull_secrets: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class SpecLookup:
-    """A source's answer for one :class:`SpecKey`; exactly one outcome is set.
-
-    ``spec``: the compiled spec. Nothing set: the image has no spec (neutral).
-    ``invalid``: a spec exists but cannot be used. ``failure``: the source could not answer
-    (registry down, unreadable file). ``origin`` says where a spec came from, for logs.
-    """
-
-    spec: CompiledSpec | None = None
-    invalid: SpecError | None = None
-    failure: str | None = None
-    origin: str = ""
-
-    @classmethod
-    def found(cls, spec: CompiledSpec, origin: str = "") -> SpecLookup:
-        return cls(spec=spec, origin=origin)
-
-    @classmethod
-    def none(cls) -> SpecLookup:
-        return _NO_SPEC
-
-    @classmethod
-    def invalid_spec(cls, error: SpecError, origin: str = "") -> SpecLookup:
-        return cls(invalid=error, origin=origin)
-
-    @classmethod
-    def failed(cls, message: str, origin: str = "") -> SpecLookup:
-        return cls(failure=message, origin=origin)
-
-
-_NO_SPEC = SpecLookup()
-
-
-class FeatureStore(Protocol):
-    """Node name → features, per-node generation, platform and readiness, as a snapshot.
-
-    :class:`extender.features.FeatureStore` implements it; ``snapshot()`` must be cheap and
-    must not block (it is called on every request).
-    """
-
-    def snapshot(self) -> FeatureSnapshot: ...
-
-
-class ArtifactSource(Protocol):
-    """Image reference [+ platform] → spec, "none", invalid, or a failure.
-
-    ``get_cached`` must not block or await: it answers from memory, or None when the key is
-    not known yet. ``load`` fetches (single-flight is the policy's job, caching the source's)
-    and never raises for domain failures; afterwards ``get_cached`` answers the same until the
-    source lets the entry expire. ``ready`` is false while the source cannot answer at all.
-    """
-
-    @property
-    def ready(self) -> bool: ...
-
-    def get_cached(self, key: SpecKey, context: PullContext) -> SpecLookup | None: ...
-
-    async def load(self, key: SpecKey, context: PullContext) -> SpecLookup: ...
-
-
 class Candidate(Protocol):
     """A candidate node of a request (:class:`extender.protocol.RequestNode` is one)."""
 
@@ -187,287 +57,6 @@ class Candidate(Protocol):
 
     @property
     def platform(self) -> str: ...  # "" when the request did not say
-
-
-# --------------------------------------------------------------------------------------------
-# Configuration
-
-# Kubernetes annotation keys: an optional DNS-subdomain prefix and "/", then a name of at most
-# 63 characters.
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_QUALIFIED_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
-_ANNOTATIONS = ("tags", "mode", "artifacts")
-
-
-def _check_annotation_key(key: str) -> None:
-    prefix, _, name = key.rpartition("/")
-    if prefix and (
-        len(prefix) > 253
-        or not _DNS_SUBDOMAIN.fullmatch(prefix)
-        or any(len(label) > 63 for label in prefix.split("."))
-    ):
-        raise ValueError(f"annotation key {key!r}: {prefix!r} is not a DNS subdomain")
-    if len(name) > 63 or not _QUALIFIED_NAME.fullmatch(name):
-        raise ValueError(f"annotation key {key!r}: {name!r} is not a valid name (max 63)")
-
-
-def check_annotation_prefix(prefix: str) -> None:
-    """Every annotation key built from ``prefix`` must be a valid Kubernetes annotation key."""
-    for suffix in _ANNOTATIONS:
-        _check_annotation_key(prefix + suffix)
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyConfig:
-    scheduler_names: frozenset[str] = frozenset({DEFAULT_SCHEDULER_NAME})
-    annotation_prefix: str = DEFAULT_ANNOTATION_PREFIX
-    allowed_modes: frozenset[Mode] = frozenset(Mode)
-    default_mode: Mode = Mode.ENFORCE
-    set_semantics: SetSemantics = SetSemantics.ANY
-    on_registry_error: RegistryErrorPolicy = RegistryErrorPolicy.FAIL
-    spec_wait_budget: float = 0.3  # seconds
-    memo_size: int = 65_536
-
-    def __post_init__(self) -> None:
-        check_annotation_prefix(self.annotation_prefix)
-        if not self.scheduler_names:
-            raise ValueError("at least one scheduler name is needed")
-        if self.default_mode not in self.allowed_modes:
-            allowed = ",".join(sorted(self.allowed_modes))
-            raise ValueError(f"default mode {self.default_mode} is not allowed ({allowed})")
-        if self.spec_wait_budget < 0:
-            raise ValueError("the spec wait budget cannot be negative")
-        if self.memo_size < 1:
-            raise ValueError("the memo size must be at least 1")
-
-    @property
-    def tags_key(self) -> str:
-        return self.annotation_prefix + "tags"
-
-    @property
-    def mode_key(self) -> str:
-        return self.annotation_prefix + "mode"
-
-    @property
-    def artifacts_key(self) -> str:
-        return self.annotation_prefix + "artifacts"
-
-
-# --------------------------------------------------------------------------------------------
-# What a pod asks for
-
-
-@dataclass(frozen=True, slots=True)
-class Requirement:
-    """One distinct image of the pod (with its explicit artifact, if the pod names one)."""
-
-    image: str
-    artifact: str
-    containers: tuple[str, ...]
-
-    def key(self, platform: str) -> SpecKey:
-        return SpecKey(self.image, self.artifact, platform)
-
-
-@dataclass(frozen=True, slots=True)
-class PodPlan:
-    """A pod read once: whether we judge it, how, and which images.
-
-    ``problem`` is set when an annotation cannot be honoured; every node is then rejected
-    with it (a person must fix the pod, and the scheduler's message says what).
-    """
-
-    pod: str
-    ours: bool
-    mode: Mode = Mode.ENFORCE
-    tags: frozenset[str] = frozenset()
-    requirements: tuple[Requirement, ...] = ()
-    context: PullContext = PullContext()
-    problem: str = ""
-
-
-def _parse_mode(raw: str | None, config: PolicyConfig) -> tuple[Mode, str]:
-    if raw is None:
-        return config.default_mode, ""
-    value = raw.strip().lower()
-    try:
-        mode = Mode(value)
-    except ValueError:
-        modes = ", ".join(m.value for m in Mode)
-        return config.default_mode, f"invalid annotation {config.mode_key}: {raw!r} (use {modes})"
-    if mode not in config.allowed_modes:
-        allowed = ", ".join(m.value for m in Mode if m in config.allowed_modes)
-        return mode, f"annotation {config.mode_key}: mode {value} is not allowed ({allowed})"
-    return mode, ""
-
-
-def _parse_tags(raw: str | None) -> frozenset[str]:
-    if raw is None:
-        return frozenset()
-    return frozenset(t.strip() for t in raw.split(",") if t.strip())
-
-
-def _parse_artifacts(
-    raw: str | None, containers: Iterable[str], config: PolicyConfig
-) -> tuple[dict[str, str], str]:
-    if raw is None:
-        return {}, ""
-    key = config.artifacts_key
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return {}, f"invalid annotation {key}: not JSON"
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in value.items()
-    ):
-        return {}, f"invalid annotation {key}: expected a JSON object of container: reference"
-    known = set(containers)
-    unknown = sorted(name for name in value if name not in known)
-    if unknown:
-        return {}, f"invalid annotation {key}: no container named {unknown[0]!r}"
-    return {k: v.strip() for k, v in value.items()}, ""
-
-
-def plan_pod(pod: Pod, config: PolicyConfig) -> PodPlan:
-    """Read what the pod asks for (DESIGN §2 "Which pods", "Images", "Pod controls")."""
-    spec = pod.pod_spec
-    key = pod.key
-    if spec.scheduler_name not in config.scheduler_names:
-        return PodPlan(key, ours=False)
-    annotations = pod.meta.annotations or {}
-    mode, problem = _parse_mode(annotations.get(config.mode_key), config)
-    if mode is Mode.OFF and not problem:
-        return PodPlan(key, ours=True, mode=mode)
-    containers = [
-        c for c in (*(spec.init_containers or ()), *(spec.containers or ())) if c is not None
-    ]
-    artifacts, artifacts_problem = _parse_artifacts(
-        annotations.get(config.artifacts_key), (c.name for c in containers if c.name), config
-    )
-    problem = problem or artifacts_problem
-    by_key: dict[tuple[str, str], list[str]] = {}
-    for container in containers:
-        if not container.image:
-            continue
-        artifact = artifacts.get(container.name or "", "")
-        by_key.setdefault((container.image, artifact), []).append(container.name or "")
-    requirements = tuple(
-        Requirement(image, artifact, tuple(names)) for (image, artifact), names in by_key.items()
-    )
-    secrets = tuple(s.name for s in spec.image_pull_secrets or () if s is not None and s.name)
-    return PodPlan(
-        key,
-        ours=True,
-        mode=mode,
-        tags=_parse_tags(annotations.get(config.tags_key)),
-        requirements=requirements,
-        context=PullContext(pod.meta.namespace or "", secrets),
-        problem=problem,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Verdicts through the memo
-
-_NO_FEATURES = NodeFeatures.empty()
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class BoundedDict(OrderedDict[K, V], Generic[K, V]):
-    """A dict that drops its oldest entry when full (FIFO).
-
-    Not an LRU on purpose: a hit stays a bare ``get`` (an LRU reorders on every hit, which
-    costs more than the rest of a node's work on the request path). With a bound well above
-    the number of distinct node configurations, evictions are rare anyway.
-
-    An OrderedDict, not a dict: ``del d[next(iter(d))]`` on a plain dict scans past the
-    entries deleted before it, so under steady eviction each one cost ~10 µs at 65,536
-    entries (a cold spec over 5,000 nodes took ~0.5 s); ``popitem(last=False)`` is O(1)
-    and lookups cost the same.
-    """
-
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def put(self, key: K, value: V) -> None:
-        if key not in self and len(self) >= self.size:
-            self.popitem(last=False)
-        self[key] = value
-
-
-class VerdictMemo:
-    """DESIGN §4's two-level memo, with a direct first step for the warm path.
-
-    0. (node generation, spec digest, tags) → verdict, the answer of the last two levels;
-    1. (node generation, feature names a spec reads) → fingerprint of those features on the
-       node: keyed by the names rather than the spec, so a new spec reading the usual
-       features (cpu.cpuid, kernel.version, ...) finds every node already fingerprinted;
-    2. (spec digest, tags, has NodeFeature, fingerprint) → verdict.
-
-    Nodes with identical relevant hardware share one evaluation (level 2). Level 0 only saves
-    the warm path two tuple builds and lookups per node (a third of filter's time at 5,000
-    node names in benchmarks/server_bench.py). Generation 0 stands for "no NodeFeature"
-    (the store's generations start at 1). Every level is bounded.
-    Not thread-safe: used from the event loop only.
-    """
-
-    def __init__(self, size: int, semantics: SetSemantics = SetSemantics.ANY) -> None:
-        self._semantics = semantics
-        self._direct: BoundedDict[tuple[int, str, frozenset[str]], ImageVerdict] = BoundedDict(size)
-        self._fingerprints: BoundedDict[tuple[int, tuple[str, ...]], tuple[bytes, ...]] = (
-            BoundedDict(size)
-        )
-        self._verdicts: BoundedDict[
-            tuple[str, frozenset[str], bool, tuple[bytes, ...]], ImageVerdict
-        ] = BoundedDict(size)
-        self.hits = 0
-        self.misses = 0
-
-    def verdict(
-        self, spec: CompiledSpec, tags: frozenset[str], record: NodeRecord | None
-    ) -> ImageVerdict:
-        digest = spec.digest
-        direct_key = (0 if record is None else record.generation, digest, tags)
-        known = self._direct.get(direct_key)
-        if known is not None:
-            self.hits += 1
-            return known
-        known = self._verdict(spec, digest, tags, record)
-        self._direct.put(direct_key, known)
-        return known
-
-    def _verdict(
-        self, spec: CompiledSpec, digest: str, tags: frozenset[str], record: NodeRecord | None
-    ) -> ImageVerdict:
-        if record is None:
-            features, generation, has_features = _NO_FEATURES, 0, False
-        else:
-            features, generation, has_features = record.features, record.generation, True
-        fingerprint_key = (generation, spec.referenced_features)
-        fingerprint = self._fingerprints.get(fingerprint_key)
-        if fingerprint is None:
-            fingerprint = features.fingerprint_of(spec.referenced_features)
-            self._fingerprints.put(fingerprint_key, fingerprint)
-        key = (digest, tags, has_features, fingerprint)
-        verdict = self._verdicts.get(key)
-        if verdict is None:
-            self.misses += 1
-            verdict = evaluate(
-                spec,
-                features,
-                tags=tags,
-                semantics=self._semantics,
-                has_features=has_features,
-            )
-            self._verdicts.put(key, verdict)
-        else:
-            self.hits += 1
-        return verdict
-
-    def __len__(self) -> int:
-        return len(self._verdicts)
 
 
 def normalise_score(raw: int, best: int) -> int:
@@ -549,7 +138,7 @@ class Policy:
     ``spec_wait_budget``; loads that outlive a request keep running for the next one.
     """
 
-    def __init__(self, config: PolicyConfig, store: FeatureStore, source: ArtifactSource) -> None:
+    def __init__(self, config: PolicyConfig, store: FeatureReader, source: ArtifactSource) -> None:
         self.config = config
         self.store = store
         self.source = source

@@ -5,10 +5,11 @@ tags, so their keys are the Go field names (``Pod``, ``NodeNames``, ``FailedNode
 while the embedded Kubernetes objects use their API's camelCase. Go encodes nil slices and
 maps as ``null``, so every list and map here accepts ``null``.
 
-Only the parts of a Pod the policy needs are decoded (msgspec skips the rest without building
+Only the parts of a Pod the policy needs are decoded (the
+:class:`~extender.policy.pods.Pod` model) (msgspec skips the rest without building
 it). In full-Nodes mode (``nodeCacheCapable: false``) each Node item is kept as raw JSON and
 sent back unchanged, so nothing we did not decode is re-serialised. Nothing here knows about
-HTTP; :mod:`extender.server` calls these functions with the body bytes.
+HTTP; :mod:`.routes` calls these functions with the body bytes.
 """
 
 from __future__ import annotations
@@ -19,22 +20,17 @@ from typing import Any
 
 import msgspec
 
+from extender.policy.pods import ARCH_LABEL, OS_LABEL, ObjectMeta, Pod
+
 __all__ = [
-    "ARCH_LABEL",
-    "OS_LABEL",
-    "Container",
     "ExtenderArgs",
     "ExtenderBindingArgs",
     "ExtenderBindingResult",
     "ExtenderFilterResult",
     "FilterRequest",
     "HostPriority",
-    "LocalObjectReference",
     "NodeItem",
     "NodeList",
-    "ObjectMeta",
-    "Pod",
-    "PodSpec",
     "ProtocolError",
     "RequestNode",
     "decode_binding_args",
@@ -42,67 +38,11 @@ __all__ = [
     "encode",
     "encode_filter_result",
     "encode_priorities",
-    "pod_from_object",
 ]
-
-OS_LABEL = "kubernetes.io/os"
-ARCH_LABEL = "kubernetes.io/arch"
 
 
 class ProtocolError(ValueError):
     """A request body that is not a valid extender request (answered with HTTP 400)."""
-
-
-# --------------------------------------------------------------------------------------------
-# Kubernetes objects: only the fields we read
-
-
-class ObjectMeta(msgspec.Struct, frozen=True, rename="camel"):
-    name: str | None = None
-    namespace: str | None = None
-    uid: str | None = None
-    annotations: dict[str, str] | None = None
-    labels: dict[str, str] | None = None
-
-
-class Container(msgspec.Struct, frozen=True):
-    name: str | None = None
-    image: str | None = None
-
-
-class LocalObjectReference(msgspec.Struct, frozen=True):
-    name: str | None = None
-
-
-class PodSpec(msgspec.Struct, frozen=True, rename="camel"):
-    scheduler_name: str | None = None
-    node_name: str | None = None
-    init_containers: list[Container | None] | None = None
-    containers: list[Container | None] | None = None
-    image_pull_secrets: list[LocalObjectReference | None] | None = None
-
-
-class Pod(msgspec.Struct, frozen=True):
-    metadata: ObjectMeta | None = None
-    spec: PodSpec | None = None
-
-    @property
-    def meta(self) -> ObjectMeta:
-        return self.metadata or _EMPTY_META
-
-    @property
-    def pod_spec(self) -> PodSpec:
-        return self.spec or _EMPTY_SPEC
-
-    @property
-    def key(self) -> str:
-        """``namespace/name`` for logs."""
-        meta = self.meta
-        return f"{meta.namespace or ''}/{meta.name or ''}"
-
-
-_EMPTY_META = ObjectMeta()
-_EMPTY_SPEC = PodSpec()
 
 
 class NodeItem(msgspec.Struct, frozen=True):
@@ -264,14 +204,6 @@ def decode_binding_args(body: bytes) -> ExtenderBindingArgs:
         raise _decode_error(err, "ExtenderBindingArgs") from None
 
 
-def pod_from_object(obj: Mapping[str, Any]) -> Pod:
-    """A Pod from an already-parsed API object (a watch event, a fixture)."""
-    try:
-        return msgspec.convert(obj, Pod)
-    except msgspec.ValidationError as err:
-        raise ProtocolError(f"invalid Pod: {err}") from None
-
-
 # --------------------------------------------------------------------------------------------
 # Encoding
 
@@ -323,3 +255,11 @@ def encode_filter_result(
 def encode_priorities(scores: Sequence[tuple[str, int]]) -> bytes:
     """A ``HostPriorityList``: a bare JSON array of ``{"Host", "Score"}``."""
     return _ENCODER.encode([HostPriority(host, score) for host, score in scores])
+
+
+def pod_from_object(obj: Mapping[str, Any]) -> Pod:
+    """A Pod from an already-parsed API object (a watch event, a fixture)."""
+    try:
+        return msgspec.convert(obj, Pod)
+    except msgspec.ValidationError as err:
+        raise ProtocolError(f"invalid Pod: {err}") from None

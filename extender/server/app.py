@@ -1,10 +1,9 @@
-"""The HTTP server kube-scheduler calls: app factory, routes, the error middleware, serving.
+"""The HTTP server kube-scheduler calls: the app factory and composition root, serving.
 
-Owns the aiohttp application (:func:`create_app`), its typed state (``web.AppKey``
-constants), the lifetime of every resource and background task (``cleanup_ctx``), the mapping
-of domain outcomes to HTTP answers (one middleware), and running it with a graceful shutdown
-on SIGTERM (:func:`run`). The decisions themselves are :mod:`extender.policy`'s; the wire format
-is :mod:`extender.protocol`'s.
+Owns the aiohttp application (:func:`create_app`), the lifetime of every source, client and
+background task (built and closed in ``cleanup_ctx``), and running it with a graceful
+shutdown on SIGTERM (:func:`run`). Handlers and middlewares are :mod:`.routes`'s; the decisions
+:mod:`extender.policy`'s; the wire format :mod:`.protocol`'s.
 
 HTTP answers:
 
@@ -16,13 +15,13 @@ HTTP answers:
 * a body that is not a valid request: 400; larger than ``--max-body-bytes``: 413; always a
   JSON ``{"error": ...}``, never a traceback;
 * ``GET /healthz``: the process serves; ``GET /readyz``: every source has loaded;
-* ``GET /metrics``: Prometheus metrics (:mod:`extender.metrics`).
+* ``GET /metrics``: Prometheus metrics (:mod:`.metrics`).
 
 Every verb call is timed and counted (outside the error middleware, so error answers count
 too) and gets one access-log line: verb, pod, node count, rejected count, duration, status
 (info level with ``--access-log``, else debug). With ``--tls-cert`` the server speaks HTTPS,
 with ``--client-ca`` it requires client certificates; both follow their files
-(:mod:`extender.tls`).
+(:mod:`.tls`).
 """
 
 from __future__ import annotations
@@ -30,221 +29,112 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from extender.kube.watch import ListWatch
+from extender.registry.auth import DockerConfig
+from extender.registry.client import RegistryClient, RegistryLimits
+from extender.registry.hosts import HostPolicy, RegistryHostConfig, load_registry_hosts
+
+if TYPE_CHECKING:
+    from extender.server.config import Settings
 import signal
 import ssl
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
-from extender import protocol
-from extender.artifacts import (
-    ArtifactSourceError,
-    NoArtifacts,
-    PodPrefetcher,
-    RegistrySource,
-    SpecMapError,
-    SpecMapSource,
-    registry_source_from,
+from extender.artifacts.registry_source import RegistrySource
+from extender.artifacts.spec_map import SpecMapError, SpecMapSource
+from extender.artifacts.types import ArtifactSource, NoArtifacts
+from extender.kube.client import kubernetes_api_client
+from extender.kube.pods import PodPrefetcher
+from extender.kube.secrets import KubernetesSecrets
+from extender.nodes.filesource import FeaturesFileSource
+from extender.nodes.kubesource import KubernetesFeatureSource
+from extender.nodes.store import FeatureReader
+from extender.nodes.store import FeatureStore as MemoryFeatureStore
+from extender.policy.decide import Policy
+from extender.server import protocol
+from extender.server.config import Settings
+from extender.server.logs import configure_logging
+from extender.server.metrics import Metrics
+from extender.server.routes import (
+    ARTIFACT_SOURCE,
+    FEATURE_STORE,
+    METRICS,
+    POLICY,
+    SETTINGS,
+    _observe_middleware,
+    error_middleware,
+    handle_filter,
+    handle_healthz,
+    handle_metrics,
+    handle_prioritize,
+    handle_readyz,
 )
-from extender.config import Settings
-from extender.features import FeaturesFileSource, KubernetesFeatureSource, kubernetes_api_client
-from extender.features import FeatureStore as MemoryFeatureStore
-from extender.kubewatch import ListWatch
-from extender.logs import configure_logging, fields
-from extender.metrics import CONTENT_TYPE, VERBS, Metrics
-from extender.policy import ArtifactSource, FeatureStore, Policy, PolicyUnavailableError
-from extender.tls import TLSConfigError, serving_tls
+from extender.server.tls import TLSConfigError, serving_tls
 
 __all__ = [
-    "ARTIFACT_SOURCE",
-    "FEATURE_STORE",
-    "METRICS",
-    "POLICY",
-    "SETTINGS",
+    "ArtifactSourceError",
     "FeatureSourceError",
     "create_app",
+    "registry_source_from",
     "run",
 ]
 
+# --------------------------------------------------------------------------------------------
+# Wiring for ``serve``
+
+
+class ArtifactSourceError(ValueError):
+    """The registry source cannot be set up (unreadable registry or docker config file)."""
+
+
+def registry_source_from(settings: Settings, api_client: Any = None) -> RegistrySource:
+    """The :class:`RegistrySource` ``serve`` runs with (enter ``source.client`` to use it).
+
+    ``api_client`` (an official-client ApiClient) enables pods' ``imagePullSecrets``.
+    """
+    hosts: dict[str, RegistryHostConfig] = {}
+    if settings.registry_config is not None:
+        try:
+            hosts = load_registry_hosts(settings.registry_config)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError) as err:
+            raise ArtifactSourceError(
+                f"--registry-config {settings.registry_config}: {err}"
+            ) from None
+    docker_config = None
+    if settings.docker_config is not None:
+        try:
+            docker_config = DockerConfig.from_file(settings.docker_config)
+        except (OSError, ValueError, AttributeError) as err:
+            raise ArtifactSourceError(f"--docker-config {settings.docker_config}: {err}") from None
+    client = RegistryClient(
+        policy=HostPolicy(
+            allow=settings.registry_allow,
+            deny=settings.registry_deny,
+            allow_loopback=settings.registry_allow_loopback,
+        ),
+        hosts=hosts,
+        docker_config=docker_config,
+        limits=RegistryLimits(timeout_s=settings.registry_timeout),
+    )
+    secrets = KubernetesSecrets(api_client) if api_client is not None else None
+    return RegistrySource(client, settings.artifact_cache_config(), secrets=secrets)
+
+
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("extender.access")
-
-SETTINGS = web.AppKey("settings", Settings)
-POLICY = web.AppKey("policy", Policy)
-FEATURE_STORE: web.AppKey[FeatureStore] = web.AppKey("feature_store")
-ARTIFACT_SOURCE: web.AppKey[ArtifactSource] = web.AppKey("artifact_source")
-METRICS = web.AppKey("metrics", Metrics)
-
-
-@dataclass(slots=True)
-class Call:
-    """What the access log and the metrics say about one verb call; handlers fill it in."""
-
-    verb: str
-    pod: str = ""
-    nodes: int = 0
-    rejected: int = 0
-    unavailable: bool = False
-
-
-CALL = web.RequestKey("call", Call)
-
-JSON = "application/json"
 
 
 class FeatureSourceError(Exception):
     """The configured feature source cannot be set up (e.g. no Kubernetes configuration)."""
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
-
-
-# --------------------------------------------------------------------------------------------
-# Handlers
-
-
-def _call(request: web.Request, args: protocol.FilterRequest) -> Call:
-    call = request[CALL]
-    call.pod, call.nodes = args.pod.key, len(args.nodes)
-    return call
-
-
-async def handle_filter(request: web.Request) -> web.Response:
-    args = protocol.decode_extender_args(await request.read())
-    call = _call(request, args)
-    decision = await request.app[POLICY].filter(args.pod, args.nodes)
-    call.rejected = len(decision.unresolvable)
-    body = protocol.encode_filter_result(args, decision.passing, unresolvable=decision.unresolvable)
-    return web.Response(body=body, content_type=JSON)
-
-
-async def handle_prioritize(request: web.Request) -> web.Response:
-    args = protocol.decode_extender_args(await request.read())
-    _call(request, args)
-    scores = await request.app[POLICY].prioritize(args.pod, args.nodes)
-    return web.Response(body=protocol.encode_priorities(scores), content_type=JSON)
-
-
-async def handle_metrics(request: web.Request) -> web.Response:
-    body = request.app[METRICS].exposition()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
-
-
-async def handle_healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def handle_readyz(request: web.Request) -> web.Response:
-    snapshot = request.app[FEATURE_STORE].snapshot()
-    waiting = list(snapshot.waiting) if not snapshot.synced else []
-    if not snapshot.synced and not waiting:
-        waiting.append("node features")
-    if not request.app[ARTIFACT_SOURCE].ready:
-        waiting.append("artifact source")
-    if waiting:
-        return web.json_response({"status": "not ready", "waiting": waiting}, status=503)
-    return web.json_response({"status": "ready", "nodes": len(snapshot.nodes)})
-
-
-# --------------------------------------------------------------------------------------------
-# The one error middleware
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message}, status=status, headers=headers)
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except protocol.ProtocolError as err:
-        log.info("bad request on %s: %s", request.path, err)
-        return _error(400, str(err))
-    except PolicyUnavailableError as err:
-        route = request.match_info.route.name
-        log.info("%s: cannot decide now: %s", route, err)
-        if CALL in request:
-            request[CALL].unavailable = True
-        if route == "filter":
-            return web.Response(
-                body=protocol.encode_filter_result(None, error=str(err)), content_type=JSON
-            )
-        return _error(503, str(err))
-    except web.HTTPException as err:
-        if err.status < 400:
-            raise
-        allow = {"Allow": err.headers["Allow"]} if "Allow" in err.headers else None
-        message = err.text if err.text and not err.text.startswith("<") else err.reason
-        if isinstance(err, web.HTTPRequestEntityTooLarge):
-            log.warning("request body on %s over the limit: %s", request.path, err.text)
-        return _error(err.status, message or err.reason, allow)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        return _error(500, "internal error (see the extender's log)")
-
-
-# --------------------------------------------------------------------------------------------
-# Timing, counting and the access log (outermost, so error answers are seen too)
-
-
-def _outcome(call: Call, status: int) -> str:
-    if call.unavailable:
-        return "unavailable"
-    if status < 400:
-        return "ok"
-    return "bad_request" if status < 500 else "error"
-
-
-def _observe_middleware(metrics: Metrics, access_level: int) -> Middleware:
-    @web.middleware
-    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-        start = time.perf_counter()
-        verb = request.match_info.route.name
-        if verb not in VERBS:
-            response = await handler(request)
-            if access_log.isEnabledFor(logging.DEBUG):
-                access_log.debug(
-                    "%s %s",
-                    request.method,
-                    request.path,
-                    extra=fields(status=response.status, duration_ms=_ms(start)),
-                )
-            return response
-        call = request[CALL] = Call(verb)
-        response = await handler(request)
-        seconds = time.perf_counter() - start
-        outcome = _outcome(call, response.status)
-        metrics.observe(verb, outcome, seconds)
-        if access_log.isEnabledFor(access_level):
-            access_log.log(
-                access_level,
-                "%s",
-                verb,
-                extra=fields(
-                    verb=verb,
-                    pod=call.pod,
-                    nodes=call.nodes,
-                    rejected=call.rejected,
-                    duration_ms=round(seconds * 1000, 3),
-                    status=response.status,
-                    outcome=outcome,
-                ),
-            )
-        return response
-
-    return observe
-
-
-def _ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -363,7 +253,7 @@ def _prefetch_context(api_client: Any, settings: Settings) -> CleanupContext:
 def create_app(
     settings: Settings,
     *,
-    feature_store: FeatureStore | None = None,
+    feature_store: FeatureReader | None = None,
     artifact_source: ArtifactSource | None = None,
 ) -> web.Application:
     """The extender application. Tests inject sources; otherwise they come from settings.

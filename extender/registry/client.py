@@ -1,287 +1,60 @@
-"""The OCI registry client: find and read an image's compatibility artifact, safely.
+"""The registry HTTP client: resolve, list referrers, read the spec layer, safely.
 
-Owns everything that crosses the network to a registry: image references, tag → digest
-resolution (OCI and Docker media types, platform selection in an index), the referrers API
-with the ``sha256-<hex>`` tag-schema fallback (as oras-go, and so ``nfd compat validate-node``,
-does), choosing the newest artifact, reading its spec layer with digest and size checks, and
-authentication (anonymous bearer tokens, docker ``config.json`` basic auth and identity
-tokens, credential helpers, pod pull secrets), mirrors and per-registry TLS settings.
-
-An image reference names the host we connect to and pod authors choose it, so every
-connection goes through :class:`HostPolicy`: link-local and cloud-metadata addresses are
-refused by default, loopback only when allowed, and names are checked after DNS resolution
-(by our resolver) so a name pointing at a refused address is refused before connecting.
-
-oras-py is not used: it is synchronous (requests), lacks the referrers listing, and this
-client must run on the server's event loop with per-host limits; a second client beside it
-would be worse than one here. Caching lives in :mod:`extender.artifacts`, not here.
+Owns :class:`RegistryClient`: tag to digest resolution (with platform selection in an index),
+the referrers API with the ``sha256-<hex>`` tag-schema fallback, reading manifests and the spec
+layer with digest and size checks (:class:`RegistryLimits`), the token flow, per-host
+concurrency, and connecting only through :class:`~extender.registry.hosts.HostPolicy`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import fnmatch
 import hashlib
-import ipaddress
 import json
 import logging
-import os
 import re
-import socket
 import ssl
-import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
 import aiohttp
-import yaml
-from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.abc import AbstractResolver
 
-from extender.spec import ARTIFACT_TYPE, SPEC_MEDIA_TYPE
+from extender.nfd.spec import ARTIFACT_TYPE, SPEC_MEDIA_TYPE
+from extender.registry.auth import _CHALLENGE_PARAM, Credentials, DockerConfig, _identity, _Token
+from extender.registry.errors import (
+    HostRefusedError,
+    RegistryAuthError,
+    RegistryError,
+    RegistryNotFoundError,
+    RegistryProtocolError,
+    RegistryUnavailableError,
+)
+from extender.registry.hosts import HostPolicy, RegistryHostConfig, _PolicyResolver
+from extender.registry.reference import (
+    DOCKER_HUB,
+    DOCKER_HUB_API,
+    MANIFEST_ACCEPT,
+    MEDIA_OCI_INDEX,
+    CompatibilityArtifact,
+    Descriptor,
+    ImageReference,
+    Platform,
+    choose_newest,
+    is_index,
+)
 
 __all__ = [
-    "ARTIFACT_TYPE",
-    "CompatibilityArtifact",
-    "Credentials",
-    "Descriptor",
-    "DockerConfig",
-    "HostPolicy",
-    "HostRefusedError",
-    "ImageReference",
-    "InvalidReferenceError",
-    "Platform",
-    "RegistryAuthError",
     "RegistryClient",
-    "RegistryError",
-    "RegistryHostConfig",
     "RegistryLimits",
-    "RegistryNotFoundError",
-    "RegistryProtocolError",
-    "RegistryUnavailableError",
-    "choose_newest",
-    "index_children",
-    "is_index",
 ]
 
 log = logging.getLogger(__name__)
-
-MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-INDEX_TYPES = frozenset({MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST})
-MANIFEST_ACCEPT = ", ".join(
-    [MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST]
-)
-CREATED_ANNOTATION = "org.opencontainers.image.created"
-DOCKER_HUB = "docker.io"
-DOCKER_HUB_API = "registry-1.docker.io"
 _USER_AGENT = "image-compat-extender"
-
-
-# --------------------------------------------------------------------------------------------
-# Errors
-
-
-class RegistryError(Exception):
-    """Any failure to read from a registry. ``kind`` is a short, bounded label for metrics."""
-
-    kind = "error"
-
-
-class InvalidReferenceError(RegistryError):
-    kind = "reference"
-
-
-class HostRefusedError(RegistryError):
-    kind = "refused"
-
-
-class RegistryUnavailableError(RegistryError):
-    """Connection refused or reset, timeout, 5xx: worth retrying later."""
-
-    kind = "unavailable"
-
-
-class RegistryAuthError(RegistryError):
-    kind = "auth"
-
-
-class RegistryNotFoundError(RegistryError):
-    kind = "not_found"
-
-
-class RegistryProtocolError(RegistryError):
-    """The registry answered something we must not use: bad JSON, wrong digest, too large."""
-
-    kind = "protocol"
-
-
-# --------------------------------------------------------------------------------------------
-# References
-
-_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
-_TAG = re.compile(r"[\w][\w.-]{0,127}")
-_PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-_HOST = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?\.?)+|\[[0-9a-fA-F:.%]+\]")
-
-
-@dataclass(frozen=True, slots=True)
-class ImageReference:
-    """``[registry[:port]/]repository[:tag][@digest]`` with Docker's defaults applied.
-
-    With both a tag and a digest, the digest decides (the tag is kept for display).
-    """
-
-    registry: str
-    repository: str
-    tag: str | None = None
-    digest: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> ImageReference:
-        original = text
-        if not text or len(text) > 4096 or text != text.strip():
-            raise InvalidReferenceError(f"invalid image reference {original!r}")
-        digest = None
-        if "@" in text:
-            text, digest = text.split("@", 1)
-            if not _DIGEST.fullmatch(digest):
-                raise InvalidReferenceError(f"invalid digest in {original!r}")
-            if digest.startswith("sha256:") and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
-                raise InvalidReferenceError(f"invalid sha256 digest in {original!r}")
-        tag = None
-        slash = text.rfind("/")
-        colon = text.rfind(":")
-        if colon > slash:
-            text, tag = text[:colon], text[colon + 1 :]
-            if not _TAG.fullmatch(tag):
-                raise InvalidReferenceError(f"invalid tag {tag!r} in {original!r}")
-        first, _, rest = text.partition("/")
-        if rest and (
-            "." in first or ":" in first or first == "localhost" or first != first.lower()
-        ):
-            registry, repository = first, rest
-        else:
-            registry, repository = DOCKER_HUB, text
-        host = (
-            registry.rsplit(":", 1)[0]
-            if not registry.startswith("[")
-            else registry.split("]")[0] + "]"
-        )
-        port = registry[len(host) + 1 :] if len(registry) > len(host) else ""
-        if not _HOST.fullmatch(host) or (port and not (port.isdigit() and 0 < int(port) < 65536)):
-            raise InvalidReferenceError(f"invalid registry host {registry!r} in {original!r}")
-        if registry in ("index.docker.io", "registry-1.docker.io"):
-            registry = DOCKER_HUB
-        if registry == DOCKER_HUB and "/" not in repository:
-            repository = f"library/{repository}"
-        if not repository or not all(_PATH_COMPONENT.fullmatch(c) for c in repository.split("/")):
-            raise InvalidReferenceError(f"invalid repository {repository!r} in {original!r}")
-        if len(repository) > 255:
-            raise InvalidReferenceError(f"repository name too long in {original!r}")
-        if tag is None and digest is None:
-            tag = "latest"
-        return cls(registry, repository, tag, digest)
-
-    @property
-    def reference(self) -> str:
-        """What goes after ``/manifests/``: the digest when there is one, else the tag."""
-        return self.digest or self.tag or "latest"
-
-    def with_digest(self, digest: str) -> ImageReference:
-        return ImageReference(self.registry, self.repository, self.tag, digest)
-
-    def __str__(self) -> str:
-        text = f"{self.registry}/{self.repository}"
-        if self.tag:
-            text += f":{self.tag}"
-        if self.digest:
-            text += f"@{self.digest}"
-        return text
-
-
-@dataclass(frozen=True, slots=True)
-class Platform:
-    """A node platform; ``os/arch[/variant]``."""
-
-    os: str
-    architecture: str
-    variant: str = ""
-
-    @classmethod
-    def parse(cls, text: str) -> Platform:
-        parts = text.split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(f"invalid platform {text!r}: expected os/arch[/variant]")
-        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
-
-    def matches(self, platform: Mapping[str, Any] | None) -> bool:
-        if not platform:
-            return False
-        if platform.get("os") != self.os or platform.get("architecture") != self.architecture:
-            return False
-        return not self.variant or platform.get("variant", "") == self.variant
-
-    def __str__(self) -> str:
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
-
-
-@dataclass(frozen=True, slots=True)
-class Descriptor:
-    media_type: str
-    digest: str
-    size: int
-    artifact_type: str = ""
-    annotations: Mapping[str, str] = field(default_factory=dict)
-    platform: Mapping[str, Any] | None = None
-
-    @classmethod
-    def from_json(cls, data: Any) -> Descriptor:
-        if not isinstance(data, Mapping):
-            raise RegistryProtocolError("descriptor is not an object")
-        digest, size = data.get("digest"), data.get("size")
-        if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
-            raise RegistryProtocolError(f"descriptor has an invalid digest {digest!r}")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise RegistryProtocolError(f"descriptor {digest} has an invalid size")
-        annotations = data.get("annotations") or {}
-        if not isinstance(annotations, Mapping):
-            annotations = {}
-        return cls(
-            media_type=str(data.get("mediaType") or ""),
-            digest=digest,
-            size=size,
-            artifact_type=str(data.get("artifactType") or ""),
-            annotations={str(k): str(v) for k, v in annotations.items()},
-            platform=data.get("platform") if isinstance(data.get("platform"), Mapping) else None,
-        )
-
-    @property
-    def created(self) -> datetime:
-        """The artifact's creation time; missing or unparsable counts as oldest, as in NFD."""
-        text = self.annotations.get(CREATED_ANNOTATION, "")
-        try:
-            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            return datetime.min.replace(tzinfo=UTC)
-        return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class CompatibilityArtifact:
-    """The chosen artifact of an image and its spec layer's bytes."""
-
-    subject: ImageReference  # with the digest the artifact is attached to
-    artifact_digest: str
-    spec_bytes: bytes
-    created: datetime
 
 
 # --------------------------------------------------------------------------------------------
@@ -298,291 +71,6 @@ class RegistryLimits:
     timeout_s: float = 10.0
     connect_timeout_s: float = 3.0
     per_host_concurrency: int = 8
-
-
-_METADATA_NAMES = (
-    "metadata.google.internal",
-    "metadata",
-    "metadata.azure.internal",
-    "instance-data",
-)
-_DEFAULT_DENIED_NETWORKS = (
-    "169.254.0.0/16",  # link-local, incl. AWS/GCP/Azure metadata 169.254.169.254
-    "fe80::/10",  # link-local IPv6
-    "fd00:ec2::254/128",  # AWS metadata over IPv6
-    "100.100.100.200/32",  # Alibaba Cloud metadata
-    "0.0.0.0/8",
-    "::/128",
-)
-_LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
-
-
-@dataclass(frozen=True, slots=True)
-class HostPolicy:
-    """Which registry hosts and addresses we may connect to.
-
-    ``allow`` (glob patterns over host names, or CIDRs), when non-empty, is exclusive.
-    ``deny`` adds to the built-in denials of link-local and metadata addresses.
-    """
-
-    allow: tuple[str, ...] = ()
-    deny: tuple[str, ...] = ()
-    allow_loopback: bool = False
-
-    def _networks(
-        self, patterns: Iterable[str]
-    ) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        out = []
-        for pattern in patterns:
-            try:
-                out.append(ipaddress.ip_network(pattern, strict=False))
-            except ValueError:
-                continue
-        return out
-
-    def check_name(self, host: str) -> None:
-        """Refuse by name before any lookup (the reference's host, or a redirect's)."""
-        name = host.strip("[]").rstrip(".").lower()
-        if name in _METADATA_NAMES or any(
-            fnmatch.fnmatch(name, p) for p in self.deny if not _is_cidr(p)
-        ):
-            raise HostRefusedError(f"registry host {host} is refused")
-        if name == "localhost" and not self.allow_loopback:
-            raise HostRefusedError(f"registry host {host} is loopback, which is not allowed")
-        try:
-            address = ipaddress.ip_address(name.split("%")[0])
-        except ValueError:
-            names = [p for p in self.allow if not _is_cidr(p)]
-            # With only CIDRs allowed, a name is judged by its addresses after resolution.
-            if names and not any(fnmatch.fnmatch(name, p) for p in names):
-                raise HostRefusedError(f"registry host {host} is not in the allow list") from None
-            return
-        self.check_address(address, host)
-
-    def check_address(
-        self, address: ipaddress.IPv4Address | ipaddress.IPv6Address, host: str
-    ) -> None:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        denied = self._networks(_DEFAULT_DENIED_NETWORKS) + self._networks(self.deny)
-        if any(address in network for network in denied):
-            raise HostRefusedError(f"registry host {host} resolves to refused address {address}")
-        if address.is_loopback and not self.allow_loopback:
-            raise HostRefusedError(
-                f"registry host {host} is loopback ({address}), which is not allowed"
-            )
-        if address.is_multicast or address.is_unspecified:
-            raise HostRefusedError(f"registry host {host} resolves to unusable address {address}")
-        if self.allow and not self._allowed(host, address):
-            raise HostRefusedError(f"registry host {host} ({address}) is not in the allow list")
-
-    def _allowed(self, host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-        """A host passes the allow list by name glob, or by an address in an allowed CIDR."""
-        name = host.strip("[]").rstrip(".").lower()
-        if any(fnmatch.fnmatch(name, p) for p in self.allow if not _is_cidr(p)):
-            return True
-        return any(address in network for network in self._networks(self.allow))
-
-
-def _is_cidr(pattern: str) -> bool:
-    try:
-        ipaddress.ip_network(pattern, strict=False)
-    except ValueError:
-        return False
-    return True
-
-
-class _PolicyResolver(AbstractResolver):
-    """Resolves names, then drops every address the policy refuses, before any connection."""
-
-    def __init__(self, policy: HostPolicy, inner: AbstractResolver | None = None) -> None:
-        self._policy = policy
-        self._inner = inner or aiohttp.ThreadedResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        allowed = []
-        problem: HostRefusedError | None = None
-        for result in results:
-            try:
-                self._policy.check_address(ipaddress.ip_address(result["host"]), host)
-            except HostRefusedError as err:
-                problem = err
-                continue
-            allowed.append(result)
-        if not allowed:
-            raise problem or HostRefusedError(f"registry host {host} has no usable address")
-        return allowed
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-@dataclass(frozen=True, slots=True)
-class Mirror:
-    """A mirror endpoint tried before the registry itself, like containerd's hosts.toml."""
-
-    url: str  # scheme://host[:port]
-    rewrite: tuple[tuple[str, str], ...] = ()  # (regex, replacement) over the repository
-
-    def repository(self, repository: str) -> str:
-        for pattern, replacement in self.rewrite:
-            new, count = re.subn(pattern, replacement.replace("$", "\\"), repository, count=1)
-            if count:
-                return new
-        return repository
-
-
-@dataclass(frozen=True, slots=True)
-class RegistryHostConfig:
-    """Explicit per-registry settings; nothing is guessed from a host name."""
-
-    plain_http: bool = False
-    ca_file: str | None = None
-    insecure_skip_verify: bool = False
-    mirrors: tuple[Mirror, ...] = ()
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RegistryHostConfig:
-        mirrors = []
-        for item in data.get("mirrors") or ():
-            if isinstance(item, str):
-                mirrors.append(Mirror(item.rstrip("/")))
-            else:
-                rewrite = tuple((str(k), str(v)) for k, v in (item.get("rewrite") or {}).items())
-                mirrors.append(Mirror(str(item["url"]).rstrip("/"), rewrite))
-        return cls(
-            plain_http=bool(data.get("plainHTTP", False)),
-            ca_file=data.get("caFile"),
-            insecure_skip_verify=bool(data.get("insecureSkipVerify", False)),
-            mirrors=tuple(mirrors),
-        )
-
-
-def load_registry_hosts(path: str | os.PathLike[str]) -> dict[str, RegistryHostConfig]:
-    """Read ``{registries: {HOST: {plainHTTP, caFile, insecureSkipVerify, mirrors}}}``."""
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    hosts = data.get("registries") or {}
-    return {str(host): RegistryHostConfig.from_json(cfg or {}) for host, cfg in hosts.items()}
-
-
-# --------------------------------------------------------------------------------------------
-# Credentials
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    username: str = ""
-    password: str = ""
-    identity_token: str = ""  # a refresh token for the registry's token endpoint
-    registry_token: str = ""  # a bearer token to send as is
-
-    def __repr__(self) -> str:  # never show secrets in logs or tracebacks
-        return f"Credentials(username={self.username!r}, ...)"
-
-
-def _config_host(key: str) -> str:
-    host = key
-    if "://" in host:
-        host = urlsplit(host).netloc or host
-    host = host.split("/")[0]
-    return DOCKER_HUB if host in ("index.docker.io", "registry-1.docker.io") else host
-
-
-class DockerConfig:
-    """Credentials from a docker ``config.json`` (or a dockerconfigjson pull secret)."""
-
-    def __init__(self, data: Mapping[str, Any], *, helper_timeout_s: float = 5.0) -> None:
-        self._auths: dict[str, Credentials] = {}
-        for key, entry in (data.get("auths") or {}).items():
-            if isinstance(entry, Mapping):
-                self._auths[_config_host(str(key))] = _credentials_from_auth(entry)
-        self._helpers = {
-            _config_host(str(k)): str(v) for k, v in (data.get("credHelpers") or {}).items()
-        }
-        self._store = str(data.get("credsStore") or "")
-        self._helper_timeout_s = helper_timeout_s
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> DockerConfig:
-        return cls(json.loads(Path(path).read_text()))
-
-    @classmethod
-    def from_secret_data(cls, data: bytes) -> DockerConfig:
-        """A ``kubernetes.io/dockerconfigjson`` (or legacy ``dockercfg``) secret payload."""
-        parsed = json.loads(data)
-        if "auths" not in parsed:
-            parsed = {"auths": parsed}
-        return cls(parsed)
-
-    async def lookup(self, registry: str) -> Credentials | None:
-        if registry in self._auths:
-            return self._auths[registry]
-        helper = self._helpers.get(registry) or self._store
-        if helper:
-            server = "https://index.docker.io/v1/" if registry == DOCKER_HUB else registry
-            return await asyncio.to_thread(self._run_helper, helper, server)
-        return None
-
-    def _run_helper(self, helper: str, server: str) -> Credentials | None:
-        program = f"docker-credential-{helper}"
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", helper):
-            raise RegistryAuthError(f"invalid credential helper name {helper!r}")
-        try:
-            done = subprocess.run(
-                [program, "get"],
-                input=server.encode(),
-                capture_output=True,
-                timeout=self._helper_timeout_s,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as err:
-            raise RegistryAuthError(
-                f"credential helper {program} failed: {type(err).__name__}"
-            ) from None
-        if done.returncode != 0:
-            if b"credentials not found" in done.stdout.lower():
-                return None
-            raise RegistryAuthError(f"credential helper {program} exited {done.returncode}")
-        try:
-            answer = json.loads(done.stdout)
-        except ValueError:
-            raise RegistryAuthError(f"credential helper {program} gave invalid JSON") from None
-        username, secret = str(answer.get("Username", "")), str(answer.get("Secret", ""))
-        if username == "<token>":
-            return Credentials(identity_token=secret)
-        return Credentials(username=username, password=secret)
-
-
-def _credentials_from_auth(entry: Mapping[str, Any]) -> Credentials:
-    username, password = str(entry.get("username") or ""), str(entry.get("password") or "")
-    encoded = entry.get("auth")
-    if encoded and not username:
-        try:
-            username, _, password = base64.b64decode(str(encoded)).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            username, password = "", ""
-    return Credentials(
-        username=username,
-        password=password,
-        identity_token=str(entry.get("identitytoken") or ""),
-        registry_token=str(entry.get("registrytoken") or ""),
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# The client
-
-
-_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
-
-
-@dataclass(slots=True)
-class _Token:
-    value: str
-    expires: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -1078,16 +566,6 @@ class _UnsupportedError(RegistryError):
     """The referrers endpoint answered a 4xx meaning "not implemented here"."""
 
 
-def _identity(creds: Credentials | None) -> str:
-    """A cache key part for whose token this is, without keeping the secret itself."""
-    if creds is None:
-        return "anonymous"
-    material = "\0".join(
-        (creds.username, creds.password, creds.identity_token, creds.registry_token)
-    )
-    return hashlib.sha256(material.encode()).hexdigest()[:32]
-
-
 async def _read_limited(
     response: aiohttp.ClientResponse, max_bytes: int, ref: ImageReference
 ) -> bytes:
@@ -1140,24 +618,3 @@ def _next_link(response: _Response) -> str | None:
     if match is None:
         return None
     return urljoin(response.url, str(match.group(1)))
-
-
-def is_index(descriptor: Descriptor, document: Mapping[str, Any]) -> bool:
-    """Whether a fetched manifest is a multi-platform index (OCI or Docker list)."""
-    return descriptor.media_type in INDEX_TYPES or "manifests" in document
-
-
-def index_children(document: Mapping[str, Any]) -> list[Descriptor]:
-    """The child manifests of an index document, in order (malformed entries skipped)."""
-    out = []
-    for item in document.get("manifests") or ():
-        try:
-            out.append(Descriptor.from_json(item))
-        except RegistryProtocolError:
-            continue
-    return out
-
-
-def choose_newest(descriptors: Sequence[Descriptor]) -> Descriptor:
-    """The newest by ``org.opencontainers.image.created`` (missing = oldest), ties by digest."""
-    return max(descriptors, key=lambda d: (d.created, d.digest))

@@ -14,9 +14,13 @@ JSON, then ``encoding/json`` into Go structs. Three consequences are reproduced 
 * field names match case-insensitively and unknown fields are ignored.
 
 Where we are stricter than NFD (a version other than ``v1alpha1``, ``varsTemplate``, weights
-outside 0..100, null expressions, and the rule checks done in :mod:`extender.rules`) we raise
+outside 0..100, null expressions, and the rule checks done in :mod:`.rules`) we raise
 :class:`SpecError` with the path of the offending element. docs/semantics.md lists them.
 Nothing here knows about Kubernetes, HTTP or registries.
+
+The Go parsing helpers it relies on live in :mod:`.golang`. The module stays whole (over 500
+lines) because the decoder and the model it builds are one concept: splitting them would put
+each field's type and its reading rules in two places.
 """
 
 from __future__ import annotations
@@ -24,8 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +36,33 @@ import yaml
 from yaml.composer import Composer
 from yaml.events import AliasEvent, ScalarEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from extender.nfd.golang import (
+    INT64_MAX,
+    INT64_MIN,
+    go_format_float32,
+    json_fold,
+    resolve_plain_scalar,
+)
+
+__all__ = [
+    "ARTIFACT_TYPE",
+    "DEFAULT_LIMITS",
+    "MAX_WEIGHT",
+    "SPEC_MEDIA_TYPE",
+    "SUPPORTED_VERSION",
+    "CompatibilitySet",
+    "FeatureTerm",
+    "GroupRule",
+    "MatchAnyElem",
+    "MatchExpression",
+    "Spec",
+    "SpecError",
+    "SpecIssue",
+    "SpecLimits",
+    "iter_terms",
+    "parse_spec",
+]
 
 ARTIFACT_TYPE = "application/vnd.nfd.image-compatibility.v1alpha1"
 SPEC_MEDIA_TYPE = "application/vnd.nfd.image-compatibility.spec.v1alpha1+yaml"
@@ -171,108 +200,6 @@ class _Scalar:
     plain: bool
 
 
-_BOOLS_AND_NULLS: dict[str, bool | float | None] = {
-    **dict.fromkeys(
-        ["y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"], True
-    ),
-    **dict.fromkeys(
-        ["n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"], False
-    ),
-    **dict.fromkeys(["", "~", "null", "Null", "NULL"], None),
-    **dict.fromkeys([".nan", ".NaN", ".NAN"], math.nan),
-    **dict.fromkeys([".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"], math.inf),
-    **dict.fromkeys(["-.inf", "-.Inf", "-.INF"], -math.inf),
-}
-# go-yaml v2 only tries to resolve a plain scalar whose first character is one of these.
-_RESOLVE_HINTS = frozenset("+-0123456789yYnNtTfFoO~.")
-_YAML_STYLE_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
-_GO_FLOAT_SYNTAX = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-_INT64_MIN, _INT64_MAX, _UINT64_MAX = -(1 << 63), (1 << 63) - 1, (1 << 64) - 1
-_DIGITS_BY_BASE = {2: "01", 8: "01234567", 10: "0123456789", 16: "0123456789abcdefABCDEF"}
-
-
-def _go_parse_int_base0(text: str, *, signed: bool) -> int | None:
-    """``strconv.ParseInt(text, 0, 64)`` (or ParseUint), without underscores."""
-    body, negative = text, False
-    if signed and body[:1] in ("+", "-"):
-        negative, body = body[0] == "-", body[1:]
-    base = 10
-    if len(body) > 1 and body[0] == "0":
-        prefix = body[1].lower()
-        base, body = {"x": (16, body[2:]), "o": (8, body[2:]), "b": (2, body[2:])}.get(
-            prefix, (8, body[1:])
-        )
-    if not body or any(c not in _DIGITS_BY_BASE[base] for c in body):
-        return None
-    number = -int(body, base) if negative else int(body, base)
-    low, high = (_INT64_MIN, _INT64_MAX) if signed else (0, _UINT64_MAX)
-    return number if low <= number <= high else None
-
-
-def _go_parse_float(text: str) -> float | None:
-    """``strconv.ParseFloat(text, 64)`` for decimal syntax; out of range is an error as in Go."""
-    if not _GO_FLOAT_SYNTAX.fullmatch(text):
-        return None
-    number = float(text)
-    return None if math.isinf(number) else number
-
-
-def resolve_plain_scalar(text: str) -> bool | int | float | str | None:
-    """Type a plain (unquoted) YAML scalar exactly as go-yaml v2 does."""
-    if text in _BOOLS_AND_NULLS:
-        return _BOOLS_AND_NULLS[text]
-    if not text or text[0] not in _RESOLVE_HINTS:
-        return text
-    if text[0] == ".":
-        number = _go_parse_float(text)
-        return text if number is None else number
-    if text[0] in "yYnNtTfFoO~":
-        return text
-    plain = text.replace("_", "")
-    for signed in (True, False):
-        integer = _go_parse_int_base0(plain, signed=signed)
-        if integer is not None:
-            return integer
-    if _YAML_STYLE_FLOAT.fullmatch(plain):
-        number = _go_parse_float(plain)
-        if number is not None:
-            return number
-    return text
-
-
-def go_format_float32(number: float) -> str:
-    """``strconv.FormatFloat(number, 'g', -1, 32)``: shortest float32 digits, Go's layout."""
-    try:
-        single = struct.unpack("f", struct.pack("f", number))[0]
-    except OverflowError:
-        single = math.copysign(math.inf, number)
-    if math.isnan(single):
-        return "NaN"
-    if math.isinf(single):
-        return "+Inf" if single > 0 else "-Inf"
-    if single == 0:
-        return "-0" if math.copysign(1.0, single) < 0 else "0"
-    for precision in range(1, 18):
-        candidate = f"{single:.{precision - 1}e}"
-        if struct.unpack("f", struct.pack("f", float(candidate)))[0] == single:
-            break
-    mantissa, exponent_text = candidate.split("e")
-    negative = mantissa.startswith("-")
-    digits = mantissa.lstrip("-").replace(".", "").rstrip("0") or "0"
-    exponent = int(exponent_text)
-    sign = "-" if negative else ""
-    if exponent < -4 or exponent >= 6:
-        head, tail = digits[0], digits[1:]
-        fraction = "." + tail if tail else ""
-        return f"{sign}{head}{fraction}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
-    point = exponent + 1
-    if point <= 0:
-        return f"{sign}0.{'0' * -point}{digits}"
-    if point >= len(digits):
-        return f"{sign}{digits}{'0' * (point - len(digits))}"
-    return f"{sign}{digits[:point]}.{digits[point:]}"
-
-
 def _string_form(scalar: _Scalar) -> str | None:
     """The string sigs.k8s.io/yaml puts into a Go string field for this scalar, None for null."""
     value = scalar.value
@@ -304,7 +231,7 @@ def _key_form(scalar: _Scalar, path: str) -> str:
     value = scalar.value
     if value is None:
         raise SpecError(path, "a mapping key cannot be null")
-    if isinstance(value, int) and not isinstance(value, bool) and value > _INT64_MAX:
+    if isinstance(value, int) and not isinstance(value, bool) and value > INT64_MAX:
         # go-yaml reads it as a uint64, a key type sigs.k8s.io/yaml does not convert.
         raise SpecError(path, f"mapping key {scalar.raw} is out of the int64 range")
     if isinstance(value, float) and (math.isinf(value) or math.isnan(value)):
@@ -461,35 +388,6 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-# --------------------------------------------------------------------------------------------
-# encoding/json-style typed decoding
-
-
-def _fold_rune(char: str) -> str:
-    """Go's ``foldRune``: the smallest rune of the character's simple case-folding orbit."""
-    orbit = {char}
-    frontier = [char]
-    while frontier:
-        for other in (frontier[0].lower(), frontier[0].upper()):
-            if len(other) == 1 and other not in orbit:
-                orbit.add(other)
-                frontier.append(other)
-        frontier.pop(0)
-    return min(orbit)
-
-
-def json_fold(name: str) -> str:
-    """The key encoding/json matches struct field names by (``foldName``, like EqualFold).
-
-    ASCII letters fold to upper case; other characters to the smallest member of their case
-    orbit, so U+017F LONG S matches ``s`` and U+212A KELVIN SIGN matches ``k``: JSON key
-    ``"rule\\u017f"`` sets the field ``rules``.
-    """
-    if name.isascii():
-        return name.upper()
-    return "".join(c.upper() if c.isascii() else _fold_rune(c) for c in name)
-
-
 class _Decoder:
     """Decodes the generic tree into the model with encoding/json's rules and our checks."""
 
@@ -566,7 +464,7 @@ class _Decoder:
             if not value.is_integer() or abs(value) >= 1e21:
                 raise SpecError(path, f"expected an integer, got {node.raw}")
             value = int(value)
-        if not _INT64_MIN <= value <= _INT64_MAX:
+        if not INT64_MIN <= value <= INT64_MAX:
             raise SpecError(path, f"integer {node.raw} out of range")
         return value
 
@@ -806,25 +704,3 @@ def iter_terms(rule: GroupRule) -> Iterator[tuple[str, FeatureTerm]]:
     for j, elem in enumerate(rule.match_any):
         for i, term in enumerate(elem.match_features):
             yield f"matchAny[{j}].matchFeatures[{i}]", term
-
-
-__all__ = [
-    "ARTIFACT_TYPE",
-    "DEFAULT_LIMITS",
-    "MAX_WEIGHT",
-    "SPEC_MEDIA_TYPE",
-    "SUPPORTED_VERSION",
-    "CompatibilitySet",
-    "FeatureTerm",
-    "GroupRule",
-    "MatchAnyElem",
-    "MatchExpression",
-    "Spec",
-    "SpecError",
-    "SpecIssue",
-    "SpecLimits",
-    "go_format_float32",
-    "iter_terms",
-    "parse_spec",
-    "resolve_plain_scalar",
-]

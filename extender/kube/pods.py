@@ -1,0 +1,102 @@
+"""The unbound-pod watch: pods of our schedulers, handed over as soon as they appear."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from extender.kube.watch import ListWatch, failure_reason
+
+__all__ = [
+    "PodPrefetcher",
+]
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------------------------
+# Prefetch: unbound pods of our schedulers, as soon as they appear
+
+PodCallback = Callable[[Mapping[str, Any]], None]
+
+
+class PodPrefetcher(ListWatch):
+    """Watches unbound pods with one of our ``schedulerName`` s and hands each to ``on_pod``.
+
+    ``on_pod`` runs on the event loop (``serve`` passes one that starts the pod's spec loads
+    for every node platform through :meth:`extender.policy.Policy.prefetch`), so by the time
+    kube-scheduler calls filter the specs are usually cached. One list+watch stream
+    (:class:`~extender.kubewatch.ListWatch`) per scheduler name, with the field selector
+    ``spec.schedulerName=NAME,spec.nodeName=``.
+
+    Prefetch is an optimisation: while the API server is unreachable nothing breaks, filter
+    just loads on demand within its wait budget.
+    """
+
+    def __init__(
+        self,
+        api_client: Any,
+        scheduler_names: Sequence[str],
+        on_pod: PodCallback,
+        *,
+        page_size: int = 200,
+        watch_timeout_s: int = 240,
+        backoff_s: tuple[float, float] = (0.5, 30.0),
+    ) -> None:
+        super().__init__(
+            tuple(dict.fromkeys(scheduler_names)),
+            page_size=page_size,
+            watch_timeout_s=watch_timeout_s,
+            backoff_s=backoff_s,
+            list_timeout_s=30,
+        )
+        self._api_client = api_client
+        self._on_pod = on_pod
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.pods_seen = 0  # pod events handed to on_pod (tests and metrics read it)
+
+    @property
+    def relists(self) -> int:
+        return sum(self.stream_relists.values())
+
+    async def run(self, *, iterations: int | None = None) -> None:
+        """Watch until cancelled or :meth:`stop` (or ``iterations`` outer turns, for tests)."""
+        self._loop = asyncio.get_running_loop()
+        await super().run(iterations=iterations)
+
+    # -- ListWatch hooks -------------------------------------------------------------------
+
+    def call(self, stream: str, **kwargs: Any) -> Any:
+        from kubernetes import client  # noqa: PLC0415 - only when serving with a cluster
+
+        return client.CoreV1Api(self._api_client).list_pod_for_all_namespaces(
+            field_selector=f"spec.schedulerName={stream},spec.nodeName=", **kwargs
+        )
+
+    def on_list_item(self, stream: str, item: Mapping[str, Any]) -> None:
+        self._hand_over(item)
+
+    def on_event(self, stream: str, kind: str, obj: Mapping[str, Any]) -> None:
+        if kind in ("ADDED", "MODIFIED"):
+            self._hand_over(obj)
+
+    def on_failure(self, stream: str, err: Exception) -> None:
+        log.warning("pod watch (prefetch) failed (%s); retrying", failure_reason(err))
+
+    def _hand_over(self, obj: Mapping[str, Any]) -> None:
+        if (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return
+        loop = self._loop
+        if loop is None:
+            return
+        self.pods_seen += 1
+        with contextlib.suppress(RuntimeError):  # the loop is closing
+            loop.call_soon_threadsafe(self._deliver, obj)
+
+    def _deliver(self, obj: Mapping[str, Any]) -> None:
+        try:
+            self._on_pod(obj)
+        except Exception:
+            log.exception("prefetch of a pod failed")

@@ -1,0 +1,290 @@
+"""What a pod asks for: its images, our annotations, and the pod model they are read from.
+
+Owns which pods we judge (our schedulerNames), the images of a pod (init containers
+included, deduplicated), the ``tags``/``mode``/``artifacts`` annotations and their syntax
+(:func:`plan_pod` turns a pod into a :class:`PodPlan`), the policy's settings
+(:class:`PolicyConfig`), and :class:`Pod`, the parts of a Kubernetes Pod the policy reads
+(decoded from the wire by :mod:`extender.server.protocol`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import msgspec
+
+from extender.artifacts.types import PullContext, SpecKey
+from extender.nfd.rules import SetSemantics
+
+__all__ = [
+    "ARCH_LABEL",
+    "DEFAULT_ANNOTATION_PREFIX",
+    "DEFAULT_SCHEDULER_NAME",
+    "OS_LABEL",
+    "Container",
+    "LocalObjectReference",
+    "Mode",
+    "ObjectMeta",
+    "Pod",
+    "PodPlan",
+    "PodSpec",
+    "PolicyConfig",
+    "RegistryErrorPolicy",
+    "Requirement",
+    "check_annotation_prefix",
+]
+
+DEFAULT_SCHEDULER_NAME = "image-compat-scheduler"
+DEFAULT_ANNOTATION_PREFIX = "image-compat.io/"
+
+
+class Mode(StrEnum):
+    """The ``mode`` annotation."""
+
+    ENFORCE = "enforce"  # filter rejects incompatible nodes; prioritize scores
+    PREFER = "prefer"  # nothing is filtered; only the score counts
+    OFF = "off"  # the pod is not judged at all
+
+
+class RegistryErrorPolicy(StrEnum):
+    """``--on-registry-error``: what filter does when a spec cannot be obtained."""
+
+    FAIL = "fail"  # answer Error: the scheduler retries; no pod lands unchecked
+    IGNORE = "ignore"  # treat the image as having no spec
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+
+# Kubernetes annotation keys: an optional DNS-subdomain prefix and "/", then a name of at most
+# 63 characters.
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_QUALIFIED_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_ANNOTATIONS = ("tags", "mode", "artifacts")
+
+
+def _check_annotation_key(key: str) -> None:
+    prefix, _, name = key.rpartition("/")
+    if prefix and (
+        len(prefix) > 253
+        or not _DNS_SUBDOMAIN.fullmatch(prefix)
+        or any(len(label) > 63 for label in prefix.split("."))
+    ):
+        raise ValueError(f"annotation key {key!r}: {prefix!r} is not a DNS subdomain")
+    if len(name) > 63 or not _QUALIFIED_NAME.fullmatch(name):
+        raise ValueError(f"annotation key {key!r}: {name!r} is not a valid name (max 63)")
+
+
+def check_annotation_prefix(prefix: str) -> None:
+    """Every annotation key built from ``prefix`` must be a valid Kubernetes annotation key."""
+    for suffix in _ANNOTATIONS:
+        _check_annotation_key(prefix + suffix)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    scheduler_names: frozenset[str] = frozenset({DEFAULT_SCHEDULER_NAME})
+    annotation_prefix: str = DEFAULT_ANNOTATION_PREFIX
+    allowed_modes: frozenset[Mode] = frozenset(Mode)
+    default_mode: Mode = Mode.ENFORCE
+    set_semantics: SetSemantics = SetSemantics.ANY
+    on_registry_error: RegistryErrorPolicy = RegistryErrorPolicy.FAIL
+    spec_wait_budget: float = 0.3  # seconds
+    memo_size: int = 65_536
+
+    def __post_init__(self) -> None:
+        check_annotation_prefix(self.annotation_prefix)
+        if not self.scheduler_names:
+            raise ValueError("at least one scheduler name is needed")
+        if self.default_mode not in self.allowed_modes:
+            allowed = ",".join(sorted(self.allowed_modes))
+            raise ValueError(f"default mode {self.default_mode} is not allowed ({allowed})")
+        if self.spec_wait_budget < 0:
+            raise ValueError("the spec wait budget cannot be negative")
+        if self.memo_size < 1:
+            raise ValueError("the memo size must be at least 1")
+
+    @property
+    def tags_key(self) -> str:
+        return self.annotation_prefix + "tags"
+
+    @property
+    def mode_key(self) -> str:
+        return self.annotation_prefix + "mode"
+
+    @property
+    def artifacts_key(self) -> str:
+        return self.annotation_prefix + "artifacts"
+
+
+# --------------------------------------------------------------------------------------------
+# What a pod asks for
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """One distinct image of the pod (with its explicit artifact, if the pod names one)."""
+
+    image: str
+    artifact: str
+    containers: tuple[str, ...]
+
+    def key(self, platform: str) -> SpecKey:
+        return SpecKey(self.image, self.artifact, platform)
+
+
+@dataclass(frozen=True, slots=True)
+class PodPlan:
+    """A pod read once: whether we judge it, how, and which images.
+
+    ``problem`` is set when an annotation cannot be honoured; every node is then rejected
+    with it (a person must fix the pod, and the scheduler's message says what).
+    """
+
+    pod: str
+    ours: bool
+    mode: Mode = Mode.ENFORCE
+    tags: frozenset[str] = frozenset()
+    requirements: tuple[Requirement, ...] = ()
+    context: PullContext = field(default_factory=PullContext)
+    problem: str = ""
+
+
+def _parse_mode(raw: str | None, config: PolicyConfig) -> tuple[Mode, str]:
+    if raw is None:
+        return config.default_mode, ""
+    value = raw.strip().lower()
+    try:
+        mode = Mode(value)
+    except ValueError:
+        modes = ", ".join(m.value for m in Mode)
+        return config.default_mode, f"invalid annotation {config.mode_key}: {raw!r} (use {modes})"
+    if mode not in config.allowed_modes:
+        allowed = ", ".join(m.value for m in Mode if m in config.allowed_modes)
+        return mode, f"annotation {config.mode_key}: mode {value} is not allowed ({allowed})"
+    return mode, ""
+
+
+def _parse_tags(raw: str | None) -> frozenset[str]:
+    if raw is None:
+        return frozenset()
+    return frozenset(t.strip() for t in raw.split(",") if t.strip())
+
+
+def _parse_artifacts(
+    raw: str | None, containers: Iterable[str], config: PolicyConfig
+) -> tuple[dict[str, str], str]:
+    if raw is None:
+        return {}, ""
+    key = config.artifacts_key
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}, f"invalid annotation {key}: not JSON"
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in value.items()
+    ):
+        return {}, f"invalid annotation {key}: expected a JSON object of container: reference"
+    known = set(containers)
+    unknown = sorted(name for name in value if name not in known)
+    if unknown:
+        return {}, f"invalid annotation {key}: no container named {unknown[0]!r}"
+    return {k: v.strip() for k, v in value.items()}, ""
+
+
+def plan_pod(pod: Pod, config: PolicyConfig) -> PodPlan:
+    """Read what the pod asks for (DESIGN §2 "Which pods", "Images", "Pod controls")."""
+    spec = pod.pod_spec
+    key = pod.key
+    if spec.scheduler_name not in config.scheduler_names:
+        return PodPlan(key, ours=False)
+    annotations = pod.meta.annotations or {}
+    mode, problem = _parse_mode(annotations.get(config.mode_key), config)
+    if mode is Mode.OFF and not problem:
+        return PodPlan(key, ours=True, mode=mode)
+    containers = [
+        c for c in (*(spec.init_containers or ()), *(spec.containers or ())) if c is not None
+    ]
+    artifacts, artifacts_problem = _parse_artifacts(
+        annotations.get(config.artifacts_key), (c.name for c in containers if c.name), config
+    )
+    problem = problem or artifacts_problem
+    by_key: dict[tuple[str, str], list[str]] = {}
+    for container in containers:
+        if not container.image:
+            continue
+        artifact = artifacts.get(container.name or "", "")
+        by_key.setdefault((container.image, artifact), []).append(container.name or "")
+    requirements = tuple(
+        Requirement(image, artifact, tuple(names)) for (image, artifact), names in by_key.items()
+    )
+    secrets = tuple(s.name for s in spec.image_pull_secrets or () if s is not None and s.name)
+    return PodPlan(
+        key,
+        ours=True,
+        mode=mode,
+        tags=_parse_tags(annotations.get(config.tags_key)),
+        requirements=requirements,
+        context=PullContext(pod.meta.namespace or "", secrets),
+        problem=problem,
+    )
+
+
+OS_LABEL = "kubernetes.io/os"
+ARCH_LABEL = "kubernetes.io/arch"
+
+
+# --------------------------------------------------------------------------------------------
+# Kubernetes objects: only the fields we read
+
+
+class ObjectMeta(msgspec.Struct, frozen=True, rename="camel"):
+    name: str | None = None
+    namespace: str | None = None
+    uid: str | None = None
+    annotations: dict[str, str] | None = None
+    labels: dict[str, str] | None = None
+
+
+class Container(msgspec.Struct, frozen=True):
+    name: str | None = None
+    image: str | None = None
+
+
+class LocalObjectReference(msgspec.Struct, frozen=True):
+    name: str | None = None
+
+
+class PodSpec(msgspec.Struct, frozen=True, rename="camel"):
+    scheduler_name: str | None = None
+    node_name: str | None = None
+    init_containers: list[Container | None] | None = None
+    containers: list[Container | None] | None = None
+    image_pull_secrets: list[LocalObjectReference | None] | None = None
+
+
+class Pod(msgspec.Struct, frozen=True):
+    metadata: ObjectMeta | None = None
+    spec: PodSpec | None = None
+
+    @property
+    def meta(self) -> ObjectMeta:
+        return self.metadata or _EMPTY_META
+
+    @property
+    def pod_spec(self) -> PodSpec:
+        return self.spec or _EMPTY_SPEC
+
+    @property
+    def key(self) -> str:
+        """``namespace/name`` for logs."""
+        meta = self.meta
+        return f"{meta.namespace or ''}/{meta.name or ''}"
+
+
+_EMPTY_META = ObjectMeta()
+_EMPTY_SPEC = PodSpec()
