@@ -59,7 +59,7 @@ async def fetch_spec_like_nfd(
     As NFD's client: resolve (with a platform, the first matching manifest of an index,
     whose own referrers alone count, with no fallback to the index's), list referrers of the
     artifact type (API, else the tag schema), take the newest, read its spec layer. Raises
-    :class:`~extender.registry.RegistryError`; no artifact is NFD's ``compatibility artifact
+    :class:`~extender.registry.errors.RegistryError`; no artifact is NFD's ``compatibility artifact
     not found``. One difference: we read the layer whose media type is the spec's, and
     layers[0] only when none has it (NFD always reads layers[0]).
     """

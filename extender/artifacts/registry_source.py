@@ -20,12 +20,13 @@ from typing import Any, Generic
 
 from extender._util import BoundedDict, SingleFlight, V
 from extender.artifacts.types import PullContext, SpecKey, SpecLookup
-from extender.kube.secrets import SecretReader
+from extender.kube.secrets import PullSecretError, SecretReader
 from extender.nfd.rules import CompiledSpec, load_spec
 from extender.nfd.spec import SpecError
 from extender.registry.auth import DockerConfig
 from extender.registry.client import RegistryClient
 from extender.registry.errors import (
+    RegistryAuthError,
     RegistryError,
     RegistryUnavailableError,
 )
@@ -131,7 +132,7 @@ class _Answer:
 class RegistrySource:
     """Specs attached to images in their registries, cached per DESIGN §4.
 
-    Implements :class:`extender.policy.ArtifactSource`. ``get_cached`` answers from the
+    Implements :class:`extender.artifacts.types.ArtifactSource`. ``get_cached`` answers from the
     answer cache without awaiting; an expired answer is still returned (stale while
     revalidate) and a background refresh is started, so the request path never waits for a
     TTL. ``load`` does the work: it honours every TTL, shares lower-level results (an index's
@@ -358,6 +359,13 @@ class RegistrySource:
         # Keyed by digest alone: the content is the same whoever fetches it.
         return await self._spec_flights.run(artifact.digest, fetch)
 
+    def use_pull_secrets(self, secrets: SecretReader | None) -> None:
+        """Read pods' pull secrets through ``secrets`` from now on (None: stop reading them).
+
+        ``serve`` builds its API client where it also closes it, after the source exists.
+        """
+        self._secrets = secrets
+
     async def _credentials(self, context: PullContext) -> list[DockerConfig]:
         if self._secrets is None or not context.pull_secrets:
             return []
@@ -370,7 +378,10 @@ class RegistrySource:
                 config = cached.value
             else:
                 self.stats.secrets.misses += 1
-                payload = await self._secrets.read(context.namespace, name)
+                try:
+                    payload = await self._secrets.read(context.namespace, name)
+                except PullSecretError as err:
+                    raise RegistryAuthError(str(err)) from None
                 config = None
                 if payload is not None:
                     try:

@@ -102,9 +102,11 @@ class ArtifactSource(Protocol):
     """Image reference [+ platform] → spec, "none", invalid, or a failure.
 
     ``get_cached`` must not block or await: it answers from memory, or None when the key is
-    not known yet. ``load`` fetches (single-flight is the policy's job, caching the source's)
-    and never raises for domain failures; afterwards ``get_cached`` answers the same until the
-    source lets the entry expire. ``ready`` is false while the source cannot answer at all.
+    not known yet. ``load`` fetches and never raises for domain failures; afterwards
+    ``get_cached`` answers the same until the source lets the entry expire. ``load`` is
+    single-flight per (key, context), and the source's job alone: concurrent callers share one
+    computation, and a caller that stops waiting does not cancel it. ``ready`` is false while
+    the source cannot answer at all.
     """
 
     @property

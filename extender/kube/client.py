@@ -1,4 +1,9 @@
-"""The official Kubernetes client, loaded on first use, and API clients built from kubeconfig."""
+"""The official Kubernetes client, loaded on first use, and API clients built from kubeconfig.
+
+Reading a configuration (a kubeconfig file, or the pod's in-cluster service account) and
+building a client are separate steps, so that ``serve`` can refuse a bad configuration before
+it starts and still build its one client where the client is also closed (``cleanup_ctx``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ from typing import Any
 
 __all__ = [
     "kubernetes_api_client",
+    "kubernetes_client_module",
+    "load_configuration",
 ]
 
 
@@ -17,14 +24,29 @@ def kubernetes_client_module() -> Any:
     return client
 
 
-def kubernetes_api_client(kubeconfig: str | None = None, context: str | None = None) -> Any:
-    """An official-client ApiClient from a kubeconfig, or in-cluster configuration."""
+def load_configuration(kubeconfig: str | None = None, context: str | None = None) -> Any:
+    """A client ``Configuration`` from ``kubeconfig``, else in-cluster, else the default
+    kubeconfig. Raises what the client raises (ConfigException, OSError, ValueError...)."""
     from kubernetes import config  # noqa: PLC0415 - see kubernetes_client_module
 
+    configuration = kubernetes_client_module().Configuration()
     if kubeconfig:
-        return config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context, client_configuration=configuration
+        )
+        return configuration
     try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        return config.new_client_from_config(context=context)  # type: ignore[no-untyped-call]
-    return kubernetes_client_module().ApiClient()
+        config.load_kube_config(context=context, client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return configuration
+
+
+def kubernetes_api_client(kubeconfig: str | None = None, context: str | None = None) -> Any:
+    """An official-client ApiClient from a kubeconfig, or in-cluster configuration.
+
+    The caller owns it: ``close()`` it when done (its connection pool and thread pool).
+    """
+    return kubernetes_client_module().ApiClient(
+        configuration=load_configuration(kubeconfig, context)
+    )

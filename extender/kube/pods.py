@@ -26,9 +26,9 @@ class PodPrefetcher(ListWatch):
     """Watches unbound pods with one of our ``schedulerName`` s and hands each to ``on_pod``.
 
     ``on_pod`` runs on the event loop (``serve`` passes one that starts the pod's spec loads
-    for every node platform through :meth:`extender.policy.Policy.prefetch`), so by the time
+    for every node platform through :meth:`extender.policy.decide.Policy.prefetch`), so by the time
     kube-scheduler calls filter the specs are usually cached. One list+watch stream
-    (:class:`~extender.kubewatch.ListWatch`) per scheduler name, with the field selector
+    (:class:`~extender.kube.watch.ListWatch`) per scheduler name, with the field selector
     ``spec.schedulerName=NAME,spec.nodeName=``.
 
     Prefetch is an optimisation: while the API server is unreachable nothing breaks, filter

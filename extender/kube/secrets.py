@@ -7,16 +7,17 @@ import base64
 import logging
 from typing import Any, Protocol
 
-from extender.registry.errors import (
-    RegistryAuthError,
-)
-
 __all__ = [
     "KubernetesSecrets",
+    "PullSecretError",
     "SecretReader",
 ]
 
 log = logging.getLogger(__name__)
+
+
+class PullSecretError(Exception):
+    """A pull secret exists but cannot be read (an API error other than 403 or 404)."""
 
 
 class SecretReader(Protocol):
@@ -59,7 +60,7 @@ class KubernetesSecrets:
                         namespace,
                     )
                 return None
-            raise RegistryAuthError(
+            raise PullSecretError(
                 f"cannot read pull secret {namespace}/{name}: HTTP {err.status}"
             ) from None
         data = secret.data or {}

@@ -14,17 +14,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from extender.kube.client import kubernetes_client_module
 from extender.kube.nodefeatures import (
-    _ARCH_LABEL,
-    _LIST_TIMEOUT_S,
-    _METADATA_LIST,
-    _METADATA_ONE,
-    _OS_LABEL,
     ALL_NAMESPACES,
+    ARCH_LABEL,
+    LIST_TIMEOUT_S,
     NODEFEATURE_GROUP,
-    NODEFEATURE_PLURAL,
     NODEFEATURE_VERSION,
+    OS_LABEL,
+    list_node_metadata,
+    list_nodefeatures,
 )
 from extender.kube.watch import ListWatch, failure_reason
 from extender.nodes.model import (
@@ -59,7 +57,7 @@ class _ObjectFeatures:
 class KubernetesFeatureSource(ListWatch):
     """NodeFeature and Node objects from the API server, listed then watched, into the store.
 
-    Streams (:class:`~extender.kubewatch.ListWatch`): NodeFeatures
+    Streams (:class:`~extender.kube.watch.ListWatch`): NodeFeatures
     (``nfd.k8s-sigs.io/v1alpha1``), one stream per configured namespace (NFD's by default, or
     ``*`` for all), and Nodes as metadata only (existence and ``kubernetes.io/os``/``arch``
     labels). Objects are parsed as they arrive and kept only as interned features, merged per
@@ -90,7 +88,7 @@ class KubernetesFeatureSource(ListWatch):
             page_size=page_size,
             watch_timeout_s=watch_timeout_s,
             backoff_s=backoff_s,
-            list_timeout_s=_LIST_TIMEOUT_S,
+            list_timeout_s=LIST_TIMEOUT_S,
         )
         self.name = name
         self._store = store
@@ -110,7 +108,7 @@ class KubernetesFeatureSource(ListWatch):
         store.add_source(name)
 
     @property
-    def relists(self) -> dict[str, int]:
+    def relists_by_kind(self) -> dict[str, int]:
         """Lists done per kind (``nodes``, ``nodefeatures``), for tests and metrics."""
         counts = {"nodefeatures": 0, "nodes": 0}
         for stream, count in self.stream_relists.items():
@@ -121,9 +119,8 @@ class KubernetesFeatureSource(ListWatch):
 
     def call(self, stream: str, **kwargs: Any) -> Any:
         if stream == "nodes":
-            accept = _METADATA_ONE if kwargs.get("watch") else _METADATA_LIST
-            return self._core().list_node(**kwargs, _headers={"Accept": accept})
-        return self._call_nodefeatures(stream.removeprefix(_NF_PREFIX), **kwargs)
+            return list_node_metadata(self._api_client, **kwargs)
+        return list_nodefeatures(self._api_client, stream.removeprefix(_NF_PREFIX), **kwargs)
 
     def on_list_start(self, stream: str) -> None:
         self._listing[stream] = {}
@@ -158,18 +155,6 @@ class KubernetesFeatureSource(ListWatch):
             self._remove_object(_key(obj))
         else:
             self._upsert_object(obj)
-
-    # -- API calls -------------------------------------------------------------------------
-
-    def _core(self) -> Any:
-        return kubernetes_client_module().CoreV1Api(self._api_client)
-
-    def _call_nodefeatures(self, namespace: str, **kwargs: Any) -> Any:
-        api = kubernetes_client_module().CustomObjectsApi(self._api_client)
-        args = (NODEFEATURE_GROUP, NODEFEATURE_VERSION)
-        if namespace == ALL_NAMESPACES:
-            return api.list_cluster_custom_object(*args, NODEFEATURE_PLURAL, **kwargs)
-        return api.list_namespaced_custom_object(*args, namespace, NODEFEATURE_PLURAL, **kwargs)
 
     # -- object bookkeeping ----------------------------------------------------------------
 
@@ -277,5 +262,5 @@ def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
 
 def _node_platform(metadata: Mapping[str, Any]) -> str | None:
     labels = metadata.get("labels") or {}
-    os_name, arch = labels.get(_OS_LABEL), labels.get(_ARCH_LABEL)
+    os_name, arch = labels.get(OS_LABEL), labels.get(ARCH_LABEL)
     return f"{os_name}/{arch}" if os_name and arch else ""

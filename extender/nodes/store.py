@@ -26,7 +26,7 @@ __all__ = [
 class FeatureReader(Protocol):
     """Node name → features, per-node generation, platform and readiness, as a snapshot.
 
-    :class:`extender.features.FeatureStore` implements it; ``snapshot()`` must be cheap and
+    :class:`extender.nodes.store.FeatureStore` implements it; ``snapshot()`` must be cheap and
     must not block (it is called on every request).
     """
 

@@ -50,7 +50,7 @@ class PolicyUnavailableError(Exception):
 
 
 class Candidate(Protocol):
-    """A candidate node of a request (:class:`extender.protocol.RequestNode` is one)."""
+    """A candidate node of a request (:class:`extender.server.protocol.RequestNode` is one)."""
 
     @property
     def name(self) -> str: ...
@@ -144,7 +144,9 @@ class Policy:
         self.source = source
         self.memo = VerdictMemo(config.memo_size, config.set_semantics)
         self.stats = PolicyStats()
-        self._loads: dict[tuple[SpecKey, PullContext], asyncio.Task[SpecLookup]] = {}
+        # Waits in progress, kept so that none is collected early and aclose can end them.
+        # Single-flight is the source's (see ArtifactSource.load): these only wait.
+        self._waits: set[asyncio.Task[SpecLookup]] = set()
         self._subset_seen: BoundedDict[object, str] = BoundedDict(256)
 
     def plan(self, pod: Pod) -> PodPlan:
@@ -387,12 +389,9 @@ class Policy:
         return done
 
     def _load_task(self, key: SpecKey, context: PullContext) -> asyncio.Task[SpecLookup]:
-        flight = (key, context)
-        task = self._loads.get(flight)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._load(key, context))
-            self._loads[flight] = task
-            task.add_done_callback(lambda _: self._loads.pop(flight, None))
+        task = asyncio.get_running_loop().create_task(self._load(key, context))
+        self._waits.add(task)
+        task.add_done_callback(self._waits.discard)
         return task
 
     async def _load(self, key: SpecKey, context: PullContext) -> SpecLookup:
@@ -419,7 +418,7 @@ class Policy:
 
     async def aclose(self) -> None:
         """Cancel loads still in flight (at shutdown)."""
-        tasks = list(self._loads.values())
+        tasks = list(self._waits)
         for task in tasks:
             task.cancel()
         if tasks:

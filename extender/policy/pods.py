@@ -21,10 +21,8 @@ from extender.artifacts.types import PullContext, SpecKey
 from extender.nfd.rules import SetSemantics
 
 __all__ = [
-    "ARCH_LABEL",
     "DEFAULT_ANNOTATION_PREFIX",
     "DEFAULT_SCHEDULER_NAME",
-    "OS_LABEL",
     "Container",
     "LocalObjectReference",
     "Mode",
@@ -232,10 +230,6 @@ def plan_pod(pod: Pod, config: PolicyConfig) -> PodPlan:
         context=PullContext(pod.meta.namespace or "", secrets),
         problem=problem,
     )
-
-
-OS_LABEL = "kubernetes.io/os"
-ARCH_LABEL = "kubernetes.io/arch"
 
 
 # --------------------------------------------------------------------------------------------

@@ -29,37 +29,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any
-
-import yaml
-
-from extender.kube.watch import ListWatch
-from extender.registry.auth import DockerConfig
-from extender.registry.client import RegistryClient, RegistryLimits
-from extender.registry.hosts import HostPolicy, RegistryHostConfig, load_registry_hosts
-
-if TYPE_CHECKING:
-    from extender.server.config import Settings
 import signal
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
+import yaml
 from aiohttp import web
 
 from extender.artifacts.registry_source import RegistrySource
 from extender.artifacts.spec_map import SpecMapError, SpecMapSource
 from extender.artifacts.types import ArtifactSource, NoArtifacts
-from extender.kube.client import kubernetes_api_client
+from extender.kube.client import kubernetes_client_module, load_configuration
 from extender.kube.pods import PodPrefetcher
 from extender.kube.secrets import KubernetesSecrets
+from extender.kube.watch import ListWatch
 from extender.nodes.filesource import FeaturesFileSource
 from extender.nodes.kubesource import KubernetesFeatureSource
-from extender.nodes.store import FeatureReader
-from extender.nodes.store import FeatureStore as MemoryFeatureStore
+from extender.nodes.store import FeatureReader, FeatureStore
 from extender.policy.decide import Policy
+from extender.registry.auth import DockerConfig
+from extender.registry.client import RegistryClient, RegistryLimits
+from extender.registry.hosts import HostPolicy, RegistryHostConfig, load_registry_hosts
 from extender.server import protocol
-from extender.server.config import Settings
+from extender.server.config import ArtifactSourceKind, FeatureSourceKind, Settings
 from extender.server.logs import configure_logging
 from extender.server.metrics import Metrics
 from extender.server.routes import (
@@ -68,13 +62,13 @@ from extender.server.routes import (
     METRICS,
     POLICY,
     SETTINGS,
-    _observe_middleware,
     error_middleware,
     handle_filter,
     handle_healthz,
     handle_metrics,
     handle_prioritize,
     handle_readyz,
+    observe_middleware,
 )
 from extender.server.tls import TLSConfigError, serving_tls
 
@@ -86,18 +80,28 @@ __all__ = [
     "run",
 ]
 
-# --------------------------------------------------------------------------------------------
-# Wiring for ``serve``
+log = logging.getLogger(__name__)
+
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
 
 class ArtifactSourceError(ValueError):
     """The registry source cannot be set up (unreadable registry or docker config file)."""
 
 
-def registry_source_from(settings: Settings, api_client: Any = None) -> RegistrySource:
+class FeatureSourceError(Exception):
+    """The configured feature source cannot be set up (e.g. no Kubernetes configuration)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Building the parts from settings (no I/O beyond reading configuration files)
+
+
+def registry_source_from(settings: Settings) -> RegistrySource:
     """The :class:`RegistrySource` ``serve`` runs with (enter ``source.client`` to use it).
 
-    ``api_client`` (an official-client ApiClient) enables pods' ``imagePullSecrets``.
+    Pods' ``imagePullSecrets`` are read once the API client exists
+    (:meth:`RegistrySource.use_pull_secrets`).
     """
     hosts: dict[str, RegistryHostConfig] = {}
     if settings.registry_config is not None:
@@ -123,18 +127,28 @@ def registry_source_from(settings: Settings, api_client: Any = None) -> Registry
         docker_config=docker_config,
         limits=RegistryLimits(timeout_s=settings.registry_timeout),
     )
-    secrets = KubernetesSecrets(api_client) if api_client is not None else None
-    return RegistrySource(client, settings.artifact_cache_config(), secrets=secrets)
+    return RegistrySource(client, settings.artifact_cache_config())
 
 
-log = logging.getLogger(__name__)
+def _kube_configuration(settings: Settings, *, required: bool) -> Any:
+    """The API client configuration, read now so a bad one stops ``serve`` before it starts.
 
-
-class FeatureSourceError(Exception):
-    """The configured feature source cannot be set up (e.g. no Kubernetes configuration)."""
-
-
-CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+    ``required`` (the Kubernetes feature source): failure raises :class:`FeatureSourceError`;
+    otherwise (pull secrets and prefetch only) it is logged and None is returned.
+    """
+    try:
+        return load_configuration(
+            str(settings.kubeconfig) if settings.kubeconfig else None,
+            settings.kube_context or None,
+        )
+    except Exception as err:  # the client raises ConfigException, OSError, ValueError...
+        if required:
+            raise FeatureSourceError(
+                f"no usable Kubernetes configuration ({err}); give --kubeconfig, run in a pod, "
+                "or use --features-file for offline use"
+            ) from None
+        log.warning("no Kubernetes configuration (%s): no prefetch, no pull secrets", err)
+        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,56 +184,64 @@ async def _watching(watch: ListWatch, name: str) -> AsyncIterator[None]:
             await asyncio.wait_for(task, timeout=10)
 
 
-def _watch_context(source: KubernetesFeatureSource) -> CleanupContext:
-    """Run the API-server watches from startup to cleanup; readiness follows their sync."""
+@dataclass(slots=True)
+class _KubernetesUse:
+    """What the server does with its one API client; the watches exist while it runs."""
+
+    configuration: Any
+    store: FeatureStore | None = None  # the NodeFeature/Node watch feeds it
+    registry_source: RegistrySource | None = None  # reads pull secrets
+    prefetch: bool = False  # watch unbound pods of our schedulers
+    feature_watch: KubernetesFeatureSource | None = field(default=None, init=False)
+    prefetcher: PodPrefetcher | None = field(default=None, init=False)
+
+    def relists(self) -> Mapping[str, int]:
+        watch = self.feature_watch
+        return watch.relists_by_kind if watch is not None else {}
+
+    def prefetched_pods(self) -> int:
+        return self.prefetcher.pods_seen if self.prefetcher is not None else 0
+
+
+def _kubernetes_context(use: _KubernetesUse, settings: Settings) -> CleanupContext:
+    """The one API client: built at startup, used by every watch and by the pull-secret reader,
+    closed at cleanup after they have stopped."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        async with _watching(source, "kubernetes-features"):
-            yield
+        api_client = kubernetes_client_module().ApiClient(configuration=use.configuration)
+        try:
+            async with contextlib.AsyncExitStack() as running:
+                if use.store is not None:
+                    log.info(
+                        "watching NodeFeatures in %s and Nodes through the API server",
+                        ", ".join(settings.watched_namespaces),
+                    )
+                    use.feature_watch = KubernetesFeatureSource(
+                        use.store,
+                        api_client,
+                        namespaces=settings.watched_namespaces,
+                        nfd_namespace=settings.nfd_namespace,
+                    )
+                    await running.enter_async_context(
+                        _watching(use.feature_watch, "kubernetes-features")
+                    )
+                if use.registry_source is not None:
+                    use.registry_source.use_pull_secrets(KubernetesSecrets(api_client))
+                    running.callback(use.registry_source.use_pull_secrets, None)
+                if use.prefetch:
+                    policy, store = app[POLICY], app[FEATURE_STORE]
+
+                    def on_pod(obj: Mapping[str, Any]) -> None:
+                        platforms = set(store.snapshot().platforms.values()) or {""}
+                        policy.prefetch(protocol.pod_from_object(obj), sorted(platforms))
+
+                    use.prefetcher = PodPrefetcher(api_client, settings.scheduler_names, on_pod)
+                    await running.enter_async_context(_watching(use.prefetcher, "prefetch-pods"))
+                yield
+        finally:
+            await asyncio.to_thread(api_client.close)
 
     return context
-
-
-def _kubernetes_source(settings: Settings, store: MemoryFeatureStore) -> KubernetesFeatureSource:
-    try:
-        api_client = kubernetes_api_client(
-            str(settings.kubeconfig) if settings.kubeconfig else None,
-            settings.kube_context or None,
-        )
-    except Exception as err:  # the client raises ConfigException, OSError, ValueError...
-        raise FeatureSourceError(
-            f"no usable Kubernetes configuration ({err}); give --kubeconfig, run in a pod, or "
-            "use --features-file for offline use"
-        ) from None
-    log.info(
-        "watching NodeFeatures in %s and Nodes through the API server",
-        ", ".join(settings.watched_namespaces),
-    )
-    return KubernetesFeatureSource(
-        store,
-        api_client,
-        namespaces=settings.watched_namespaces,
-        nfd_namespace=settings.nfd_namespace,
-    )
-
-
-async def _policy_context(app: web.Application) -> AsyncIterator[None]:
-    yield
-    await app[POLICY].aclose()
-
-
-def _optional_api_client(settings: Settings) -> Any:
-    """An API client for pull secrets and prefetch, or None (then neither is used)."""
-    if settings.effective_feature_source != "kubernetes" and settings.kubeconfig is None:
-        return None
-    try:
-        return kubernetes_api_client(
-            str(settings.kubeconfig) if settings.kubeconfig else None,
-            settings.kube_context or None,
-        )
-    except Exception as err:  # the client raises ConfigException, OSError, ValueError...
-        log.warning("no Kubernetes configuration (%s): no prefetch, no pull secrets", err)
-        return None
 
 
 def _registry_context(source: RegistrySource) -> CleanupContext:
@@ -233,21 +255,13 @@ def _registry_context(source: RegistrySource) -> CleanupContext:
     return context
 
 
-def _prefetch_context(api_client: Any, settings: Settings) -> CleanupContext:
-    """Watch unbound pods of our schedulers; start their spec loads for every node platform."""
+async def _policy_context(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[POLICY].aclose()
 
-    async def context(app: web.Application) -> AsyncIterator[None]:
-        policy, store = app[POLICY], app[FEATURE_STORE]
 
-        def on_pod(obj: Mapping[str, Any]) -> None:
-            platforms = set(store.snapshot().platforms.values()) or {""}
-            policy.prefetch(protocol.pod_from_object(obj), sorted(platforms))
-
-        prefetcher = PodPrefetcher(api_client, settings.scheduler_names, on_pod)
-        async with _watching(prefetcher, "prefetch-pods"):
-            yield
-
-    return context
+# --------------------------------------------------------------------------------------------
+# The composition root
 
 
 def create_app(
@@ -256,21 +270,23 @@ def create_app(
     feature_store: FeatureReader | None = None,
     artifact_source: ArtifactSource | None = None,
 ) -> web.Application:
-    """The extender application. Tests inject sources; otherwise they come from settings.
+    """The extender application: every source and client is chosen here, built and closed in
+    ``cleanup_ctx``. Tests inject sources; otherwise they come from settings.
 
-    Raises :class:`~extender.artifacts.SpecMapError` when ``--spec-map`` cannot be read and
+    Raises :class:`~extender.artifacts.spec_map.SpecMapError` when ``--spec-map`` cannot be
+    read, :class:`ArtifactSourceError` when a registry or docker config file cannot, and
     :class:`FeatureSourceError` when the Kubernetes source has no usable configuration.
     """
     app = web.Application(client_max_size=settings.max_body_bytes)
-    relists: Mapping[str, int] | None = None
+    kubernetes: _KubernetesUse | None = None
+    feature_kind = settings.effective_feature_source
     if feature_store is None:
-        owned_store = MemoryFeatureStore()
-        kind = settings.effective_feature_source
-        if kind == "kubernetes":
-            kubernetes_source = _kubernetes_source(settings, owned_store)
-            relists = kubernetes_source.relists
-            app.cleanup_ctx.append(_watch_context(kubernetes_source))
-        elif kind == "file" and settings.features_file is not None:
+        owned_store = FeatureStore()
+        if feature_kind is FeatureSourceKind.KUBERNETES:
+            kubernetes = _KubernetesUse(
+                _kube_configuration(settings, required=True), store=owned_store
+            )
+        elif feature_kind is FeatureSourceKind.FILE and settings.features_file is not None:
             file_source = FeaturesFileSource(
                 owned_store,
                 settings.features_file,
@@ -285,30 +301,44 @@ def create_app(
         feature_store = owned_store
     if artifact_source is None:
         artifact_kind = settings.effective_artifact_source
-        if artifact_kind == "spec-map" and settings.spec_map is not None:
+        if artifact_kind is ArtifactSourceKind.SPEC_MAP and settings.spec_map is not None:
             map_source = SpecMapSource(settings.spec_map, interval=settings.file_check_interval)
             app.cleanup_ctx.append(
                 _poller_context("spec-map", map_source.reload_if_changed, map_source.run)
             )
             artifact_source = map_source
-        elif artifact_kind == "registry":
-            api_client = _optional_api_client(settings)
-            registry_source = registry_source_from(settings, api_client)
+        elif artifact_kind is ArtifactSourceKind.REGISTRY:
+            registry_source = registry_source_from(settings)
             app.cleanup_ctx.append(_registry_context(registry_source))
-            if settings.prefetch and api_client is not None:
-                app.cleanup_ctx.append(_prefetch_context(api_client, settings))
+            if kubernetes is None and (
+                settings.kubeconfig is not None or feature_kind is FeatureSourceKind.KUBERNETES
+            ):
+                configuration = _kube_configuration(settings, required=False)
+                if configuration is not None:
+                    kubernetes = _KubernetesUse(configuration)
+            if kubernetes is not None:
+                kubernetes.registry_source = registry_source
+                kubernetes.prefetch = settings.prefetch
             artifact_source = registry_source
         else:
             log.warning("no artifact source configured: every image is neutral")
             artifact_source = NoArtifacts()
+    if kubernetes is not None:
+        app.cleanup_ctx.append(_kubernetes_context(kubernetes, settings))
     app[SETTINGS] = settings
     app[FEATURE_STORE] = feature_store
     app[ARTIFACT_SOURCE] = artifact_source
     app[POLICY] = Policy(settings.policy_config(), feature_store, artifact_source)
-    app[METRICS] = Metrics(app[POLICY], feature_store, artifact_source, relists=relists)
+    app[METRICS] = Metrics(
+        app[POLICY],
+        feature_store,
+        artifact_source,
+        relists=kubernetes.relists if kubernetes is not None else None,
+        prefetched_pods=kubernetes.prefetched_pods if kubernetes is not None else None,
+    )
     app.cleanup_ctx.append(_policy_context)
     access_level = logging.INFO if settings.access_log else logging.DEBUG
-    app.middlewares.extend((_observe_middleware(app[METRICS], access_level), error_middleware))
+    app.middlewares.extend((observe_middleware(app[METRICS], access_level), error_middleware))
 
     prefix = settings.path_prefix
     app.router.add_post(prefix + "filter", handle_filter, name="filter")

@@ -17,6 +17,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,8 +53,24 @@ __all__ = [
 ENV_PREFIX = "IMAGE_COMPAT_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("console", "json")
-FEATURE_SOURCES = ("auto", "kubernetes", "file", "none")
-ARTIFACT_SOURCES = ("auto", "registry", "spec-map", "none")
+
+
+class FeatureSourceKind(StrEnum):
+    """Where node features come from (``--feature-source``)."""
+
+    AUTO = "auto"  # the file when one is given, else the API server
+    KUBERNETES = "kubernetes"
+    FILE = "file"
+    NONE = "none"
+
+
+class ArtifactSourceKind(StrEnum):
+    """Where images' specs come from (``--artifact-source``)."""
+
+    AUTO = "auto"  # the spec map when one is given, else the registries
+    REGISTRY = "registry"
+    SPEC_MAP = "spec-map"
+    NONE = "none"
 
 
 class ConfigError(ValueError):
@@ -75,14 +92,14 @@ class Settings:
     spec_wait_budget: float = 0.3
     max_body_bytes: int = 64 << 20
     memo_size: int = 65_536
-    feature_source: str = "auto"
+    feature_source: FeatureSourceKind = FeatureSourceKind.AUTO
     features_file: Path | None = None
     kubeconfig: Path | None = None
     kube_context: str = ""
     nodefeature_namespaces: tuple[str, ...] = ()
     nfd_namespace: str = DEFAULT_NFD_NAMESPACE
     spec_map: Path | None = None
-    artifact_source: str = "auto"
+    artifact_source: ArtifactSourceKind = ArtifactSourceKind.AUTO
     registry_config: Path | None = None
     docker_config: Path | None = None
     registry_allow: tuple[str, ...] = ()
@@ -128,9 +145,9 @@ class Settings:
             raise ConfigError(str(err)) from None
         if self.max_body_bytes < 1024:
             raise ConfigError("--max-body-bytes: at least 1Ki is needed")
-        if self.feature_source == "file" and self.features_file is None:
+        if self.feature_source is FeatureSourceKind.FILE and self.features_file is None:
             raise ConfigError("--feature-source=file needs --features-file")
-        if self.artifact_source == "spec-map" and self.spec_map is None:
+        if self.artifact_source is ArtifactSourceKind.SPEC_MAP and self.spec_map is None:
             raise ConfigError("--artifact-source=spec-map needs --spec-map")
         if self.spec_wait_budget * 2 > self.scheduler_http_timeout:
             raise ConfigError(
@@ -164,22 +181,26 @@ class Settings:
         )
 
     @property
-    def effective_artifact_source(self) -> str:
+    def effective_artifact_source(self) -> ArtifactSourceKind:
         """``auto`` is the spec map when one is given, else the registries."""
-        if self.artifact_source != "auto":
+        if self.artifact_source is not ArtifactSourceKind.AUTO:
             return self.artifact_source
-        return "spec-map" if self.spec_map is not None else "registry"
+        if self.spec_map is not None:
+            return ArtifactSourceKind.SPEC_MAP
+        return ArtifactSourceKind.REGISTRY
 
     @property
     def tls(self) -> bool:
         return self.tls_cert is not None
 
     @property
-    def effective_feature_source(self) -> str:
+    def effective_feature_source(self) -> FeatureSourceKind:
         """``auto`` is the file when one is given, else the API server."""
-        if self.feature_source != "auto":
+        if self.feature_source is not FeatureSourceKind.AUTO:
             return self.feature_source
-        return "file" if self.features_file is not None else "kubernetes"
+        if self.features_file is not None:
+            return FeatureSourceKind.FILE
+        return FeatureSourceKind.KUBERNETES
 
     @property
     def watched_namespaces(self) -> tuple[str, ...]:
@@ -295,20 +316,6 @@ def _parse_namespaces(text: str) -> tuple[str, ...]:
         if name != ALL_NAMESPACES and not _DNS_LABEL.fullmatch(name):
             raise ValueError(f"{name!r} is not a namespace name (or * for all)")
     return names
-
-
-def _parse_feature_source(text: str) -> str:
-    value = text.strip().lower()
-    if value not in FEATURE_SOURCES:
-        raise ValueError(f"{text!r} is not one of {', '.join(FEATURE_SOURCES)}")
-    return value
-
-
-def _parse_artifact_source(text: str) -> str:
-    value = text.strip().lower()
-    if value not in ARTIFACT_SOURCES:
-        raise ValueError(f"{text!r} is not one of {', '.join(ARTIFACT_SOURCES)}")
-    return value
 
 
 def _parse_patterns(text: str) -> tuple[str, ...]:
@@ -466,7 +473,7 @@ OPTIONS: tuple[Option, ...] = (
         "Nodes through the API server; file: --features-file; none: no node has features "
         "(every image with a spec is rejected); auto: file when --features-file is given, "
         "else kubernetes.",
-        _parse_feature_source,
+        _parse_choice(FeatureSourceKind),
         "SOURCE",
     ),
     Option(
@@ -530,7 +537,7 @@ OPTIONS: tuple[Option, ...] = (
         "Where specs come from. registry: the artifact attached to each image in its "
         "registry (OCI referrers API, else the sha256-<hex> tag); spec-map: --spec-map only; "
         "none: no image has a spec; auto: spec-map when --spec-map is given, else registry.",
-        _parse_artifact_source,
+        _parse_choice(ArtifactSourceKind),
         "SOURCE",
     ),
     Option(

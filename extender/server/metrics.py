@@ -25,6 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from extender.artifacts.registry_source import ArtifactStats, RegistrySource
 from extender.artifacts.types import ArtifactSource
 from extender.nodes.store import FeatureReader
 from extender.policy.decide import POD_KINDS, REJECTION_CLASSES, Policy
@@ -46,6 +47,7 @@ VERBS = ("filter", "prioritize")
 OUTCOMES = ("ok", "unavailable", "bad_request", "error")
 RELIST_KINDS = ("nodefeatures", "nodes")
 TLS_RESULTS = ("ok", "error")
+ARTIFACT_CACHES = ("answers", "manifests", "referrers", "specs", "secrets")
 
 # Latency buckets from 250 µs (a warm call) to 5 s (kube-scheduler's default httpTimeout).
 LATENCY_BUCKETS = (
@@ -157,6 +159,51 @@ METRICS: tuple[MetricDoc, ...] = (
         kind=RELIST_KINDS,
     ),
     _doc(
+        "image_compat_artifact_cache_hits_total",
+        "counter",
+        "Registry source cache hits: answers (the request path's per-image answer), "
+        "manifests (tag to digest), referrers (listings), specs (compiled, by artifact "
+        "digest), secrets (pull secrets read). 0 with other artifact sources.",
+        cache=ARTIFACT_CACHES,
+    ),
+    _doc(
+        "image_compat_artifact_cache_misses_total",
+        "counter",
+        "Registry source cache misses, by the same caches as the hits.",
+        cache=ARTIFACT_CACHES,
+    ),
+    _doc(
+        "image_compat_artifact_loads_total",
+        "counter",
+        "Spec loads that did work (one per image, platform and pull context at a time).",
+    ),
+    _doc(
+        "image_compat_artifact_load_failures_total",
+        "counter",
+        "Spec loads that ended in a failure (registry down, auth refused, bad artifact).",
+    ),
+    _doc(
+        "image_compat_artifact_stale_answers_total",
+        "counter",
+        "Failures hidden by a previous good answer still within --stale-for (a registry "
+        "outage the scheduler did not notice).",
+    ),
+    _doc(
+        "image_compat_artifact_refreshes_total",
+        "counter",
+        "Background refreshes started because a cached answer expired.",
+    ),
+    _doc(
+        "image_compat_registry_requests_total",
+        "counter",
+        "HTTP requests sent to registries (tokens, manifests, referrers, blobs).",
+    ),
+    _doc(
+        "image_compat_prefetch_pods_total",
+        "counter",
+        "Pod events (unbound pods of our schedulers) that started a spec prefetch.",
+    ),
+    _doc(
         "image_compat_tls_reloads_total",
         "counter",
         "Serving certificate reloads after a change of --tls-cert, --tls-key or --client-ca: "
@@ -180,12 +227,14 @@ class _StateCollector(Collector):
         policy: Policy,
         store: FeatureReader,
         source: ArtifactSource,
-        relists: Mapping[str, int] | None,
+        relists: Callable[[], Mapping[str, int]] | None,
+        prefetched_pods: Callable[[], int] | None,
     ) -> None:
         self._policy = policy
         self._store = store
         self._source = source
         self._relists = relists
+        self._prefetched_pods = prefetched_pods
 
     def collect(self) -> Iterable[Metric]:
         stats = self._policy.stats
@@ -203,12 +252,30 @@ class _StateCollector(Collector):
         snapshot = self._store.snapshot()
         yield _gauge("image_compat_feature_store_synced", int(snapshot.synced))
         yield _gauge("image_compat_feature_store_nodes", len(snapshot.nodes))
-        relists = self._relists or {}
+        relists = self._relists() if self._relists is not None else {}
         yield _labelled_counter(
             "image_compat_feature_relists_total",
             "kind",
             {kind: relists.get(kind, 0) for kind in RELIST_KINDS},
         )
+        yield from self._artifact_metrics()
+        pods = self._prefetched_pods() if self._prefetched_pods is not None else 0
+        yield _counter("image_compat_prefetch_pods_total", pods)
+
+    def _artifact_metrics(self) -> Iterable[Metric]:
+        source = self._source
+        stats = source.stats if isinstance(source, RegistrySource) else ArtifactStats()
+        caches = stats.caches()
+        hits = {name: caches[name].hits for name in ARTIFACT_CACHES}
+        misses = {name: caches[name].misses for name in ARTIFACT_CACHES}
+        yield _labelled_counter("image_compat_artifact_cache_hits_total", "cache", hits)
+        yield _labelled_counter("image_compat_artifact_cache_misses_total", "cache", misses)
+        yield _counter("image_compat_artifact_loads_total", stats.loads)
+        yield _counter("image_compat_artifact_load_failures_total", stats.failures)
+        yield _counter("image_compat_artifact_stale_answers_total", stats.stale_served)
+        yield _counter("image_compat_artifact_refreshes_total", stats.refreshes)
+        requests = source.client.requests if isinstance(source, RegistrySource) else 0
+        yield _counter("image_compat_registry_requests_total", requests)
 
 
 def _counter(name: str, value: float) -> CounterMetricFamily:
@@ -235,7 +302,8 @@ class Metrics:
         store: FeatureReader,
         source: ArtifactSource,
         *,
-        relists: Mapping[str, int] | None = None,
+        relists: Callable[[], Mapping[str, int]] | None = None,
+        prefetched_pods: Callable[[], int] | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
         duration = _BY_NAME["image_compat_request_duration_seconds"]
@@ -263,7 +331,7 @@ class Metrics:
                 self._observers[verb, outcome] = _observer(histogram.observe, counter.inc)
         for result in TLS_RESULTS:
             self._tls_reloads.labels(result)
-        self.registry.register(_StateCollector(policy, store, source, relists))
+        self.registry.register(_StateCollector(policy, store, source, relists, prefetched_pods))
 
     def observe(self, verb: str, outcome: str, seconds: float) -> None:
         """One verb call. Unknown verbs or outcomes are ignored (labels stay bounded)."""

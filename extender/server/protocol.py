@@ -20,7 +20,8 @@ from typing import Any
 
 import msgspec
 
-from extender.policy.pods import ARCH_LABEL, OS_LABEL, ObjectMeta, Pod
+from extender.kube.nodefeatures import ARCH_LABEL, OS_LABEL
+from extender.policy.pods import ObjectMeta, Pod
 
 __all__ = [
     "ExtenderArgs",

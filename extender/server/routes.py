@@ -162,7 +162,7 @@ def _outcome(call: Call, status: int) -> str:
     return "bad_request" if status < 500 else "error"
 
 
-def _observe_middleware(metrics: Metrics, access_level: int) -> Middleware:
+def observe_middleware(metrics: Metrics, access_level: int) -> Middleware:
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         start = time.perf_counter()

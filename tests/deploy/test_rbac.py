@@ -79,7 +79,9 @@ def code_calls() -> dict[str, list[str]]:
         for number, line in enumerate(path.read_text().splitlines(), 1):
             for match in _METHOD_CALL.finditer(line):
                 if match.group(1) in known:
-                    found.setdefault(match.group(1), []).append(f"{path.relative_to(ROOT)}:{number}")
+                    found.setdefault(match.group(1), []).append(
+                        f"{path.relative_to(ROOT)}:{number}"
+                    )
     return found
 
 

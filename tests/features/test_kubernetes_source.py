@@ -293,7 +293,9 @@ async def test_gone_watch_triggers_a_relist(private_cluster: ControlPlane) -> No
     source.stale = stale
     task = asyncio.create_task(source.run())
     try:
-        await eventually(lambda: source.relists["nodefeatures"] >= 2, what="relist after 410")
+        await eventually(
+            lambda: source.relists_by_kind["nodefeatures"] >= 2, what="relist after 410"
+        )
         await eventually(
             lambda: store.snapshot().record("churn-node") is not None, what="state after relist"
         )
@@ -330,7 +332,7 @@ async def test_stop_before_the_run_starts_is_honoured(nfd_cluster: ControlPlane)
     )
     source.stop()
     await asyncio.wait_for(source.run(), 10)
-    assert source.relists == {"nodefeatures": 0, "nodes": 0}
+    assert source.relists_by_kind == {"nodefeatures": 0, "nodes": 0}
 
 
 async def test_bounded_iterations_hook(private_cluster: ControlPlane) -> None:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from extender._util import SingleFlight
 from extender.artifacts.types import PullContext, SpecKey, SpecLookup
 from extender.nfd.rules import load_spec
 from extender.nfd.spec import SpecError
@@ -164,6 +165,7 @@ class FakeSource:
         self.load_calls: list[SpecKey] = []
         self.contexts: list[PullContext] = []
         self.ready = True
+        self._flights: SingleFlight[tuple[SpecKey, PullContext], SpecLookup] = SingleFlight()
 
     def add(self, reference: str, value: str | SpecLookup) -> None:
         if isinstance(value, SpecLookup):
@@ -184,7 +186,12 @@ class FakeSource:
         return self.loaded.get(key)
 
     async def load(self, key: SpecKey, context: PullContext) -> SpecLookup:
-        self.load_calls.append(key)
+        # Single-flight, as the ArtifactSource contract asks: load_calls counts computations.
+        if not self._flights.running((key, context)):
+            self.load_calls.append(key)
+        return await self._flights.run((key, context), lambda: self._compute(key))
+
+    async def _compute(self, key: SpecKey) -> SpecLookup:
         if self.gate is not None:
             await self.gate.wait()
         answer = self._answer(key)

@@ -190,7 +190,7 @@ async def test_aclose_cancels_loads_in_flight() -> None:
     with pytest.raises(PolicyUnavailableError):
         await p.filter(pod(APP), ALL)
     await p.aclose()
-    assert not p._loads
+    assert not p._waits
 
 
 async def test_pull_context_reaches_the_source() -> None:

@@ -117,7 +117,7 @@ def test_unknown_labels_are_ignored_and_relists_are_read_live() -> None:
     relists = {"nodefeatures": 0, "nodes": 0}
     store = store_with({})
     policy = Policy(PolicyConfig(), store, FakeSource({}))
-    metrics = Metrics(policy, store, FakeSource({}), relists=relists)
+    metrics = Metrics(policy, store, FakeSource({}), relists=lambda: relists)
     metrics.observe("bind", "ok", 0.1)  # not a verb we count: no new series
     metrics.observe("filter", "teapot", 0.1)
     relists["nodes"] += 2
