@@ -199,13 +199,13 @@ def test_early_exit_is_reported_with_the_log_tail(tmp_path: Path) -> None:
 def test_port_taken_between_pick_and_bind_is_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from devcluster import controlplane
+    from devcluster import controlplane, processes
 
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         taken = squatter.getsockname()[1]
-        real = controlplane.free_port
+        real = processes.free_port
         picks = iter([taken])
         # The first port handed to etcd is already in use, as if another process won the race.
         monkeypatch.setattr(controlplane, "free_port", lambda: next(picks, None) or real())
