@@ -655,24 +655,3 @@ class ControlPlane:
         # Pods first: they are what holds node capacity.
         out.sort(key=lambda pr: pr[1] != "pods")
         return out
-
-    def wait_for_pod_bound(self, namespace: str, name: str, timeout: float = 30) -> str:
-        """Wait until the pod has ``spec.nodeName``; return it, or fail with the reason."""
-        from kubernetes import client
-
-        api = client.CoreV1Api(self._client())
-        deadline = time.monotonic() + timeout
-        pod = None
-        while time.monotonic() < deadline:
-            pod = api.read_namespaced_pod(name, namespace)
-            if pod.spec is not None and pod.spec.node_name:
-                return str(pod.spec.node_name)
-            time.sleep(0.1)
-        conds = []
-        if pod is not None and pod.status and pod.status.conditions:
-            conds = [(c.type, c.status, c.reason, c.message) for c in pod.status.conditions]
-        sched = ", ".join(str(s.process.log_path) for s in self.schedulers.values()) or "none"
-        raise ControlPlaneError(
-            f"pod {namespace}/{name} not bound within {timeout:.0f}s; conditions: {conds}; "
-            f"scheduler logs: {sched}"
-        )

@@ -9,7 +9,8 @@ Owns what the e2e tests and ``make demo`` both need beyond ``devcluster.controlp
 - :func:`scheduler_config`: the shipped ``scheduler-config/image-compat-scheduler.yaml`` with
   only its two deployment-specific values changed (kubeconfig and urlPrefix);
 - :func:`pod`, :func:`create_pod`, :func:`wait_bound`, :func:`wait_event`, :func:`events`,
-  :func:`touch_node`: the small Kubernetes vocabulary the scenarios are written in.
+  :func:`touch_node`: the small Kubernetes vocabulary the scenarios are written in
+  (``wait_bound`` is the one wait for a pod's binding, for the control plane's tests too).
 
 Everything polls with a deadline and says what it last saw when the deadline passes.
 """
@@ -224,15 +225,20 @@ def pod_phase_summary(cluster: ControlPlane, namespace: str, name: str) -> str:
 
 
 def wait_bound(cluster: ControlPlane, namespace: str, name: str, timeout: float = 60) -> str:
-    """Wait until the pod has ``spec.nodeName`` and return it; fail with the pod's story."""
+    """Wait until the pod has ``spec.nodeName`` and return it.
+
+    Fails with the pod's story (conditions, events) and where the schedulers log.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         node = (get_pod(cluster, namespace, name).get("spec") or {}).get("nodeName")
         if node:
             return str(node)
-        time.sleep(0.2)
+        time.sleep(0.1)
+    logs = ", ".join(str(s.process.log_path) for s in cluster.schedulers.values()) or "none"
     raise ControlPlaneError(
-        f"not bound within {timeout:.0f}s: {pod_phase_summary(cluster, namespace, name)}"
+        f"not bound within {timeout:.0f}s: {pod_phase_summary(cluster, namespace, name)}; "
+        f"scheduler logs: {logs}"
     )
 
 
