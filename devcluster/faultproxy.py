@@ -59,7 +59,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from devcluster.processes import ManagedProcess, child_env
+from devcluster.processes import ManagedProcess, StopOnExit, child_env
 from devcluster.registries import RegistryEndpoint, RegistryError
 
 __all__ = [
@@ -553,7 +553,7 @@ class FaultProxy:
 # Subprocess: `python -m devcluster.faultproxy`, and a synchronous handle on it
 
 
-class FaultProxyProcess:
+class FaultProxyProcess(StopOnExit):
     """A fault proxy running as ``python -m devcluster.faultproxy``; same names, synchronous."""
 
     def __init__(
@@ -622,17 +622,6 @@ class FaultProxyProcess:
 
     def stop(self) -> None:
         self.process.stop(10.0)
-
-    def __enter__(self) -> FaultProxyProcess:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def start_fault_proxy_process(

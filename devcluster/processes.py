@@ -35,12 +35,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 __all__ = [
     "LOG_TAIL_LINES",
     "ManagedProcess",
     "ProcessError",
+    "StopOnExit",
     "child_env",
     "free_port",
     "http_probe",
@@ -115,6 +117,24 @@ def http_probe(
     if expect is not None and expect not in body:
         return f"GET {url}: unexpected answer {body.strip()[:200]!r}"
     return None
+
+
+class StopOnExit:
+    """``with`` support for a handle on a started child: leaving the block stops it."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,10 +37,16 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING
 
-from devcluster.processes import ManagedProcess, ProcessError, child_env, http_probe, tail
+from devcluster.processes import (
+    ManagedProcess,
+    ProcessError,
+    StopOnExit,
+    child_env,
+    http_probe,
+    tail,
+)
 
 if TYPE_CHECKING:
     from devcluster.pki import TestCA
@@ -211,7 +217,7 @@ class RegistryEndpoint:
 
 
 @dataclass(frozen=True)
-class Registry(RegistryEndpoint):
+class Registry(RegistryEndpoint, StopOnExit):
     """A registry process we started. ``stop()`` (or leaving the ``with`` block) ends it."""
 
     kind: str = ""  # "oci-registry" or "docker-registry"
@@ -236,17 +242,6 @@ class Registry(RegistryEndpoint):
 
     def log_tail(self, lines: int = 40) -> str:
         return tail(self.log_file, lines)
-
-    def __enter__(self) -> Registry:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _start_registry(
