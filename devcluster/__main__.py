@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from devcluster import build, registries
+from devcluster.processes import tail
 
 _UP_TIMEOUT_S = 300.0  # includes building the binaries on a warm Go cache
 _DOWN_TIMEOUT_S = 60.0
@@ -124,8 +125,10 @@ def _up(workdir: Path, foreground: bool) -> int:
         time.sleep(0.2)
     if sup.poll() is None:
         sup.terminate()
-    tail = "\n".join((workdir / "supervisor.log").read_text(errors="replace").splitlines()[-40:])
-    print(f"devcluster: failed to start; see {workdir}\n{tail}", file=sys.stderr)
+    print(
+        f"devcluster: failed to start; see {workdir}\n{tail(workdir / 'supervisor.log')}",
+        file=sys.stderr,
+    )
     return 1
 
 

@@ -1,39 +1,29 @@
 """A real local Kubernetes control plane: etcd, kube-apiserver and kube-scheduler processes.
 
-Owns the processes (start on free 127.0.0.1 ports, readiness with bounded waits, logs in files,
-clean-up even after a crash) and the small cluster helpers tests need: Nodes without a
-kubelet, CRDs, namespaces, waiting for a pod to be bound, and a ``kubernetes`` API client.
+Owns the components (started on free 127.0.0.1 ports with ``devcluster.processes``, ready
+when their health endpoints say so, logs in files) and the small cluster helpers tests need:
+Nodes without a kubelet, CRDs, namespaces and a ``kubernetes`` API client.
 
-Orphans are prevented three ways: every child runs in its own process group (stop kills the
-whole group), an ``atexit`` hook stops whatever is still running, and each child asks the
-kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``), which covers SIGKILL/OOM of
-the Python process where ``atexit`` never runs.
-
-Caveat of PR_SET_PDEATHSIG: the "parent" is the *thread* that forked. Start control planes
-from a thread that lives as long as they should (the main thread, as pytest and the CLI do).
+Start control planes from the main thread (as pytest and the CLI do): only there do the
+components die with this process even when it is SIGKILLed (see ``devcluster.processes``).
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import ctypes
 import datetime as dt
 import json
 import os
 import re
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,191 +32,24 @@ import yaml
 
 from devcluster import build
 from devcluster.pki import ClusterPKI
+from devcluster.processes import (
+    LOG_TAIL_LINES,
+    ManagedProcess,
+    ProcessError,
+    child_env,
+    free_port,
+    http_probe,
+)
 
 __all__ = [
     "DEFAULT_SCHEDULER_CONFIG",
     "ControlPlane",
     "ControlPlaneError",
-    "ManagedProcess",
-    "free_port",
 ]
 
-_PR_SET_PDEATHSIG = 1
-_LOG_TAIL_LINES = 40
 
-
-class ControlPlaneError(RuntimeError):
+class ControlPlaneError(ProcessError):
     """A component failed to start, stop or answer in time; the message names its log file."""
-
-
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1 (the caller binds it soon after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))  # the last 64 KiB hold far more than 40 lines
-            data = fh.read().decode(errors="replace")
-    except OSError as e:
-        return f"(cannot read {path}: {e})"
-    return "\n".join(data.splitlines()[-lines:])
-
-
-# ---------------------------------------------------------------------------------------------
-# Processes
-
-try:
-    _libc: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
-except OSError:  # not Linux/glibc: atexit and process groups still apply
-    _libc = None
-
-
-def _child_setup(parent_pid: int) -> Callable[[], None]:
-    def setup() -> None:
-        # Runs in the child between fork and exec: die with the parent, even if it is SIGKILLed.
-        if _libc is not None:
-            _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent_pid:  # the parent already died before prctl took effect
-            os._exit(1)
-
-    return setup
-
-
-_LIVE: set[ManagedProcess] = set()
-_LIVE_LOCK = threading.Lock()
-
-
-def _stop_all_at_exit() -> None:
-    with _LIVE_LOCK:
-        procs = list(_LIVE)
-    for p in procs:
-        with contextlib.suppress(Exception):
-            p.stop(timeout=5)
-
-
-atexit.register(_stop_all_at_exit)
-
-
-class ManagedProcess:
-    """One long-running child: own process group, output appended to a log file."""
-
-    def __init__(
-        self, name: str, argv: list[str], log_path: Path, env: Mapping[str, str] | None = None
-    ) -> None:
-        self.name = name
-        self.argv = argv
-        self.log_path = log_path
-        self.env = dict(env) if env is not None else None
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __repr__(self) -> str:
-        return f"<ManagedProcess {self.name} pid={self.pid} log={self.log_path}>"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self) -> None:
-        if self.alive():
-            raise ControlPlaneError(f"{self.name} is already running (pid {self.pid})")
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        # Appending keeps the history of restarts in one file, separated by a header line.
-        with self.log_path.open("ab") as log:
-            stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-            log.write(f"=== devcluster {stamp}: {' '.join(self.argv)}\n".encode())
-            log.flush()
-            try:
-                self.proc = subprocess.Popen(
-                    self.argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=self.env,
-                    start_new_session=True,  # own process group: stop() kills grandchildren too
-                    preexec_fn=_child_setup(os.getpid()),  # noqa: PLW1509 (needed for pdeathsig)
-                )
-            except OSError as e:
-                raise ControlPlaneError(f"cannot start {self.name} ({self.argv[0]}): {e}") from e
-        with _LIVE_LOCK:
-            _LIVE.add(self)
-
-    def send_signal(self, sig: int) -> None:
-        if self.alive() and self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, sig)
-
-    def stop(self, timeout: float = 15.0, sig: int = signal.SIGTERM) -> int | None:
-        """Stop the whole process group (``sig``, then SIGKILL after ``timeout``); exit code."""
-        if self.proc is None:
-            return None
-        proc = self.proc
-        if proc.poll() is None:
-            self.send_signal(sig)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.send_signal(signal.SIGKILL)
-                proc.wait(timeout=10)
-        # Whatever else is left in the group (grandchildren) goes too.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with _LIVE_LOCK:
-            _LIVE.discard(self)
-        return proc.returncode
-
-    def kill(self) -> None:
-        """SIGKILL, as a crash would; no graceful shutdown."""
-        self.stop(timeout=0.1, sig=signal.SIGKILL)
-
-    def tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        return _tail(self.log_path, lines)
-
-    def failure(self, what: str) -> ControlPlaneError:
-        """An error naming the log file and quoting its end."""
-        return ControlPlaneError(
-            f"{self.name} {what}; log: {self.log_path}\n"
-            f"--- last lines of {self.log_path.name} ---\n{self.tail()}"
-        )
-
-    def wait_ready(
-        self, probe: Callable[[], str | None], timeout: float, interval: float = 0.2
-    ) -> None:
-        """Poll ``probe`` (None = ready, else why not) until ready, exit, or ``timeout``."""
-        deadline = time.monotonic() + timeout
-        why = "not probed yet"
-        while True:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise self.failure(f"exited with code {self.proc.returncode} during startup")
-            result = probe()
-            if result is None:
-                return
-            why = result
-            if time.monotonic() >= deadline:
-                raise self.failure(f"did not become ready within {timeout:.0f}s (last: {why})")
-            time.sleep(interval)
-
-
-def _http_probe(url: str, ctx: ssl.SSLContext | None, expect: str | None = None) -> str | None:
-    try:
-        with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
-            body = resp.read(4096).decode(errors="replace")
-    except urllib.error.HTTPError as e:
-        return f"GET {url}: HTTP {e.code} {e.read(2048).decode(errors='replace').strip()[:300]}"
-    except (OSError, ssl.SSLError) as e:
-        return f"GET {url}: {e}"
-    if expect is not None and expect not in body:
-        return f"GET {url}: unexpected answer {body.strip()[:200]!r}"
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,13 +162,18 @@ class ControlPlane:
         procs = [p for p in (self.etcd, self.apiserver) if p is not None]
         return procs + [s.process for s in self.schedulers.values()]
 
-    def log_tails(self, lines: int = _LOG_TAIL_LINES) -> str:
+    def log_tails(self, lines: int = LOG_TAIL_LINES) -> str:
         """The end of every component log, for test failure reports."""
         parts = []
         for p in self.processes():
             state = "running" if p.alive() else f"exited {p.proc.returncode if p.proc else '-'}"
             parts.append(f"--- {p.name} ({state}) {p.log_path} ---\n{p.tail(lines)}")
         return "\n".join(parts)
+
+    def _process(self, name: str, argv: list[str]) -> ManagedProcess:
+        return ManagedProcess(
+            name, argv, self.log_dir / f"{name}.log", child_env(), error=ControlPlaneError
+        )
 
     # -- etcd ----------------------------------------------------------------------------------
 
@@ -382,10 +210,10 @@ class ControlPlane:
             "--unsafe-no-fsync=true",  # test data: durability traded for a large speed-up
             "--log-level=warn",
         ]
-        self.etcd = ManagedProcess("etcd", argv, self.log_dir / "etcd.log", _child_env())
+        self.etcd = self._process("etcd", argv)
         self.etcd.start()
         self.etcd.wait_ready(
-            lambda: _http_probe(f"{client_url}/health", None, '"health":"true"'),
+            lambda: http_probe(f"{client_url}/health", None, '"health":"true"'),
             self.ready_timeout["etcd"],
         )
 
@@ -469,13 +297,11 @@ class ControlPlane:
             f"--proxy-client-key-file={pki.front_proxy_client_files[1]}",
             *extra_args,
         ]
-        self.apiserver = ManagedProcess(
-            "kube-apiserver", argv, self.log_dir / "kube-apiserver.log", _child_env()
-        )
+        self.apiserver = self._process("kube-apiserver", argv)
         self.apiserver.start()
         ctx = self._admin_ssl()
         self.apiserver.wait_ready(
-            lambda: _http_probe(f"{self.server}/readyz", ctx, "ok"),
+            lambda: http_probe(f"{self.server}/readyz", ctx, "ok"),
             self.ready_timeout["kube-apiserver"],
             interval=0.25,
         )
@@ -565,12 +391,12 @@ class ControlPlane:
             f"-v={self.log_level}",
             *extra_args,
         ]
-        proc = ManagedProcess(name, argv, self.log_dir / f"{name}.log", _child_env())
+        proc = self._process(name, argv)
         self.schedulers[name] = _Scheduler(name, proc, config_path, port)
         proc.start()
         ctx = ssl.create_default_context(cafile=str(self.pki.ca_file))
         proc.wait_ready(
-            lambda: _http_probe(f"https://127.0.0.1:{port}/readyz", ctx, "ok"),
+            lambda: http_probe(f"https://127.0.0.1:{port}/readyz", ctx, "ok"),
             self.ready_timeout["kube-scheduler"],
         )
         return proc
@@ -829,31 +655,3 @@ class ControlPlane:
         # Pods first: they are what holds node capacity.
         out.sort(key=lambda pr: pr[1] != "pods")
         return out
-
-    def wait_for_pod_bound(self, namespace: str, name: str, timeout: float = 30) -> str:
-        """Wait until the pod has ``spec.nodeName``; return it, or fail with the reason."""
-        from kubernetes import client
-
-        api = client.CoreV1Api(self._client())
-        deadline = time.monotonic() + timeout
-        pod = None
-        while time.monotonic() < deadline:
-            pod = api.read_namespaced_pod(name, namespace)
-            if pod.spec is not None and pod.spec.node_name:
-                return str(pod.spec.node_name)
-            time.sleep(0.1)
-        conds = []
-        if pod is not None and pod.status and pod.status.conditions:
-            conds = [(c.type, c.status, c.reason, c.message) for c in pod.status.conditions]
-        sched = ", ".join(str(s.process.log_path) for s in self.schedulers.values()) or "none"
-        raise ControlPlaneError(
-            f"pod {namespace}/{name} not bound within {timeout:.0f}s; conditions: {conds}; "
-            f"scheduler logs: {sched}"
-        )
-
-
-def _child_env() -> dict[str, str]:
-    # The components must not pick up a developer's KUBECONFIG or proxies for loopback calls.
-    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG",)}
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-    return env

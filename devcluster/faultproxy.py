@@ -41,12 +41,10 @@ import contextlib
 import ipaddress
 import json
 import logging
-import os
 import re
 import socket
 import ssl
 import struct
-import subprocess
 import sys
 import threading
 import urllib.error
@@ -61,14 +59,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from devcluster.registries import (
-    RegistryEndpoint,
-    RegistryError,
-    _spawn,
-    _stop_process,
-    _tail,
-    _wait_listening,
-)
+from devcluster.processes import ManagedProcess, StopOnExit, child_env
+from devcluster.registries import RegistryEndpoint, RegistryError
 
 __all__ = [
     "MODES",
@@ -100,6 +92,8 @@ _HOP_BY_HOP = frozenset(
 )
 
 log = logging.getLogger("devcluster.faultproxy")
+# The line the subprocess prints once both its ports are bound (it is started on port 0).
+_ADDRESSES = re.compile(r"listening on (127\.0\.0\.1:\d+) control (127\.0\.0\.1:\d+)")
 
 
 @dataclass(frozen=True)
@@ -559,26 +553,25 @@ class FaultProxy:
 # Subprocess: `python -m devcluster.faultproxy`, and a synchronous handle on it
 
 
-class FaultProxyProcess:
+class FaultProxyProcess(StopOnExit):
     """A fault proxy running as ``python -m devcluster.faultproxy``; same names, synchronous."""
 
     def __init__(
         self,
-        proc: subprocess.Popen[bytes],
+        process: ManagedProcess,
         *,
         host: str,
         control_url: str,
         upstream: RegistryEndpoint,
         scheme: str,
-        log_file: Path,
     ) -> None:
-        self._proc = proc
+        self.process = process
         self.host = host
         self.control_url = control_url
         self.upstream = upstream
         self.scheme = scheme
-        self.log_file = log_file
-        self.pid = proc.pid
+        self.log_file = process.log_path
+        self.pid = process.pid or 0
 
     @property
     def url(self) -> str:
@@ -625,24 +618,10 @@ class FaultProxyProcess:
         self._call("POST", "/requests/reset")
 
     def alive(self) -> bool:
-        return self._proc.poll() is None
+        return self.process.alive()
 
     def stop(self) -> None:
-        if self._proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                self._proc.stdin.close()
-        _stop_process(self._proc, 10.0)
-
-    def __enter__(self) -> FaultProxyProcess:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        self.process.stop(10.0)
 
 
 def start_fault_proxy_process(
@@ -658,7 +637,6 @@ def start_fault_proxy_process(
 ) -> FaultProxyProcess:
     """Start the proxy as a subprocess in front of ``upstream``; it logs to ``workdir``."""
     workdir.mkdir(parents=True, exist_ok=True)
-    log_file = workdir / "faultproxy.log"
     f = fault or Fault()
     cmd = [
         sys.executable,
@@ -680,28 +658,27 @@ def start_fault_proxy_process(
         cmd += ["--upstream-ca", str(upstream.ca_file)]
     if tls_cert is not None:
         cmd += ["--tls-cert", str(tls_cert), "--tls-key", str(tls_key or tls_cert)]
-    root = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     # stdin is a pipe only we hold: if this process dies, the proxy sees EOF and exits.
-    proc, offset = _spawn(cmd, log_file, workdir, env, stdin=subprocess.PIPE)
+    process = ManagedProcess(
+        "faultproxy",
+        cmd,
+        workdir / "faultproxy.log",
+        child_env(import_repo=True),
+        cwd=workdir,
+        stdin_pipe=True,
+        error=RegistryError,
+    ).start()
     try:
-        line = _wait_listening(proc, log_file, offset, "faultproxy", timeout_s)
-        text = log_file.read_bytes()[offset:].decode(errors="replace")
-        m = re.search(r"control (127\.0\.0\.1:\d+)", text)
-        if not m:
-            raise RegistryError(f"faultproxy printed no control address:\n{_tail(log_file, 20)}")
+        m = process.wait_for_log(_ADDRESSES, timeout_s)
     except BaseException:
-        _stop_process(proc)
+        process.stop(10.0)
         raise
-    scheme = "https" if tls_cert else "http"
     return FaultProxyProcess(
-        proc,
-        host=line,
-        control_url=f"http://{m.group(1)}",
+        process,
+        host=m.group(1),
+        control_url=f"http://{m.group(2)}",
         upstream=upstream,
-        scheme=scheme,
-        log_file=log_file,
+        scheme="https" if tls_cert else "http",
     )
 
 

@@ -24,7 +24,8 @@ from typing import Any
 import yaml
 
 from devcluster import build
-from devcluster.controlplane import ControlPlane, free_port
+from devcluster.controlplane import ControlPlane
+from devcluster.processes import free_port
 
 NFD_MODULE = "sigs.k8s.io/node-feature-discovery"
 NFD_NAMESPACE = "node-feature-discovery"

@@ -17,34 +17,36 @@ This module owns the registry processes and what they need to run:
 
 Each started registry is a ``Registry`` (a ``RegistryEndpoint`` plus its process): ``host``
 ("127.0.0.1:PORT"), ``scheme``, credentials and CA file where relevant, ``log_file``,
-``stop()``, and a context manager. Processes run in their own process group and are killed on
-``stop()``, at interpreter exit, and (when started from the main thread) when this process dies.
+``stop()``, and a context manager. The processes follow ``devcluster.processes``: own process
+group, killed on ``stop()``, at interpreter exit, and (when started from the main thread) when
+this process dies.
 """
 
 from __future__ import annotations
 
-import atexit
 import base64
-import contextlib
-import ctypes
 import json
 import os
 import re
 import secrets
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from devcluster.processes import (
+    ManagedProcess,
+    ProcessError,
+    StopOnExit,
+    child_env,
+    http_probe,
+    tail,
+)
 
 if TYPE_CHECKING:
     from devcluster.pki import TestCA
@@ -73,7 +75,7 @@ _STOP_TIMEOUT_S = 10.0
 _LISTENING = re.compile(r"listening on (127\.0\.0\.1:\d+)")
 
 
-class RegistryError(RuntimeError):
+class RegistryError(ProcessError):
     """A registry did not start or stop as expected; the message includes its log tail."""
 
 
@@ -215,7 +217,7 @@ class RegistryEndpoint:
 
 
 @dataclass(frozen=True)
-class Registry(RegistryEndpoint):
+class Registry(RegistryEndpoint, StopOnExit):
     """A registry process we started. ``stop()`` (or leaving the ``with`` block) ends it."""
 
     kind: str = ""  # "oci-registry" or "docker-registry"
@@ -223,7 +225,7 @@ class Registry(RegistryEndpoint):
     log_file: Path = Path()
     workdir: Path = Path()
     pid: int = 0
-    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+    process: ManagedProcess | None = field(default=None, repr=False, compare=False)
 
     @property
     def endpoint(self) -> RegistryEndpoint:
@@ -231,171 +233,60 @@ class Registry(RegistryEndpoint):
         return RegistryEndpoint(self.host, self.scheme, self.username, self.password, self.ca_file)
 
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self.process is not None and self.process.alive()
 
     def stop(self, timeout_s: float = _STOP_TIMEOUT_S) -> None:
         """Terminate the registry's process group (SIGTERM, then SIGKILL); idempotent."""
-        if self._proc is not None:
-            _stop_process(self._proc, timeout_s)
+        if self.process is not None:
+            self.process.stop(timeout_s)
 
     def log_tail(self, lines: int = 40) -> str:
-        return _tail(self.log_file, lines)
-
-    def __enter__(self) -> Registry:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return tail(self.log_file, lines)
 
 
-_live: set[subprocess.Popen[bytes]] = set()
-_live_lock = threading.Lock()
-
-
-def _stop_process(proc: subprocess.Popen[bytes], timeout_s: float = _STOP_TIMEOUT_S) -> None:
-    if proc.poll() is None:
-        # The process leads its own group (start_new_session), so this reaches any children too.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout_s)
-    with _live_lock:
-        _live.discard(proc)
-
-
-@atexit.register
-def _stop_all() -> None:
-    with _live_lock:
-        procs = list(_live)
-    for proc in procs:
-        with contextlib.suppress(Exception):
-            _stop_process(proc, 5.0)
-
-
-def _prctl() -> Any:
-    # Resolved in the parent: loading a library between fork and exec could deadlock on a lock
-    # another thread held at fork time.
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _prctl()
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: ask the kernel for SIGKILL when the parent
-    # thread dies, so a crashed or SIGKILLed test run leaves no registry behind.
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _tail(path: Path, lines: int) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _spawn(
+def _start_registry(
+    name: str,
     cmd: list[str],
-    log_file: Path,
-    cwd: Path,
-    env: dict[str, str],
+    workdir: Path,
+    env: Mapping[str, str],
+    timeout_s: float,
     *,
-    stdin: int = subprocess.DEVNULL,
-) -> tuple[subprocess.Popen[bytes], int]:
-    """Start ``cmd`` logging to ``log_file`` (appended); return it and where its log starts."""
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    # PDEATHSIG fires when the *thread* that forked dies; only the main thread lives as long as
-    # the process, so other threads (e.g. asyncio.to_thread) rely on stop() and atexit alone.
-    main = threading.current_thread() is threading.main_thread()
-    with log_file.open("ab") as log:
-        log.write(f"=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(cmd)}\n".encode())
-        log.flush()
-        offset = log.tell()
-        proc = subprocess.Popen(
-            cmd,
-            cwd=cwd,
-            env=env,
-            stdin=stdin,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent if main and _PRCTL is not None else None,  # noqa: PLW1509
+    kind: str,
+    referrers_api: bool = False,
+    scheme: str = "http",
+    username: str | None = None,
+    password: str | None = None,
+    ca_file: Path | None = None,
+) -> Registry:
+    """Start a registry, wait until it logs its address and answers ``GET /v2/``."""
+    process = ManagedProcess(
+        name, cmd, workdir / f"{name}.log", env, cwd=workdir, error=RegistryError
+    ).start()
+    try:
+        host = process.wait_for_log(_LISTENING, timeout_s).group(1)
+        reg = Registry(
+            host=host,
+            scheme=scheme,
+            username=username,
+            password=password,
+            ca_file=ca_file,
+            kind=kind,
+            referrers_api=referrers_api,
+            log_file=process.log_path,
+            workdir=workdir,
+            pid=process.pid or 0,
+            process=process,
         )
-    with _live_lock:
-        _live.add(proc)
-    return proc, offset
-
-
-def _wait_listening(
-    proc: subprocess.Popen[bytes], log_file: Path, offset: int, what: str, timeout_s: float
-) -> str:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with log_file.open("rb") as fh:
-                fh.seek(offset)
-                m = _LISTENING.search(fh.read(1 << 20).decode(errors="replace"))
-        except OSError:
-            m = None
-        if m:
-            return m.group(1)
-        if proc.poll() is not None:
-            raise RegistryError(
-                f"{what} exited with code {proc.returncode} before listening; log {log_file}:\n"
-                + _tail(log_file, 40)
-            )
-        if time.monotonic() > deadline:
-            _stop_process(proc)
-            raise RegistryError(
-                f"{what} did not report its address within {timeout_s:.0f}s; log {log_file}:\n"
-                + _tail(log_file, 40)
-            )
-        time.sleep(0.02)
-
-
-def _wait_serving(endpoint: RegistryEndpoint, what: str, log_file: Path, timeout_s: float) -> None:
-    """Poll ``GET /v2/`` until the registry answers 200 (or 401 when it has auth)."""
-    deadline = time.monotonic() + timeout_s
-    last = ""
-    while time.monotonic() < deadline:
-        req = urllib.request.Request(f"{endpoint.url}/v2/", headers=endpoint.auth_header())
-        try:
-            with urllib.request.urlopen(req, timeout=2, context=endpoint.ssl_context()) as resp:
-                if resp.status == 200:
-                    return
-                last = f"HTTP {resp.status}"
-        except urllib.error.HTTPError as e:
-            last = f"HTTP {e.code}"
-        except (OSError, ssl.SSLError) as e:
-            last = str(e)
-        time.sleep(0.05)
-    raise RegistryError(
-        f"{what} at {endpoint.url} did not answer GET /v2/ within {timeout_s:.0f}s (last: {last});"
-        f" log {log_file}:\n" + _tail(log_file, 40)
-    )
-
-
-def _clean_env(drop_prefix: str = "") -> dict[str, str]:
-    env = dict(os.environ)
-    if drop_prefix:
-        for key in [k for k in env if k.startswith(drop_prefix)]:
-            del env[key]
-    return env
+        url = f"{reg.url}/v2/"
+        process.wait_ready(
+            lambda: http_probe(url, reg.ssl_context(), headers=reg.auth_header()),
+            timeout_s,
+            interval=0.05,
+        )
+    except BaseException:
+        process.stop(_STOP_TIMEOUT_S)
+        raise
+    return reg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,28 +311,12 @@ def start_oci_registry(
     exe = binary or build.binary("oci-registry")
     name = "oci-registry-referrers" if referrers else "oci-registry-tags"
     workdir.mkdir(parents=True, exist_ok=True)
-    log_file = workdir / f"{name}.log"
     cmd = [str(exe), "-listen", "127.0.0.1:0", f"-referrers={str(referrers).lower()}"]
     if quiet:
         cmd.append("-quiet")
-    proc, offset = _spawn(cmd, log_file, workdir, _clean_env())
-    try:
-        host = _wait_listening(proc, log_file, offset, name, timeout_s)
-        reg = Registry(
-            host=host,
-            scheme="http",
-            kind="oci-registry",
-            referrers_api=referrers,
-            log_file=log_file,
-            workdir=workdir,
-            pid=proc.pid,
-            _proc=proc,
-        )
-        _wait_serving(reg, name, log_file, timeout_s)
-    except BaseException:
-        _stop_process(proc)
-        raise
-    return reg
+    return _start_registry(
+        name, cmd, workdir, child_env(), timeout_s, kind="oci-registry", referrers_api=referrers
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -526,27 +401,17 @@ def start_docker_registry(
     config.write_text(
         _docker_registry_config(workdir, cert_file, key_file, htpasswd, secrets.token_hex(16))
     )
-    log_file = workdir / "docker-registry.log"
     # distribution reads REGISTRY_* variables as config overrides; none may leak in.
     cmd = [exe, "serve", str(config)]
-    proc, offset = _spawn(cmd, log_file, workdir, _clean_env("REGISTRY_"))
-    try:
-        host = _wait_listening(proc, log_file, offset, "docker-registry", timeout_s)
-        reg = Registry(
-            host=host,
-            scheme="https",
-            username=username,
-            password=password,
-            ca_file=ca_file,
-            kind="docker-registry",
-            referrers_api=False,
-            log_file=log_file,
-            workdir=workdir,
-            pid=proc.pid,
-            _proc=proc,
-        )
-        _wait_serving(reg, "docker-registry", log_file, timeout_s)
-    except BaseException:
-        _stop_process(proc)
-        raise
-    return reg
+    return _start_registry(
+        "docker-registry",
+        cmd,
+        workdir,
+        child_env(drop_prefixes=["REGISTRY_"]),
+        timeout_s,
+        kind="docker-registry",
+        scheme="https",
+        username=username,
+        password=password,
+        ca_file=ca_file,
+    )

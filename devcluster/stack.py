@@ -2,14 +2,15 @@
 
 Owns what the e2e tests and ``make demo`` both need beyond ``devcluster.controlplane``:
 
-- :class:`Extender`: ``image-compat-extender serve`` as a real child process (same
-  process-group and parent-death rules as the control plane's components), on a fixed
+- :class:`Extender`: ``image-compat-extender serve`` as a real child process (the
+  ``devcluster.processes`` lifecycle, like the control plane's components), on a fixed
   loopback port so that it can be stopped and started again behind the same scheduler URL;
   ready when its ``/readyz`` says the node features are synced;
 - :func:`scheduler_config`: the shipped ``scheduler-config/image-compat-scheduler.yaml`` with
   only its two deployment-specific values changed (kubeconfig and urlPrefix);
 - :func:`pod`, :func:`create_pod`, :func:`wait_bound`, :func:`wait_event`, :func:`events`,
-  :func:`touch_node`: the small Kubernetes vocabulary the scenarios are written in.
+  :func:`touch_node`: the small Kubernetes vocabulary the scenarios are written in
+  (``wait_bound`` is the one wait for a pod's binding, for the control plane's tests too).
 
 Everything polls with a deadline and says what it last saw when the deadline passes.
 """
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import sys
 import time
 import urllib.error
@@ -30,7 +30,8 @@ from typing import Any
 
 import yaml
 
-from devcluster.controlplane import ControlPlane, ControlPlaneError, ManagedProcess, free_port
+from devcluster.controlplane import ControlPlane, ControlPlaneError
+from devcluster.processes import ManagedProcess, child_env, free_port, http_probe
 
 __all__ = [
     "SCHEDULER_CONFIG",
@@ -78,11 +79,10 @@ class Extender:
             "--access-log",
             *self.args,
         ]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGE_COMPAT_")}
-        env.pop("KUBECONFIG", None)
-        env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-        self.process = ManagedProcess(name, argv, cluster.log_dir / f"{name}.log", env)
+        env = child_env(drop_prefixes=["IMAGE_COMPAT_"], import_repo=True)
+        self.process = ManagedProcess(
+            name, argv, cluster.log_dir / f"{name}.log", env, error=ControlPlaneError
+        )
 
     @property
     def url(self) -> str:
@@ -104,14 +104,7 @@ class Extender:
         return self.process.alive()
 
     def _ready(self) -> str | None:
-        try:
-            with urllib.request.urlopen(self.url + "readyz", timeout=2) as resp:
-                resp.read()
-            return None
-        except urllib.error.HTTPError as e:
-            return f"/readyz: HTTP {e.code} {e.read(500).decode(errors='replace')}"
-        except OSError as e:
-            return f"/readyz: {e}"
+        return http_probe(self.url + "readyz")
 
     def post(self, verb: str, body: Mapping[str, Any], timeout: float = 10) -> Any:
         """Call a verb as the scheduler does (a JSON POST) and return the decoded answer."""
@@ -232,15 +225,20 @@ def pod_phase_summary(cluster: ControlPlane, namespace: str, name: str) -> str:
 
 
 def wait_bound(cluster: ControlPlane, namespace: str, name: str, timeout: float = 60) -> str:
-    """Wait until the pod has ``spec.nodeName`` and return it; fail with the pod's story."""
+    """Wait until the pod has ``spec.nodeName`` and return it.
+
+    Fails with the pod's story (conditions, events) and where the schedulers log.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         node = (get_pod(cluster, namespace, name).get("spec") or {}).get("nodeName")
         if node:
             return str(node)
-        time.sleep(0.2)
+        time.sleep(0.1)
+    logs = ", ".join(str(s.process.log_path) for s in cluster.schedulers.values()) or "none"
     raise ControlPlaneError(
-        f"not bound within {timeout:.0f}s: {pod_phase_summary(cluster, namespace, name)}"
+        f"not bound within {timeout:.0f}s: {pod_phase_summary(cluster, namespace, name)}; "
+        f"scheduler logs: {logs}"
     )
 
 

@@ -19,6 +19,7 @@ from kubernetes import client
 
 from devcluster.controlplane import ControlPlane, ControlPlaneError
 from devcluster.pytest_plugin import MakeNode
+from devcluster.stack import wait_bound
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -68,7 +69,7 @@ def test_default_scheduler_binds_pod_to_fake_node(
     }
     core.create_namespaced_pod(k8s_namespace, pod)
 
-    node = devcluster.wait_for_pod_bound(k8s_namespace, "smoke", timeout=60)
+    node = wait_bound(devcluster, k8s_namespace, "smoke", timeout=60)
 
     assert node in ours
     got = core.read_namespaced_pod("smoke", k8s_namespace)
@@ -136,7 +137,7 @@ def test_second_scheduler_with_its_own_config(
             },
         }
         client.CoreV1Api(k8s_api).create_namespaced_pod(k8s_namespace, pod)
-        assert devcluster.wait_for_pod_bound(k8s_namespace, "by-second", timeout=60) == node
+        assert wait_bound(devcluster, k8s_namespace, "by-second", timeout=60) == node
         assert f"{k8s_namespace}/by-second" in proc.log_path.read_text()
     finally:
         devcluster.stop_scheduler("second-scheduler")
@@ -199,13 +200,13 @@ def test_early_exit_is_reported_with_the_log_tail(tmp_path: Path) -> None:
 def test_port_taken_between_pick_and_bind_is_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from devcluster import controlplane
+    from devcluster import controlplane, processes
 
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         taken = squatter.getsockname()[1]
-        real = controlplane.free_port
+        real = processes.free_port
         picks = iter([taken])
         # The first port handed to etcd is already in use, as if another process won the race.
         monkeypatch.setattr(controlplane, "free_port", lambda: next(picks, None) or real())

@@ -254,9 +254,10 @@ def test_subprocess_proxy_exits_when_its_parent_goes(
     try:
         assert proxy.alive()
         # Closing stdin is what the parent's death looks like to the proxy.
-        assert proxy._proc.stdin is not None
-        proxy._proc.stdin.close()
-        proxy._proc.wait(timeout=10)
+        proc = proxy.process.proc
+        assert proc is not None and proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=10)
     finally:
         proxy.stop()
     assert not proxy.alive()

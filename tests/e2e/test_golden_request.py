@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from devcluster.controlplane import free_port
+from devcluster.processes import free_port
 from devcluster.stack import create_pod, pod, scheduler_config, wait_bound
 from extender.server import protocol
 from tests.e2e.conftest import SELECTOR, Stack

@@ -12,6 +12,7 @@ import yaml
 from devcluster.controlplane import ControlPlane
 from devcluster.pki import TestCA
 from devcluster.pytest_plugin import MakeNode
+from devcluster.stack import wait_bound
 from tests.policy.helpers import PREFERRED_FALLBACK
 from tests.server.test_scheduler_config import CONFIG_DIR
 from tests.server.test_serve import NODEFEATURES, Server
@@ -76,7 +77,7 @@ def test_kube_scheduler_places_a_pod_over_mtls(
     try:
         devcluster.start_scheduler(config, name="image-compat-scheduler")
         devcluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(pod))
-        assert devcluster.wait_for_pod_bound(k8s_namespace, "web", timeout=60) == new
+        assert wait_bound(devcluster, k8s_namespace, "web", timeout=60) == new
     finally:
         devcluster.stop_scheduler("image-compat-scheduler")
         code = server.stop()
