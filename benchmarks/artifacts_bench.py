@@ -39,10 +39,11 @@ sys.path.insert(0, str(ROOT))  # devcluster is the repository's, not an installe
 
 from devcluster.oci import attach_spec, push_index  # noqa: E402
 from devcluster.registries import Registry, start_oci_registry  # noqa: E402
-from extender.artifacts.registry_source import ArtifactCacheConfig, RegistrySource  # noqa: E402
+from extender.artifacts.registry_source import RegistrySource  # noqa: E402
 from extender.artifacts.types import PullContext, SpecKey  # noqa: E402
 from extender.registry.client import RegistryClient  # noqa: E402
 from extender.registry.hosts import HostPolicy, RegistryHostConfig  # noqa: E402
+from extender.server.config import Settings  # noqa: E402
 
 SPEC = (ROOT / "examples" / "specs" / "multi-variant.yaml").read_text()
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -55,7 +56,7 @@ def make_source(registry: Registry) -> RegistrySource:
         policy=HostPolicy(allow_loopback=True),
         hosts={registry.host: RegistryHostConfig(plain_http=True)},
     )
-    return RegistrySource(client, ArtifactCacheConfig())
+    return RegistrySource(client, Settings().artifact_cache_config())
 
 
 def prepare(registry: Registry, images: int) -> list[str]:

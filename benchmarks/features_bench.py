@@ -1,6 +1,6 @@
 """Live-features benchmark: a real ``serve`` watching a real kube-apiserver.
 
-What it measures (issue 11's targets):
+What it measures (the targets in docs/performance.md):
 
 * **filter latency under churn**: p50/p99/max of ``POST /filter`` for one pod over 1,000 node
   names, first with the NodeFeatures quiet, then while 50 NodeFeatures per second are patched

@@ -1,14 +1,16 @@
 """Small generic tools the packages share: a bounded dict and single-flight.
 
-Owns :class:`BoundedDict` (a FIFO-bounded mapping, the building block of every cache here)
-and :class:`SingleFlight` (one task per key: concurrent callers of one key await the same
-task, so a spec is fetched and compiled once however many requests ask for it). Nothing here
+Owns :class:`BoundedDict` (a FIFO-bounded mapping, the building block of every cache here),
+:class:`SingleFlight` (one task per key: concurrent callers of one key await the same
+task, so a spec is fetched and compiled once however many requests ask for it), and
+:func:`poll_forever`, the loop that re-reads a watched file. Nothing here
 knows about the domain; it is the bottom layer every package may import.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
@@ -23,6 +25,9 @@ __all__ = [
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+
+log = logging.getLogger(__name__)
 
 
 class SingleFlight(Generic[K, V]):
@@ -91,3 +96,23 @@ class BoundedDict(OrderedDict[K, V], Generic[K, V]):
         if key not in self and len(self) >= self.size:
             self.popitem(last=False)
         self[key] = value
+
+
+async def poll_forever(
+    step: Callable[[], object],
+    interval: float,
+    what: str,
+    *,
+    iterations: int | None = None,
+) -> None:
+    """Every ``interval`` seconds run ``step`` in a worker thread, forever (or ``iterations``
+    times, for tests). A failure of one step is logged and the loop goes on: the caller's
+    state stays what its last good step left."""
+    done = 0
+    while iterations is None or done < iterations:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(step)
+        except Exception:
+            log.exception("%s: unexpected error while reloading", what)
+        done += 1

@@ -54,16 +54,18 @@ Stat = tuple[int, int, int] | None
 
 @dataclass(frozen=True, slots=True)
 class ArtifactCacheConfig:
-    """TTLs (seconds) and sizes of :class:`RegistrySource`'s caches (``serve`` flags)."""
+    """TTLs (seconds) and sizes of :class:`RegistrySource`'s caches. No defaults for what
+    ``serve`` flags set: its option table declares them, and ``Settings.artifact_cache_config()``
+    derives this from it."""
 
-    tag_ttl: float = 60.0  # tag → manifest digest (and an index's children)
-    referrers_ttl: float = 60.0  # a non-empty referrers listing
-    negative_ttl: float = 60.0  # an empty listing: "this image has no artifact (yet)"
-    error_ttl: float = 5.0  # a failure, so a down registry is not hammered
-    stale_for: float = 600.0  # during an outage, keep serving a good answer this long
-    max_entries: int = 10_000  # per cache (answers, manifests, listings, secrets)
-    max_specs: int = 1_000  # compiled specs by artifact digest
-    load_timeout: float = 30.0  # one whole load (resolve, list, fetch, compile)
+    tag_ttl: float  # tag → manifest digest (and an index's children)
+    referrers_ttl: float  # a non-empty referrers listing
+    negative_ttl: float  # an empty listing: "this image has no artifact (yet)"
+    error_ttl: float  # a failure, so a down registry is not hammered
+    stale_for: float  # during an outage, keep serving a good answer this long
+    max_entries: int  # per cache (answers, manifests, listings, secrets)
+    max_specs: int  # compiled specs by artifact digest
+    load_timeout: float = 30.0  # one whole load (resolve, list, fetch, compile); not a flag
 
     def __post_init__(self) -> None:
         for name in ("tag_ttl", "referrers_ttl", "negative_ttl", "error_ttl", "stale_for"):
@@ -130,7 +132,7 @@ class _Answer:
 
 
 class RegistrySource:
-    """Specs attached to images in their registries, cached per DESIGN §4.
+    """Specs attached to images in their registries, cached (see the module docstring).
 
     Implements :class:`extender.artifacts.types.ArtifactSource`. ``get_cached`` answers from the
     answer cache without awaiting; an expired answer is still returned (stale while
@@ -156,13 +158,13 @@ class RegistrySource:
     def __init__(
         self,
         client: RegistryClient,
-        config: ArtifactCacheConfig | None = None,
+        config: ArtifactCacheConfig,
         *,
         secrets: SecretReader | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
-        self.config = config or ArtifactCacheConfig()
+        self.config = config
         self.stats = ArtifactStats()
         self._secrets = secrets
         self._clock = clock
@@ -269,7 +271,7 @@ class RegistrySource:
     async def _lookup(
         self, key: SpecKey, context: PullContext, origin: str
     ) -> tuple[SpecLookup, float]:
-        """DESIGN §2 "Spec lookup" through the caches: (answer, when it expires)."""
+        """The spec lookup of docs/registries.md through the caches: (answer, when it expires)."""
         ref = ImageReference.parse(key.reference)
         credentials = await self._credentials(context)
         manifest = await self._manifest(ref, credentials, context)

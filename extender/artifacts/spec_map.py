@@ -11,7 +11,6 @@ Owns :class:`SpecMapSource` (``--spec-map FILE``): a YAML list of ``{image: PATT
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import hashlib
 import logging
@@ -23,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from extender._util import poll_forever
 from extender.artifacts.registry_source import Stat
 from extender.artifacts.types import PullContext, SpecKey, SpecLookup
 from extender.nfd.rules import CompiledSpec, load_spec
@@ -206,11 +206,6 @@ class SpecMapSource:
 
     async def run(self, *, iterations: int | None = None) -> None:
         """Poll for changes forever (or ``iterations`` times, for tests)."""
-        done = 0
-        while iterations is None or done < iterations:
-            await asyncio.sleep(self._interval)
-            try:
-                await asyncio.to_thread(self.reload_if_changed)
-            except Exception:
-                log.exception("spec map %s: unexpected error while reloading", self.path)
-            done += 1
+        await poll_forever(
+            self.reload_if_changed, self._interval, f"spec map {self.path}", iterations=iterations
+        )

@@ -95,7 +95,7 @@ class CheckResult:
 
 
 # --------------------------------------------------------------------------------------------
-# What NFD reports (reference nfd.md §4.3, checked against the NFD sources)
+# What NFD reports (checked against the NFD sources)
 
 KNOWN_DOMAINS = ("cpu", "kernel", "memory", "network", "pci", "storage", "system", "usb", "local")
 _ALL_DOMAINS = (*KNOWN_DOMAINS, "rule")

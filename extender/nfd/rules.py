@@ -675,7 +675,8 @@ def evaluate(
     semantics: SetSemantics = SetSemantics.ANY,
     has_features: bool = True,
 ) -> ImageVerdict:
-    """Evaluate every (tag-selected) set in spec order and combine them per DESIGN §2.
+    """Evaluate every (tag-selected) set in spec order and combine them: the sets are
+    alternatives (docs/semantics.md).
 
     ``tags`` keeps only sets whose tag is listed, like ``validate-node --tags``; an empty or
     None value keeps all. ``has_features=False`` marks a node with no NodeFeature at all, so a

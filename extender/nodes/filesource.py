@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import os
 from pathlib import Path
 
+from extender._util import poll_forever
 from extender.nodes.model import (
     DEFAULT_INTERNER,
     DEFAULT_NFD_NAMESPACE,
@@ -90,11 +90,6 @@ class FeaturesFileSource:
 
     async def run(self, *, iterations: int | None = None) -> None:
         """Poll forever (or ``iterations`` times, for tests) in a worker thread."""
-        done = 0
-        while iterations is None or done < iterations:
-            await asyncio.sleep(self._interval)
-            try:
-                await asyncio.to_thread(self.poll)
-            except Exception:
-                log.exception("features file %s: unexpected error while reloading", self.path)
-            done += 1
+        await poll_forever(
+            self.poll, self._interval, f"features file {self.path}", iterations=iterations
+        )

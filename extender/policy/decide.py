@@ -131,7 +131,8 @@ class _Resolved:
 
 
 class Policy:
-    """DESIGN §2 as two async calls, :meth:`filter` and :meth:`prioritize`.
+    """Filter and prioritize (docs/semantics.md) as two async calls, :meth:`filter` and
+    :meth:`prioritize`.
 
     When every spec a request needs is cached, neither call suspends: no awaits, no I/O,
     no locks. Otherwise loads start (single-flight per key) and the call waits at most
@@ -312,7 +313,7 @@ class Policy:
     # -- specs -------------------------------------------------------------------------------
 
     async def _resolve(self, plan: PodPlan, platforms: set[str], *, strict: bool) -> _Resolved:
-        """Specs for every (requirement, platform), applying the failure rules of DESIGN §2.
+        """Specs for every (requirement, platform), applying the failure rules of docs/semantics.md.
 
         ``strict`` (filter): a spec not loaded within the budget raises, and a source failure
         is reported as ``unavailable`` unless ``--on-registry-error=ignore``. Otherwise

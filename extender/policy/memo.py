@@ -24,7 +24,7 @@ _NO_FEATURES = NodeFeatures.empty()
 
 
 class VerdictMemo:
-    """DESIGN §4's two-level memo, with a direct first step for the warm path.
+    """The two-level memo (see the module docstring), with a direct first step for the warm path.
 
     0. (node generation, spec digest, tags) → verdict, the answer of the last two levels;
     1. (node generation, feature names a spec reads) → fingerprint of those features on the

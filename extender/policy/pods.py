@@ -85,14 +85,17 @@ def check_annotation_prefix(prefix: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class PolicyConfig:
-    scheduler_names: frozenset[str] = frozenset({DEFAULT_SCHEDULER_NAME})
-    annotation_prefix: str = DEFAULT_ANNOTATION_PREFIX
-    allowed_modes: frozenset[Mode] = frozenset(Mode)
-    default_mode: Mode = Mode.ENFORCE
-    set_semantics: SetSemantics = SetSemantics.ANY
-    on_registry_error: RegistryErrorPolicy = RegistryErrorPolicy.FAIL
-    spec_wait_budget: float = 0.3  # seconds
-    memo_size: int = 65_536
+    """The policy's settings. No defaults here: ``serve``'s option table declares them, and
+    ``Settings.policy_config()`` derives this from it."""
+
+    scheduler_names: frozenset[str]
+    annotation_prefix: str
+    allowed_modes: frozenset[Mode]
+    default_mode: Mode
+    set_semantics: SetSemantics
+    on_registry_error: RegistryErrorPolicy
+    spec_wait_budget: float  # seconds
+    memo_size: int
 
     def __post_init__(self) -> None:
         check_annotation_prefix(self.annotation_prefix)
@@ -195,7 +198,7 @@ def _parse_artifacts(
 
 
 def plan_pod(pod: Pod, config: PolicyConfig) -> PodPlan:
-    """Read what the pod asks for (DESIGN §2 "Which pods", "Images", "Pod controls")."""
+    """Read what the pod asks for: which pods, images and pod controls (docs/semantics.md)."""
     spec = pod.pod_spec
     key = pod.key
     if spec.scheduler_name not in config.scheduler_names:

@@ -4,6 +4,10 @@ Owns :class:`RegistryClient`: tag to digest resolution (with platform selection 
 the referrers API with the ``sha256-<hex>`` tag-schema fallback, reading manifests and the spec
 layer with digest and size checks (:class:`RegistryLimits`), the token flow, per-host
 concurrency, and connecting only through :class:`~extender.registry.hosts.HostPolicy`.
+
+It is over 500 lines because it is one class: resolving, listing, reading and the token flow
+share the session, the token cache, the per-host limits and the size checks. References,
+hosts, credentials and errors, which it only uses, live beside it in their own modules.
 """
 
 from __future__ import annotations

@@ -77,139 +77,6 @@ class ConfigError(ValueError):
     """A setting that cannot be used; the message names the flag or variable."""
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Everything ``serve`` needs. Defaults are what a production operator expects."""
-
-    listen: tuple[str, int] = ("127.0.0.1", 8888)
-    path_prefix: str = "/"
-    scheduler_names: tuple[str, ...] = (DEFAULT_SCHEDULER_NAME,)
-    annotation_prefix: str = DEFAULT_ANNOTATION_PREFIX
-    allowed_modes: frozenset[Mode] = frozenset(Mode)
-    default_mode: Mode = Mode.ENFORCE
-    set_semantics: SetSemantics = SetSemantics.ANY
-    on_registry_error: RegistryErrorPolicy = RegistryErrorPolicy.FAIL
-    spec_wait_budget: float = 0.3
-    max_body_bytes: int = 64 << 20
-    memo_size: int = 65_536
-    feature_source: FeatureSourceKind = FeatureSourceKind.AUTO
-    features_file: Path | None = None
-    kubeconfig: Path | None = None
-    kube_context: str = ""
-    nodefeature_namespaces: tuple[str, ...] = ()
-    nfd_namespace: str = DEFAULT_NFD_NAMESPACE
-    spec_map: Path | None = None
-    artifact_source: ArtifactSourceKind = ArtifactSourceKind.AUTO
-    registry_config: Path | None = None
-    docker_config: Path | None = None
-    registry_allow: tuple[str, ...] = ()
-    registry_deny: tuple[str, ...] = ()
-    registry_allow_loopback: bool = False
-    registry_timeout: float = 10.0
-    tag_ttl: float = 60.0
-    referrers_ttl: float = 60.0
-    negative_ttl: float = 60.0
-    error_ttl: float = 5.0
-    stale_for: float = 600.0
-    artifact_cache_size: int = 10_000
-    spec_cache_size: int = 1_000
-    prefetch: bool = True
-    scheduler_http_timeout: float = 2.0
-    file_check_interval: float = 2.0
-    shutdown_timeout: float = 10.0
-    log_level: str = "INFO"
-    access_log: bool = False
-    log_format: str = "console"
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    client_ca: Path | None = None
-    tls_reload_interval: float = 10.0
-
-    def policy_config(self) -> PolicyConfig:
-        return PolicyConfig(
-            scheduler_names=frozenset(self.scheduler_names),
-            annotation_prefix=self.annotation_prefix,
-            allowed_modes=self.allowed_modes,
-            default_mode=self.default_mode,
-            set_semantics=self.set_semantics,
-            on_registry_error=self.on_registry_error,
-            spec_wait_budget=self.spec_wait_budget,
-            memo_size=self.memo_size,
-        )
-
-    def check(self) -> Settings:
-        """Cross-field checks; returns self. Raises :class:`ConfigError`."""
-        try:
-            self.policy_config()
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-        if self.max_body_bytes < 1024:
-            raise ConfigError("--max-body-bytes: at least 1Ki is needed")
-        if self.feature_source is FeatureSourceKind.FILE and self.features_file is None:
-            raise ConfigError("--feature-source=file needs --features-file")
-        if self.artifact_source is ArtifactSourceKind.SPEC_MAP and self.spec_map is None:
-            raise ConfigError("--artifact-source=spec-map needs --spec-map")
-        if self.spec_wait_budget * 2 > self.scheduler_http_timeout:
-            raise ConfigError(
-                f"--spec-wait-budget ({self.spec_wait_budget:g}s) must be at most half the "
-                f"scheduler's httpTimeout (--scheduler-http-timeout "
-                f"{self.scheduler_http_timeout:g}s): filter blocks the scheduling thread"
-            )
-        try:
-            self.artifact_cache_config()
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ConfigError("--tls-cert and --tls-key go together")
-        if self.client_ca is not None and self.tls_cert is None:
-            raise ConfigError("--client-ca needs --tls-cert and --tls-key (mTLS is TLS first)")
-        if self.tls_reload_interval <= 0:
-            raise ConfigError("--tls-reload-interval must be positive")
-        return self
-
-    def artifact_cache_config(self) -> ArtifactCacheConfig:
-        from extender.artifacts.registry_source import ArtifactCacheConfig  # noqa: PLC0415
-
-        return ArtifactCacheConfig(
-            tag_ttl=self.tag_ttl,
-            referrers_ttl=self.referrers_ttl,
-            negative_ttl=self.negative_ttl,
-            error_ttl=self.error_ttl,
-            stale_for=self.stale_for,
-            max_entries=self.artifact_cache_size,
-            max_specs=self.spec_cache_size,
-        )
-
-    @property
-    def effective_artifact_source(self) -> ArtifactSourceKind:
-        """``auto`` is the spec map when one is given, else the registries."""
-        if self.artifact_source is not ArtifactSourceKind.AUTO:
-            return self.artifact_source
-        if self.spec_map is not None:
-            return ArtifactSourceKind.SPEC_MAP
-        return ArtifactSourceKind.REGISTRY
-
-    @property
-    def tls(self) -> bool:
-        return self.tls_cert is not None
-
-    @property
-    def effective_feature_source(self) -> FeatureSourceKind:
-        """``auto`` is the file when one is given, else the API server."""
-        if self.feature_source is not FeatureSourceKind.AUTO:
-            return self.feature_source
-        if self.features_file is not None:
-            return FeatureSourceKind.FILE
-        return FeatureSourceKind.KUBERNETES
-
-    @property
-    def watched_namespaces(self) -> tuple[str, ...]:
-        """NodeFeature namespaces to watch: NFD's unless others (or ``*``) are named."""
-        if ALL_NAMESPACES in self.nodefeature_namespaces:
-            return (ALL_NAMESPACES,)
-        return self.nodefeature_namespaces or (self.nfd_namespace,)
-
-
 # --------------------------------------------------------------------------------------------
 # Value parsers (each raises ValueError with a short reason)
 
@@ -751,6 +618,149 @@ OPTIONS: tuple[Option, ...] = (
         "DURATION",
     ),
 )
+
+
+_OPTION_BY_FIELD = {option.field: option for option in OPTIONS}
+
+
+def _default(field_name: str) -> Any:
+    """A :class:`Settings` field's default: its option's default, parsed as a flag would be."""
+    option = _OPTION_BY_FIELD[field_name]
+    return option.parse(option.default)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything ``serve`` needs. Each default is the option table's (:data:`OPTIONS`), which
+    is where defaults are declared: the flags, the docs and these fields all read it."""
+
+    listen: tuple[str, int] = _default("listen")
+    path_prefix: str = _default("path_prefix")
+    scheduler_names: tuple[str, ...] = _default("scheduler_names")
+    annotation_prefix: str = _default("annotation_prefix")
+    allowed_modes: frozenset[Mode] = _default("allowed_modes")
+    default_mode: Mode = _default("default_mode")
+    set_semantics: SetSemantics = _default("set_semantics")
+    on_registry_error: RegistryErrorPolicy = _default("on_registry_error")
+    spec_wait_budget: float = _default("spec_wait_budget")
+    max_body_bytes: int = _default("max_body_bytes")
+    memo_size: int = _default("memo_size")
+    feature_source: FeatureSourceKind = _default("feature_source")
+    features_file: Path | None = _default("features_file")
+    kubeconfig: Path | None = _default("kubeconfig")
+    kube_context: str = _default("kube_context")
+    nodefeature_namespaces: tuple[str, ...] = _default("nodefeature_namespaces")
+    nfd_namespace: str = _default("nfd_namespace")
+    spec_map: Path | None = _default("spec_map")
+    artifact_source: ArtifactSourceKind = _default("artifact_source")
+    registry_config: Path | None = _default("registry_config")
+    docker_config: Path | None = _default("docker_config")
+    registry_allow: tuple[str, ...] = _default("registry_allow")
+    registry_deny: tuple[str, ...] = _default("registry_deny")
+    registry_allow_loopback: bool = _default("registry_allow_loopback")
+    registry_timeout: float = _default("registry_timeout")
+    tag_ttl: float = _default("tag_ttl")
+    referrers_ttl: float = _default("referrers_ttl")
+    negative_ttl: float = _default("negative_ttl")
+    error_ttl: float = _default("error_ttl")
+    stale_for: float = _default("stale_for")
+    artifact_cache_size: int = _default("artifact_cache_size")
+    spec_cache_size: int = _default("spec_cache_size")
+    prefetch: bool = _default("prefetch")
+    scheduler_http_timeout: float = _default("scheduler_http_timeout")
+    file_check_interval: float = _default("file_check_interval")
+    shutdown_timeout: float = _default("shutdown_timeout")
+    log_level: str = _default("log_level")
+    access_log: bool = _default("access_log")
+    log_format: str = _default("log_format")
+    tls_cert: Path | None = _default("tls_cert")
+    tls_key: Path | None = _default("tls_key")
+    client_ca: Path | None = _default("client_ca")
+    tls_reload_interval: float = _default("tls_reload_interval")
+
+    def policy_config(self) -> PolicyConfig:
+        return PolicyConfig(
+            scheduler_names=frozenset(self.scheduler_names),
+            annotation_prefix=self.annotation_prefix,
+            allowed_modes=self.allowed_modes,
+            default_mode=self.default_mode,
+            set_semantics=self.set_semantics,
+            on_registry_error=self.on_registry_error,
+            spec_wait_budget=self.spec_wait_budget,
+            memo_size=self.memo_size,
+        )
+
+    def check(self) -> Settings:
+        """Cross-field checks; returns self. Raises :class:`ConfigError`."""
+        try:
+            self.policy_config()
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if self.max_body_bytes < 1024:
+            raise ConfigError("--max-body-bytes: at least 1Ki is needed")
+        if self.feature_source is FeatureSourceKind.FILE and self.features_file is None:
+            raise ConfigError("--feature-source=file needs --features-file")
+        if self.artifact_source is ArtifactSourceKind.SPEC_MAP and self.spec_map is None:
+            raise ConfigError("--artifact-source=spec-map needs --spec-map")
+        if self.spec_wait_budget * 2 > self.scheduler_http_timeout:
+            raise ConfigError(
+                f"--spec-wait-budget ({self.spec_wait_budget:g}s) must be at most half the "
+                f"scheduler's httpTimeout (--scheduler-http-timeout "
+                f"{self.scheduler_http_timeout:g}s): filter blocks the scheduling thread"
+            )
+        try:
+            self.artifact_cache_config()
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        if self.client_ca is not None and self.tls_cert is None:
+            raise ConfigError("--client-ca needs --tls-cert and --tls-key (mTLS is TLS first)")
+        if self.tls_reload_interval <= 0:
+            raise ConfigError("--tls-reload-interval must be positive")
+        return self
+
+    def artifact_cache_config(self) -> ArtifactCacheConfig:
+        from extender.artifacts.registry_source import ArtifactCacheConfig  # noqa: PLC0415
+
+        return ArtifactCacheConfig(
+            tag_ttl=self.tag_ttl,
+            referrers_ttl=self.referrers_ttl,
+            negative_ttl=self.negative_ttl,
+            error_ttl=self.error_ttl,
+            stale_for=self.stale_for,
+            max_entries=self.artifact_cache_size,
+            max_specs=self.spec_cache_size,
+        )
+
+    @property
+    def effective_artifact_source(self) -> ArtifactSourceKind:
+        """``auto`` is the spec map when one is given, else the registries."""
+        if self.artifact_source is not ArtifactSourceKind.AUTO:
+            return self.artifact_source
+        if self.spec_map is not None:
+            return ArtifactSourceKind.SPEC_MAP
+        return ArtifactSourceKind.REGISTRY
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def effective_feature_source(self) -> FeatureSourceKind:
+        """``auto`` is the file when one is given, else the API server."""
+        if self.feature_source is not FeatureSourceKind.AUTO:
+            return self.feature_source
+        if self.features_file is not None:
+            return FeatureSourceKind.FILE
+        return FeatureSourceKind.KUBERNETES
+
+    @property
+    def watched_namespaces(self) -> tuple[str, ...]:
+        """NodeFeature namespaces to watch: NFD's unless others (or ``*``) are named."""
+        if ALL_NAMESPACES in self.nodefeature_namespaces:
+            return (ALL_NAMESPACES,)
+        return self.nodefeature_namespaces or (self.nfd_namespace,)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

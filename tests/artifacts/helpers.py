@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from extender.artifacts.registry_source import ArtifactCacheConfig, RegistrySource
+from extender.artifacts.registry_source import RegistrySource
 from extender.registry.client import RegistryLimits
+from extender.server.config import Settings
 from tests.registry.helpers import client_for
 
 SPEC_A = """\
@@ -44,6 +46,6 @@ def _limits(timeout_s: float) -> RegistryLimits:
 def source_for(*endpoints: Any, clock: Clock | None = None, **config: Any) -> RegistrySource:
     return RegistrySource(
         client_for(*endpoints, limits=_limits(config.pop("timeout_s", 10.0))),
-        ArtifactCacheConfig(**config),
+        replace(Settings().artifact_cache_config(), **config),
         clock=clock or Clock(),
     )

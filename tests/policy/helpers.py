@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from extender._util import SingleFlight
@@ -12,7 +13,8 @@ from extender.nfd.rules import load_spec
 from extender.nfd.spec import SpecError
 from extender.nodes.model import NodeFeatures
 from extender.nodes.store import FeatureStore
-from extender.policy.pods import Pod
+from extender.policy.pods import Pod, PolicyConfig
+from extender.server.config import Settings
 from extender.server.protocol import RequestNode, pod_from_object
 
 SCHEDULER = "image-compat-scheduler"
@@ -197,3 +199,8 @@ class FakeSource:
         answer = self._answer(key)
         self.loaded[key] = answer
         return answer
+
+
+def policy_config(**changes: Any) -> PolicyConfig:
+    """``serve``'s default policy settings (from its option table), with ``changes``."""
+    return replace(Settings().policy_config(), **changes)

@@ -7,9 +7,8 @@ import re
 from pathlib import Path
 
 from extender.policy.decide import Policy
-from extender.policy.pods import PolicyConfig
 from extender.server.protocol import FilterRequest, encode_filter_result, encode_priorities
-from tests.policy.helpers import FakeSource, features, nodes, pod, store_with
+from tests.policy.helpers import FakeSource, features, nodes, pod, policy_config, store_with
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "semantics.md"
 
@@ -30,7 +29,7 @@ async def test_worked_example_matches_the_policy() -> None:
         "node-c": features(attributes={"kernel.version": {"major": "4", "minor": "18"}}),
     }
     image = "registry.example/dpdk-app:2.1"
-    policy = Policy(PolicyConfig(), store_with(cluster), FakeSource({image: spec}))
+    policy = Policy(policy_config(), store_with(cluster), FakeSource({image: spec}))
     candidates = nodes("node-a", "node-b", "node-c", "node-d")
     decision = await policy.filter(pod(image), candidates)
     request = FilterRequest(pod(image), candidates, names_mode=True, nodes_mode=False)

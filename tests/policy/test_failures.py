@@ -20,6 +20,7 @@ from tests.policy.helpers import (
     minimal,
     nodes,
     pod,
+    policy_config,
     store_with,
 )
 
@@ -31,7 +32,7 @@ ALL = nodes("fast", "minimal")
 
 
 def make(source: FakeSource, config: PolicyConfig | None = None, *, synced: bool = True) -> Policy:
-    return Policy(config or PolicyConfig(), store_with(CLUSTER, synced=synced), source)
+    return Policy(config or policy_config(), store_with(CLUSTER, synced=synced), source)
 
 
 # -- invalid spec --------------------------------------------------------------------------------
@@ -94,7 +95,7 @@ async def test_source_failure_is_an_error_by_default() -> None:
 async def test_source_failure_ignored_treats_the_image_as_having_no_spec(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    config = PolicyConfig(on_registry_error=RegistryErrorPolicy.IGNORE)
+    config = policy_config(on_registry_error=RegistryErrorPolicy.IGNORE)
     source = FakeSource({DOWN: SpecLookup.failed("timeout"), APP: PREFERRED_FALLBACK})
     p = make(source, config)
     with caplog.at_level(logging.WARNING, logger="extender.policy"):
@@ -124,7 +125,7 @@ async def test_a_source_that_raises_counts_as_a_failure() -> None:
 async def test_spec_not_loaded_within_budget_is_an_error_and_loading_continues() -> None:
     gate = asyncio.Event()
     source = FakeSource({APP: PREFERRED_FALLBACK}, cached=False, gate=gate)
-    p = make(source, PolicyConfig(spec_wait_budget=0.01))
+    p = make(source, policy_config(spec_wait_budget=0.01))
     with pytest.raises(PolicyUnavailableError, match=f"spec for {APP} not loaded yet"):
         await p.filter(pod(APP), ALL)
     assert p.stats.spec_wait_timeouts == 1
@@ -138,7 +139,7 @@ async def test_spec_not_loaded_within_budget_is_an_error_and_loading_continues()
 async def test_spec_loaded_within_budget_is_used() -> None:
     gate = asyncio.Event()
     source = FakeSource({APP: PREFERRED_FALLBACK}, cached=False, gate=gate)
-    p = make(source, PolicyConfig(spec_wait_budget=30))
+    p = make(source, policy_config(spec_wait_budget=30))
     asyncio.get_running_loop().call_soon(gate.set)
     assert (await p.filter(pod(APP), ALL)).passing == (0, 1)
 
@@ -146,7 +147,7 @@ async def test_spec_loaded_within_budget_is_used() -> None:
 async def test_loads_are_single_flight() -> None:
     gate = asyncio.Event()
     source = FakeSource({APP: PREFERRED_FALLBACK}, cached=False, gate=gate)
-    p = make(source, PolicyConfig(spec_wait_budget=30))
+    p = make(source, policy_config(spec_wait_budget=30))
     calls = [asyncio.ensure_future(p.filter(pod(APP, name=f"p{i}"), ALL)) for i in range(5)]
     await asyncio.sleep(0)
     gate.set()
@@ -157,7 +158,7 @@ async def test_loads_are_single_flight() -> None:
 
 async def test_zero_budget_answers_at_once_but_starts_the_load() -> None:
     source = FakeSource({APP: PREFERRED_FALLBACK}, cached=False)
-    p = make(source, PolicyConfig(spec_wait_budget=0))
+    p = make(source, policy_config(spec_wait_budget=0))
     with pytest.raises(PolicyUnavailableError, match="waited 0 ms"):
         await p.filter(pod(APP), ALL)
     await asyncio.sleep(0)
@@ -166,7 +167,7 @@ async def test_zero_budget_answers_at_once_but_starts_the_load() -> None:
 
 async def test_prioritize_scores_without_a_spec_that_is_not_loaded() -> None:
     source = FakeSource({APP: PREFERRED_FALLBACK}, cached=False, gate=asyncio.Event())
-    p = make(source, PolicyConfig(spec_wait_budget=0.01))
+    p = make(source, policy_config(spec_wait_budget=0.01))
     assert await p.prioritize(pod(APP), ALL) == [("fast", 0), ("minimal", 0)]
     await p.aclose()
 
@@ -186,7 +187,7 @@ async def test_prefer_mode_prefetches_for_prioritize() -> None:
 
 async def test_aclose_cancels_loads_in_flight() -> None:
     source = FakeSource({APP: PREFERRED_FALLBACK}, cached=False, gate=asyncio.Event())
-    p = make(source, PolicyConfig(spec_wait_budget=0))
+    p = make(source, policy_config(spec_wait_budget=0))
     with pytest.raises(PolicyUnavailableError):
         await p.filter(pod(APP), ALL)
     await p.aclose()
@@ -195,6 +196,6 @@ async def test_aclose_cancels_loads_in_flight() -> None:
 
 async def test_pull_context_reaches_the_source() -> None:
     source = FakeSource({APP: PREFERRED_FALLBACK}, cached=False)
-    p = make(source, PolicyConfig(spec_wait_budget=30))
+    p = make(source, policy_config(spec_wait_budget=30))
     await p.filter(pod(APP, namespace="team"), ALL)
     assert PullContext("team", ()) in source.contexts

@@ -8,7 +8,6 @@ import logging
 import pytest
 
 from extender.policy.decide import Policy
-from extender.policy.pods import PolicyConfig
 from tests.policy.helpers import (
     PREFERRED_FALLBACK,
     FakeSource,
@@ -18,6 +17,7 @@ from tests.policy.helpers import (
     nodes,
     old,
     pod,
+    policy_config,
     store_with,
 )
 
@@ -26,7 +26,7 @@ APP = "registry.example/app:1"
 
 async def test_identical_hardware_is_evaluated_once() -> None:
     cluster = {f"n{i}": (fast, minimal, old)[i % 3](f"n{i}") for i in range(300)}
-    p = Policy(PolicyConfig(), store_with(cluster), FakeSource({APP: PREFERRED_FALLBACK}))
+    p = Policy(policy_config(), store_with(cluster), FakeSource({APP: PREFERRED_FALLBACK}))
     decision = await p.filter(pod(APP), nodes(*cluster, "unknown"))
     assert len(decision.passing) == 200
     assert p.memo.misses == 4  # three node types plus "no NodeFeature"
@@ -36,7 +36,7 @@ async def test_identical_hardware_is_evaluated_once() -> None:
 
 async def test_mode_is_applied_after_the_verdict() -> None:
     store = store_with({"a": fast("a"), "b": old("b")})
-    p = Policy(PolicyConfig(), store, FakeSource({APP: PREFERRED_FALLBACK}))
+    p = Policy(policy_config(), store, FakeSource({APP: PREFERRED_FALLBACK}))
     await p.prioritize(pod(APP), nodes("a", "b"))
     misses = p.memo.misses
     prefer = pod(APP, annotations={"image-compat.io/mode": "prefer"})
@@ -47,7 +47,7 @@ async def test_mode_is_applied_after_the_verdict() -> None:
 
 async def test_features_the_spec_does_not_read_do_not_cause_evaluations() -> None:
     store = store_with({"a": fast("a")})
-    p = Policy(PolicyConfig(), store, FakeSource({APP: PREFERRED_FALLBACK}))
+    p = Policy(policy_config(), store, FakeSource({APP: PREFERRED_FALLBACK}))
     await p.filter(pod(APP), nodes("a"))
     changed = features(
         "a",
@@ -64,7 +64,7 @@ async def test_features_the_spec_does_not_read_do_not_cause_evaluations() -> Non
 
 async def test_tags_are_part_of_the_verdict_key() -> None:
     p = Policy(
-        PolicyConfig(), store_with({"m": minimal("m")}), FakeSource({APP: PREFERRED_FALLBACK})
+        policy_config(), store_with({"m": minimal("m")}), FakeSource({APP: PREFERRED_FALLBACK})
     )
     assert (await p.filter(pod(APP), nodes("m"))).passing == (0,)
     tagged = pod(APP, annotations={"image-compat.io/tags": "fast"})
@@ -76,7 +76,7 @@ async def test_memo_is_bounded() -> None:
         f"n{i}": features(attributes={"kernel.version": {"major": str(i)}}) for i in range(50)
     }
     p = Policy(
-        PolicyConfig(memo_size=8), store_with(cluster), FakeSource({APP: PREFERRED_FALLBACK})
+        policy_config(memo_size=8), store_with(cluster), FakeSource({APP: PREFERRED_FALLBACK})
     )
     await p.filter(pod(APP), nodes(*cluster))
     assert len(p.memo) <= 8
@@ -87,7 +87,7 @@ async def test_memo_is_bounded() -> None:
 
 async def test_subset_problem_is_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     store = store_with({"a-old": old("a-old"), "b-old": old("b-old"), "fast": fast("fast")})
-    p = Policy(PolicyConfig(), store, FakeSource({APP: PREFERRED_FALLBACK}))
+    p = Policy(policy_config(), store, FakeSource({APP: PREFERRED_FALLBACK}))
     with caplog.at_level(logging.WARNING, logger="extender.policy"):
         decision = await p.filter(pod(APP, name="web"), nodes("a-old", "b-old"))
     assert decision.passing == ()
@@ -101,14 +101,14 @@ async def test_subset_problem_is_counted_and_logged(caplog: pytest.LogCaptureFix
 
 async def test_no_subset_problem_when_nothing_in_the_store_fits() -> None:
     store = store_with({"a-old": old("a-old"), "b-old": old("b-old")})
-    p = Policy(PolicyConfig(), store, FakeSource({APP: PREFERRED_FALLBACK}))
+    p = Policy(policy_config(), store, FakeSource({APP: PREFERRED_FALLBACK}))
     await p.filter(pod(APP), nodes("a-old"))
     assert p.stats.subset_problems == 0
 
 
 async def test_no_subset_problem_when_some_offered_node_passes() -> None:
     store = store_with({"old": old("old"), "fast": fast("fast"), "fast2": fast("fast2")})
-    p = Policy(PolicyConfig(), store, FakeSource({APP: PREFERRED_FALLBACK}))
+    p = Policy(policy_config(), store, FakeSource({APP: PREFERRED_FALLBACK}))
     await p.filter(pod(APP), nodes("old", "fast"))
     assert p.stats.subset_problems == 0
 
@@ -117,7 +117,7 @@ async def test_invalid_spec_is_not_a_subset_problem() -> None:
     from tests.policy.helpers import INVALID_WEIGHT
 
     store = store_with({"fast": fast("fast")})
-    p = Policy(PolicyConfig(), store, FakeSource({APP: INVALID_WEIGHT}))
+    p = Policy(policy_config(), store, FakeSource({APP: INVALID_WEIGHT}))
     await p.filter(pod(APP), nodes("x"))
     assert p.stats.subset_problems == 0
 
@@ -126,7 +126,7 @@ async def test_warm_requests_complete_without_suspending() -> None:
     """When every spec is cached, filter and prioritize never yield to the event loop:
     no awaits, no I/O, no locks on the request path (DESIGN §4)."""
     store = store_with({"a": fast("a"), "b": old("b")})
-    p = Policy(PolicyConfig(), store, FakeSource({APP: PREFERRED_FALLBACK}))
+    p = Policy(policy_config(), store, FakeSource({APP: PREFERRED_FALLBACK}))
     for call in (p.filter(pod(APP), nodes("a", "b")), p.prioritize(pod(APP), nodes("a", "b"))):
         with pytest.raises(StopIteration):
             call.send(None)

@@ -18,6 +18,7 @@ from tests.policy.helpers import (
     nodes,
     old,
     pod,
+    policy_config,
     store_with,
 )
 
@@ -29,7 +30,7 @@ ALL = nodes("fast", "minimal", "old")
 
 def policy(config: PolicyConfig | None = None, **specs: str) -> Policy:
     source = FakeSource({APP: PREFERRED_FALLBACK, AVX: AVX512, **specs})
-    return Policy(config or PolicyConfig(), store_with(CLUSTER), source)
+    return Policy(config or policy_config(), store_with(CLUSTER), source)
 
 
 # -- which pods ---------------------------------------------------------------------------------
@@ -48,7 +49,7 @@ async def test_pods_of_other_schedulers_pass_untouched(scheduler: str | None) ->
 
 
 async def test_several_scheduler_names_can_be_ours() -> None:
-    config = PolicyConfig(scheduler_names=frozenset({"a", "b"}))
+    config = policy_config(scheduler_names=frozenset({"a", "b"}))
     p = policy(config)
     for name in ("a", "b"):
         assert (await p.filter(pod(APP, scheduler=name), ALL)).passing == (0, 1)
@@ -61,7 +62,7 @@ async def test_several_scheduler_names_can_be_ours() -> None:
 def test_images_of_init_and_regular_containers_deduped_in_order() -> None:
     plan = plan_pod(
         pod("b:1", "a:1", "b:1", init=["a:1", "c:1"]),
-        PolicyConfig(),
+        policy_config(),
     )
     assert [r.image for r in plan.requirements] == ["a:1", "c:1", "b:1"]
     assert plan.requirements[0].containers == ("i0", "c1")
@@ -86,7 +87,7 @@ async def test_every_image_with_a_spec_must_be_compatible() -> None:
         "avx-only": features(flags={"cpu.cpuid": ["AVX512F"]}),
     }
     source = FakeSource({APP: PREFERRED_FALLBACK, AVX: AVX512})
-    p = Policy(PolicyConfig(), store_with(cluster), source)
+    p = Policy(policy_config(), store_with(cluster), source)
     decision = await p.filter(pod(APP, AVX, "no-spec:1"), nodes("both", "app-only", "avx-only"))
     assert decision.passing == (0,)
     # With several images the reason names the image that failed (the first, in pod order).
@@ -141,7 +142,7 @@ async def test_tags_nothing_matches_reason() -> None:
 
 
 async def test_enforce_is_the_default_mode() -> None:
-    assert plan_pod(pod(APP), PolicyConfig()).mode is Mode.ENFORCE
+    assert plan_pod(pod(APP), policy_config()).mode is Mode.ENFORCE
     explicit = pod(APP, annotations={"image-compat.io/mode": "enforce"})
     assert (await policy().filter(explicit, ALL)).passing == (0, 1)
 
@@ -170,7 +171,7 @@ async def test_off_judges_nothing() -> None:
 
 
 async def test_a_mode_outside_the_allow_list_is_refused_on_every_node() -> None:
-    config = PolicyConfig(allowed_modes=frozenset({Mode.ENFORCE}))
+    config = policy_config(allowed_modes=frozenset({Mode.ENFORCE}))
     p = policy(config)
     off = pod(APP, annotations={"image-compat.io/mode": "off"})
     decision = await p.filter(off, ALL)
@@ -189,7 +190,7 @@ async def test_an_unknown_mode_is_refused_on_every_node() -> None:
 
 
 async def test_default_mode_can_be_prefer() -> None:
-    config = PolicyConfig(
+    config = policy_config(
         allowed_modes=frozenset({Mode.PREFER, Mode.OFF}), default_mode=Mode.PREFER
     )
     assert (await policy(config).filter(pod(APP), ALL)).passing == (0, 1, 2)
@@ -197,14 +198,14 @@ async def test_default_mode_can_be_prefer() -> None:
 
 def test_default_mode_must_be_allowed() -> None:
     with pytest.raises(ValueError, match="not allowed"):
-        PolicyConfig(allowed_modes=frozenset({Mode.PREFER}))
+        policy_config(allowed_modes=frozenset({Mode.PREFER}))
 
 
 # -- annotation prefix --------------------------------------------------------------------------
 
 
 async def test_annotation_prefix_is_configurable() -> None:
-    config = PolicyConfig(annotation_prefix="example.com/compat-")
+    config = policy_config(annotation_prefix="example.com/compat-")
     p = policy(config)
     off = pod(APP, annotations={"example.com/compat-mode": "off"})
     assert (await p.filter(off, ALL)).passing == (0, 1, 2)
@@ -217,13 +218,13 @@ async def test_annotation_prefix_is_configurable() -> None:
 )
 def test_annotation_prefix_must_give_valid_keys(prefix: str) -> None:
     with pytest.raises(ValueError, match="annotation key"):
-        PolicyConfig(annotation_prefix=prefix)
+        policy_config(annotation_prefix=prefix)
 
 
 def test_annotation_prefix_near_the_limit() -> None:
-    PolicyConfig(annotation_prefix="example.com/" + "a" * 54)  # "...artifacts" is 63 long
+    policy_config(annotation_prefix="example.com/" + "a" * 54)  # "...artifacts" is 63 long
     with pytest.raises(ValueError):
-        PolicyConfig(annotation_prefix="example.com/" + "a" * 55)
+        policy_config(annotation_prefix="example.com/" + "a" * 55)
 
 
 # -- artifacts ----------------------------------------------------------------------------------
@@ -231,7 +232,7 @@ def test_annotation_prefix_near_the_limit() -> None:
 
 async def test_artifacts_annotation_names_an_explicit_spec_per_container() -> None:
     source = FakeSource({"registry.example/specs/avx:v1": AVX512})
-    p = Policy(PolicyConfig(), store_with(CLUSTER), source)
+    p = Policy(policy_config(), store_with(CLUSTER), source)
     annotated = pod(
         "plain:1",
         "plain:1",
@@ -280,7 +281,7 @@ def test_pull_context_carries_namespace_and_pull_secrets() -> None:
             "imagePullSecrets": [{"name": "one"}, None, {"name": None}, {"name": "two"}],
         },
     }
-    plan = plan_pod(pod_from_object(obj), PolicyConfig())
+    plan = plan_pod(pod_from_object(obj), policy_config())
     assert plan.context == PullContext("team", ("one", "two"))
 
 

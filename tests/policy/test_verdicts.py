@@ -20,6 +20,7 @@ from tests.policy.helpers import (
     nodes,
     old,
     pod,
+    policy_config,
     store_with,
 )
 
@@ -32,7 +33,9 @@ def policy(
     cluster: dict | None = None,  # type: ignore[type-arg]
     config: PolicyConfig | None = None,
 ) -> Policy:
-    return Policy(config or PolicyConfig(), store_with(cluster or CLUSTER), FakeSource({APP: spec}))
+    return Policy(
+        config or policy_config(), store_with(cluster or CLUSTER), FakeSource({APP: spec})
+    )
 
 
 async def test_sets_are_alternatives_and_fit_is_one_plus_best_weight() -> None:
@@ -48,7 +51,7 @@ async def test_sets_are_alternatives_and_fit_is_one_plus_best_weight() -> None:
 
 
 async def test_set_semantics_all_requires_every_set() -> None:
-    p = policy(config=PolicyConfig(set_semantics=SetSemantics.ALL))
+    p = policy(config=policy_config(set_semantics=SetSemantics.ALL))
     decision = await p.filter(pod(APP), nodes("fast", "minimal", "old"))
     assert decision.passing == (0,)
     # With all: the first failing set names the reason.
@@ -84,7 +87,7 @@ compatibilities:
 
 
 async def test_image_without_spec_is_neutral() -> None:
-    p = Policy(PolicyConfig(), store_with(CLUSTER), FakeSource({}))
+    p = Policy(policy_config(), store_with(CLUSTER), FakeSource({}))
     assert (await p.filter(pod("other:1"), nodes("fast", "old", "unknown"))).passing == (0, 1, 2)
     assert [s for _, s in await p.prioritize(pod("other:1"), nodes("fast", "old"))] == [0, 0]
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from extender.policy.pods import PolicyConfig, plan_pod
+from extender.policy.pods import plan_pod
 from extender.server.protocol import decode_extender_args
+from tests.policy.helpers import policy_config
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "kube-scheduler-filter-request.json"
 
@@ -26,7 +27,7 @@ def test_golden_filter_request_decodes() -> None:
 
 def test_golden_pod_plans_as_ours_with_both_images_and_tags() -> None:
     args = decode_extender_args(GOLDEN.read_bytes())
-    plan = plan_pod(args.pod, PolicyConfig())
+    plan = plan_pod(args.pod, policy_config())
     assert plan.ours and not plan.problem
     assert plan.tags == frozenset({"cuda"})
     assert [r.containers for r in plan.requirements] == [("app",), ("sidecar",)]

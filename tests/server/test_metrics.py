@@ -11,11 +11,17 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from extender.policy.decide import Policy
-from extender.policy.pods import PolicyConfig
 from extender.server.app import create_app
 from extender.server.config import Settings
 from extender.server.metrics import METRICS, Metrics
-from tests.policy.helpers import PREFERRED_FALLBACK, FakeSource, fast, old, store_with
+from tests.policy.helpers import (
+    PREFERRED_FALLBACK,
+    FakeSource,
+    fast,
+    old,
+    policy_config,
+    store_with,
+)
 from tests.server.test_app import APP, POD
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -116,7 +122,7 @@ async def test_unavailable_calls_are_counted_as_such(aiohttp_client: Any) -> Non
 def test_unknown_labels_are_ignored_and_relists_are_read_live() -> None:
     relists = {"nodefeatures": 0, "nodes": 0}
     store = store_with({})
-    policy = Policy(PolicyConfig(), store, FakeSource({}))
+    policy = Policy(policy_config(), store, FakeSource({}))
     metrics = Metrics(policy, store, FakeSource({}), relists=lambda: relists)
     metrics.observe("bind", "ok", 0.1)  # not a verb we count: no new series
     metrics.observe("filter", "teapot", 0.1)
@@ -135,7 +141,7 @@ async def test_rejections_are_counted_per_reason_class() -> None:
         "one-socket": features(attributes={"memory.numa": {"node_count": "1"}}),
         "good": features(attributes={"memory.numa": {"node_count": "2"}}),
     }
-    policy = Policy(PolicyConfig(), store_with(cluster), FakeSource({APP: NUMA}))
+    policy = Policy(policy_config(), store_with(cluster), FakeSource({APP: NUMA}))
     offered = nodes("bad-1", "bad-2", "one-socket", "good", "unknown")
     decision = await policy.filter(pod(APP), offered)
     assert len(decision.unresolvable) == 4
