@@ -84,7 +84,7 @@ class SpecLookup:
 
     @classmethod
     def none(cls) -> SpecLookup:
-        return _NO_SPEC
+        return NO_SPEC
 
     @classmethod
     def invalid_spec(cls, error: SpecError, origin: str = "") -> SpecLookup:
@@ -95,7 +95,7 @@ class SpecLookup:
         return cls(failure=message, origin=origin)
 
 
-_NO_SPEC = SpecLookup()
+NO_SPEC = SpecLookup()
 
 
 class ArtifactSource(Protocol):

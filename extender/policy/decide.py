@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from extender._util import BoundedDict
-from extender.artifacts.types import _NO_SPEC, ArtifactSource, PullContext, SpecKey, SpecLookup
+from extender.artifacts.types import NO_SPEC, ArtifactSource, PullContext, SpecKey, SpecLookup
 from extender.nfd.rules import CompiledSpec, ImageVerdict
 from extender.nodes.store import FeatureReader, FeatureSnapshot
 from extender.policy.memo import VerdictMemo
@@ -199,7 +200,10 @@ class Policy:
         # Rejections per verdict object (memoised verdicts are shared): classified once per
         # distinct verdict after the loop, since a verdict's error is not free to compute.
         rejected: dict[int, tuple[ImageVerdict, bool, int]] = {}
+        memo, slicer = self.memo, _Slicer()
         for index, node in enumerate(nodes):
+            if memo.misses != slicer.misses:  # evaluations ran: time to let others in?
+                await slicer.maybe_yield(memo.misses)
             record = records.get(node.name)
             for label, spec in checks[platforms[index]]:
                 outcome = verdict(spec, tags, record)
@@ -215,7 +219,7 @@ class Policy:
         for outcome, no_record, count in rejected.values():
             self.stats.rejections[_rejection_class(outcome, no_record)] += count
         if not passing:
-            self._check_subset(plan, resolved, snapshot, len(nodes))
+            await self._check_subset(plan, resolved, snapshot, len(nodes))
         return FilterDecision(tuple(passing), failed)
 
     def _reject_all(self, nodes: Sequence[Candidate], reason: str, kind: str) -> FilterDecision:
@@ -224,7 +228,7 @@ class Policy:
         text = REASON_PREFIX + reason
         return FilterDecision((), {node.name: text for node in nodes})
 
-    def _check_subset(
+    async def _check_subset(
         self, plan: PodPlan, resolved: _Resolved, snapshot: FeatureSnapshot, offered: int
     ) -> None:
         """The subset problem: every offered node was rejected, yet the store holds a node
@@ -233,7 +237,7 @@ class Policy:
         key = (resolved.signature(), plan.tags, snapshot.version)
         example = self._subset_seen.get(key)
         if example is None:
-            example = self._compatible_elsewhere(plan, resolved, snapshot) or ""
+            example = await self._compatible_elsewhere(plan, resolved, snapshot) or ""
             self._subset_seen.put(key, example)
         if not example:
             return
@@ -247,10 +251,13 @@ class Policy:
             example,
         )
 
-    def _compatible_elsewhere(
+    async def _compatible_elsewhere(
         self, plan: PodPlan, resolved: _Resolved, snapshot: FeatureSnapshot
     ) -> str | None:
+        memo, slicer = self.memo, _Slicer()
         for name, record in snapshot.nodes.items():
+            if memo.misses != slicer.misses:
+                await slicer.maybe_yield(memo.misses)
             platform = snapshot.platform(name)
             compatible = True
             for index, requirement in enumerate(plan.requirements):
@@ -299,7 +306,10 @@ class Policy:
         }
         verdict, tags, records = self.memo.verdict, plan.tags, snapshot.nodes
         raws: list[int] = []
+        memo, slicer = self.memo, _Slicer()
         for node, platform in zip(nodes, platforms, strict=True):
+            if memo.misses != slicer.misses:
+                await slicer.maybe_yield(memo.misses)
             record = records.get(node.name)
             raw = 0
             for spec in specs[platform]:
@@ -348,7 +358,7 @@ class Policy:
         resolved = _Resolved()
         for index, requirement in enumerate(plan.requirements):
             for platform in ordered:
-                found = lookups.get((index, platform), _NO_SPEC)
+                found = lookups.get((index, platform), NO_SPEC)
                 slot = (index, platform)
                 resolved.specs[slot] = None
                 if found.invalid is not None:
@@ -424,6 +434,34 @@ class Policy:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Slicer:
+    """Gives the event loop back between cold evaluations, at most every ``SLICE_S``.
+
+    A warm call finds every verdict in the memo and never yields. A cold one (a new spec, new
+    hardware) evaluates per node configuration; one heavy spec over many configurations would
+    otherwise hold the loop for as long as it takes, and every other pod's filter would wait
+    past the scheduler's timeout. The caller compares the memo's miss count first, so the
+    warm path pays one integer comparison per node.
+    """
+
+    SLICE_S = 0.005
+
+    __slots__ = ("_until", "misses")
+
+    def __init__(self) -> None:
+        self.misses = -1  # the first comparison starts the slice
+        self._until = 0.0
+
+    async def maybe_yield(self, misses: int) -> None:
+        now = time.perf_counter()
+        if self.misses == -1:
+            self._until = now + self.SLICE_S
+        elif now >= self._until:
+            await asyncio.sleep(0)
+            self._until = time.perf_counter() + self.SLICE_S
+        self.misses = misses
 
 
 def _rejection_class(verdict: ImageVerdict, no_record: bool) -> str:
