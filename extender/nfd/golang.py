@@ -45,6 +45,19 @@ _GO_FLOAT_SYNTAX = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 _DIGITS_BY_BASE = {2: "01", 8: "01234567", 10: "0123456789", 16: "0123456789abcdefABCDEF"}
 
 
+# The most significant digits a uint64 has, per base: a longer number is out of range for Go
+# without converting it (Python refuses to convert over 4,300 decimal digits).
+_MAX_DIGITS = {2: 64, 8: 22, 10: 20, 16: 16}
+
+
+def _digits_to_int(digits: str, base: int) -> int | None:
+    """``int(digits, base)``, or None when it cannot fit 64 bits whatever its length."""
+    significant = digits.lstrip("0")
+    if len(significant) > _MAX_DIGITS[base]:
+        return None
+    return int(significant or "0", base)
+
+
 def go_parse_int_base0(text: str, *, signed: bool) -> int | None:
     """``strconv.ParseInt(text, 0, 64)`` (or ParseUint), without underscores."""
     body, negative = text, False
@@ -58,7 +71,10 @@ def go_parse_int_base0(text: str, *, signed: bool) -> int | None:
         )
     if not body or any(c not in _DIGITS_BY_BASE[base] for c in body):
         return None
-    number = -int(body, base) if negative else int(body, base)
+    magnitude = _digits_to_int(body, base)
+    if magnitude is None:
+        return None
+    number = -magnitude if negative else magnitude
     low, high = (INT64_MIN, INT64_MAX) if signed else (0, UINT64_MAX)
     return number if low <= number <= high else None
 
@@ -171,7 +187,10 @@ def go_atoi(text: str) -> int | None:
     """``strconv.Atoi`` on 64-bit: optional sign, ASCII decimal digits, int64 range."""
     if not _ATOI.fullmatch(text):
         return None
-    number = int(text)
+    number = _digits_to_int(text.lstrip("+-"), 10)
+    if number is None:
+        return None
+    number = -number if text.startswith("-") else number
     return number if INT64_MIN <= number <= INT64_MAX else None
 
 
@@ -185,15 +204,17 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
     if match is None:
         return None
     parts = [match.group(1), (match.group(2) or ".0")[1:], (match.group(3) or ".0")[1:]]
-    numbers = [int(p) for p in parts]
-    if any(n > UINT64_MAX for n in numbers):
+    numbers = [_digits_to_int(p, 10) for p in parts]
+    if any(n is None or n > UINT64_MAX for n in numbers):
         return None
     prerelease = match.group(5)
     if prerelease:
         for identifier in prerelease.split("."):
             if identifier.isdigit() and len(identifier) > 1 and identifier[0] == "0":
                 return None
-    return numbers[0], numbers[1], numbers[2]
+    major, minor, patch = numbers
+    assert major is not None and minor is not None and patch is not None
+    return major, minor, patch
 
 
 def go_lower(text: str) -> str:

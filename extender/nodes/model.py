@@ -364,13 +364,12 @@ def load_node_features(
         documents = list(yaml.safe_load_all(data))
     except yaml.YAMLError as err:
         raise FeatureError(f"invalid YAML: {err}") from None
+    except ValueError as err:  # an integer past Python's conversion limit: not a feature value
+        raise FeatureError(f"invalid YAML: {err}") from None
     return merge_node_features(
         iter_nodefeature_objects(documents), nfd_namespace=nfd_namespace, interner=interner
     )
 
-
-# --------------------------------------------------------------------------------------------
-# The store: what requests read, fed by sources
 
 log = logging.getLogger(__name__)
 
