@@ -830,7 +830,7 @@ def markdown_table() -> str:
 _CONFIGURATION_PAGE = """\
 # Configuration
 
-<!-- Generated from extender/config.py (OPTIONS) by `make docs`; edit there, not here.
+<!-- Generated from extender/server/config.py (OPTIONS) by `make docs`; edit there, not here.
      tests/server/test_docs.py fails when this file is stale. -->
 
 `image-compat-extender serve` reads every setting from a flag or from an environment

@@ -372,7 +372,7 @@ def markdown_table() -> str:
 _METRICS_PAGE = """\
 # Metrics
 
-<!-- Generated from extender/metrics.py (METRICS) by `make docs`; edit there, not here.
+<!-- Generated from extender/server/metrics.py (METRICS) by `make docs`; edit there, not here.
      tests/server/test_docs.py fails when this file is stale. -->
 
 `GET /metrics` on the extender's listening address serves Prometheus' text format (over
