@@ -102,17 +102,24 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class SpecLimits:
-    """Bounds on what a spec may cost us to read; a spec beyond them is rejected."""
+    """Bounds on what a spec may cost us to read and evaluate; a spec beyond them is rejected.
+
+    Real specs hold a few sets and a few dozen rules. The bounds leave them ample room while
+    keeping one spec's first evaluation over a cluster's node types short: every other pod's
+    filter shares the server with it. ``max_nodes`` stops reading early, while the YAML is
+    composed, so an oversized spec costs little before it is refused.
+    """
 
     max_bytes: int = 1 << 20
     max_depth: int = 64
     max_aliases: int = 256
-    # YAML nodes visited after alias expansion: stops "billion laughs" documents.
-    max_nodes: int = 200_000
-    max_sets: int = 256
-    max_rules: int = 4096
-    max_expressions: int = 16_384
-    max_values: int = 4096
+    # YAML nodes visited after alias expansion: stops "billion laughs" documents, and any
+    # document far larger than the counts below allow, before it is fully read.
+    max_nodes: int = 10_000
+    max_sets: int = 64
+    max_rules: int = 256  # in all sets together
+    max_expressions: int = 1024  # in all rules together
+    max_values: int = 1024  # in one expression
 
 
 DEFAULT_LIMITS = SpecLimits()
@@ -315,7 +322,11 @@ class _Builder:
     def build(self, node: Node, path: str) -> Any:
         self._nodes += 1
         if self._nodes > self._limits.max_nodes:
-            raise SpecError(path, f"more than {self._limits.max_nodes} YAML nodes after aliases")
+            raise SpecError(
+                path,
+                f"more than {self._limits.max_nodes} YAML nodes after aliases: the spec is far "
+                "larger than a compatibility spec needs to be",
+            )
         if isinstance(node, ScalarNode):
             return self._scalar(node, path)
         # Aliases can make the node graph deeper than the text (or cyclic): bound it here too.
@@ -493,7 +504,9 @@ class _Decoder:
             raise SpecError("version", f"{shown}: only {SUPPORTED_VERSION!r} is supported")
         raw_sets = self.items(top.get("compatibilities"), "compatibilities")
         if len(raw_sets) > self.limits.max_sets:
-            raise SpecError("compatibilities", f"more than {self.limits.max_sets} sets")
+            raise SpecError(
+                "compatibilities", f"more than {self.limits.max_sets} sets (the limit per spec)"
+            )
         sets = tuple(
             self.compat_set(raw, f"compatibilities[{i}]") for i, raw in enumerate(raw_sets)
         )
@@ -517,7 +530,7 @@ class _Decoder:
     def rule(self, node: Any, path: str) -> GroupRule:
         self.rules += 1
         if self.rules > self.limits.max_rules:
-            raise SpecError(path, f"more than {self.limits.max_rules} rules")
+            raise SpecError(path, f"more than {self.limits.max_rules} rules (the limit per spec)")
         names = ("name", "vars", "varsTemplate", "matchFeatures", "matchAny")
         fields = self.fields(node, path, names) or {}
         template = self.string(fields.get("varsTemplate"), f"{path}.varsTemplate")
@@ -573,7 +586,9 @@ class _Decoder:
     def expression(self, node: Any, path: str) -> MatchExpression:
         self.expressions += 1
         if self.expressions > self.limits.max_expressions:
-            raise SpecError(path, f"more than {self.limits.max_expressions} expressions")
+            raise SpecError(
+                path, f"more than {self.limits.max_expressions} expressions (the limit per spec)"
+            )
         fields = self.fields(node, path, ("op", "value", "type"))
         if fields is None:
             # NFD keeps a nil expression and panics when it evaluates it.
