@@ -46,8 +46,10 @@ __all__ = [
     "Built",
     "Container",
     "ImageError",
+    "Mount",
     "build_image",
     "engine",
+    "serving",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -437,11 +439,14 @@ class Container:
         *,
         mounts: Sequence[Mount] = (),
         env: Mapping[str, str] | None = None,
+        user: str | None = None,
     ) -> list[str]:
+        """The command line; ``user`` overrides the image's USER (to inspect as root)."""
         env = env or {}
+        as_user = ["--user", user] if user else []
         if self.engine.name == "docker":
             out = [*self.engine.argv, "run", "--rm", "--name", self.name, "--network", "host"]
-            out += ["--read-only", "--tmpfs", "/tmp", "--entrypoint", command[0]]
+            out += ["--read-only", "--tmpfs", "/tmp", "--entrypoint", command[0], *as_user]
             for m in mounts:
                 out += ["-v", f"{m.source}:{m.target}{':ro' if m.read_only else ''}"]
             for k, v in env.items():
@@ -450,7 +455,7 @@ class Container:
         if not self._created:
             self.engine.run("from", "--name", self.name, self.built.ref)
             self._created = True
-        out = [*self.engine.argv, "run", "--isolation", "chroot", "--network", "host"]
+        out = [*self.engine.argv, "run", "--isolation", "chroot", "--network", "host", *as_user]
         for m in mounts:
             options = ",ro" if m.read_only else ""
             out += ["--mount", f"type=bind,src={m.source},dst={m.target}{options}"]
@@ -464,26 +469,18 @@ class Container:
         *,
         mounts: Sequence[Mount] = (),
         env: Mapping[str, str] | None = None,
+        user: str | None = None,
         timeout: float = 120.0,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``command`` to completion (no check: the caller reads the exit code)."""
         return subprocess.run(
-            self.argv(command, mounts=mounts, env=env),
+            self.argv(command, mounts=mounts, env=env, user=user),
             env=_engine_env(),
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
         )
-
-    def rootfs(self) -> Path:
-        """The container's root file system on the host (buildah only)."""
-        if self.engine.name != "buildah":
-            raise ImageError("rootfs() needs buildah")
-        if not self._created:
-            self.engine.run("from", "--name", self.name, self.built.ref)
-            self._created = True
-        return Path(self.engine.run("mount", self.name).stdout.strip())
 
     def remove(self) -> None:
         if self._created:
@@ -517,15 +514,24 @@ def serving(
     args: Sequence[str] = ("--feature-source=none",),
     *,
     mounts: Sequence[Mount] = (),
+    env: Mapping[str, str] | None = None,
+    container: Container | None = None,
     log: Path | None = None,
     timeout: float = 60.0,
 ) -> Iterator[tuple[str, float]]:
-    """``serve`` from the image on a loopback port: yields (base URL, seconds until /readyz)."""
+    """``serve`` from the image on a loopback port: yields (base URL, seconds until /readyz).
+
+    In ``container`` when given (left in place afterwards, to look at what serve left behind),
+    else in a new one removed afterwards.
+    """
     port = _free_port()
-    with Container(built) as container, contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack:
+        if container is None:
+            container = stack.enter_context(Container(built))
         argv = container.argv(
             ["image-compat-extender", "serve", f"--listen=127.0.0.1:{port}", *args],
             mounts=mounts,
+            env=env,
         )
         sink = stack.enter_context(open(log, "w")) if log else subprocess.DEVNULL
         started = time.monotonic()
