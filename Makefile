@@ -47,11 +47,12 @@ test: venv devcluster lint typecheck
 
 # The real thing, locally: control plane, registry, specs attached with oras, our extender and
 # a kube-scheduler running scheduler-config/, pods placed; prints a table, writes
-# build/demo/placements.png. `make demo DEMO_ARGS=--keep` keeps it up (Ctrl-C stops it).
+# build/demo/placements.png. `make demo DEMO_ARGS=--keep` keeps it up (Ctrl-C stops it);
+# `make demo IMAGE=1` runs the extender from the container image (`make image`) instead.
 # It builds the Go binaries it needs itself (not the `devcluster` target, which also installs
 # the Debian packages only some tests need, and would want root on a fresh machine).
 demo: venv
-	$(PY) -m devcluster.demo $(DEMO_ARGS)
+	$(PY) -m devcluster.demo $(if $(IMAGE),--image) $(DEMO_ARGS)
 
 # Benchmarks run on their own (never part of `make test`); each prints a table and writes JSON
 # and a PNG plot under benchmarks/results/.
