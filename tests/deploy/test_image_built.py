@@ -8,7 +8,8 @@ context's hash. Then, from the image itself:
 - as that user nothing outside /tmp and Debian's other sticky scratch directories (/var/tmp,
   /run/lock) is writable, and serve leaves those empty,
   so a read-only root file system with an emptyDir on /tmp changes nothing for it;
-- ``pip check`` passes in its virtualenv; no compiler, no pip cache, no build tree left over;
+- ``pip check`` passes in its virtualenv; no compiler, no pip cache, no build tree and no
+  trace of the package index's build secrets left over;
 - ``serve`` on loopback answers /healthz and /readyz, and with a features file and spec map
   mounted in, filter and prioritize answer exactly what the checkout's own server answers.
 """
@@ -91,7 +92,7 @@ def test_pip_check_passes(container: image.Container) -> None:
     assert _ok(container.run(["sh", "-c", "command -v python"])).strip() == f"{VENV}/bin/python"
 
 
-def test_no_compiler_pip_cache_or_build_tree(container: image.Container) -> None:
+def test_no_compiler_pip_cache_build_tree_or_secrets(container: image.Container) -> None:
     script = (
         "import os, shutil\n"
         "for tool in ('gcc', 'cc', 'c++', 'g++', 'clang', 'make', 'ld'):\n"
@@ -100,7 +101,8 @@ def test_no_compiler_pip_cache_or_build_tree(container: image.Container) -> None
         "    for d, dirs, _ in os.walk(top):\n"
         "        if os.path.basename(d) == 'pip' and os.path.basename(os.path.dirname(d)) in "
         "('.cache', 'cache'): print('cache', d)\n"
-        "for leftover in ('/src', '/usr/local/bin/install-image-compat-extender'):\n"
+        "for leftover in ('/src', '/usr/local/bin/install-image-compat-extender',\n"
+        "                 '/run/secrets', '/etc/pip.conf', '/root/.config/pip'):\n"
         "    if os.path.exists(leftover): print('build', leftover)\n"
     )
     # As root: the caches pip would leave are under root's home, which UID 65532 cannot read.
