@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import gzip
 import hashlib
 import json
@@ -398,12 +399,37 @@ class Built:
     cached: bool
 
 
+@contextlib.contextmanager
+def _lock() -> Iterator[None]:
+    """One image build at a time per cache (worktrees and pytest sessions share the storage)."""
+    path = storage_dir() / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _log(f"waiting for another image build to finish (lock {path})")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def build_image(*, force: bool = False) -> Built:
     """Build the Dockerfile (or find it already built for this context and base)."""
+    with _lock():
+        return _build_image(force=force)
+
+
+def _build_image(*, force: bool) -> Built:
     started = time.monotonic()
     eng = engine()
     base = base_image(eng)
-    ref = f"{IMAGE_NAME}:ctx-{context_key(eng.image_id(base) if eng.exists(base) else base)}"
+    # Our Debian base by its ID (rebuilt means different); any other base by its name, as it
+    # may not be pulled yet (`--force` rebuilds on a newer one).
+    base_id = eng.image_id(base) if base.startswith(BASE_NAME) else base
+    ref = f"{IMAGE_NAME}:ctx-{context_key(base_id)}"
     if not force and eng.exists(ref):
         eng.run("tag", ref, f"{IMAGE_NAME}:latest")
         return Built(ref, eng, base, time.monotonic() - started, cached=True)
@@ -422,14 +448,22 @@ def build_image(*, force: bool = False) -> Built:
     return Built(ref, eng, base, time.monotonic() - started, cached=False)
 
 
-def _prune(eng: Engine, keep: set[str]) -> None:
+def _prune(eng: Engine, keep: set[str], retain: int = 3) -> None:
+    """Delete all but the ``retain`` newest images of earlier contexts.
+
+    Several checkouts share the storage, so the newest few stay; an image a container still
+    uses stays too (no --force).
+    """
     out = eng.run("images", "--json", check=False).stdout or "[]"
-    for image in json.loads(out):
-        names = image.get("names") or []
-        ours = [n for n in names if n.startswith(f"{IMAGE_NAME}:ctx-")]
-        if ours and not keep.intersection(names):
-            eng.run("rmi", "--force", image["id"], check=False)
-    eng.run("rmi", "--prune", check=False)
+    ours = [
+        image
+        for image in json.loads(out)
+        if any(n.startswith(f"{IMAGE_NAME}:ctx-") for n in image.get("names") or [])
+        and not keep.intersection(image.get("names") or [])
+    ]
+    ours.sort(key=lambda image: int(image.get("created", 0)), reverse=True)
+    for image in ours[retain:]:
+        eng.run("rmi", image["id"], check=False)
 
 
 # ---------------------------------------------------------------------------------------------
