@@ -540,6 +540,15 @@ class Container:
             check=False,
         )
 
+    def rootfs(self) -> Path:
+        """The container's root file system, mounted on the host (buildah only)."""
+        if self.engine.name != "buildah":
+            raise ImageError("rootfs() needs buildah")
+        if not self._created:
+            self.engine.run("from", "--name", self.name, self.built.ref)
+            self._created = True
+        return Path(self.engine.run("mount", self.name).stdout.strip())
+
     def remove(self) -> None:
         if self._created:
             self.engine.run("rm", self.name, check=False)

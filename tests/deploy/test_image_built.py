@@ -6,7 +6,8 @@ context's hash. Then, from the image itself:
 
 - its config: UID/GID 65532, the entrypoint and command, /tmp as the working directory;
 - as that user nothing outside /tmp and Debian's other sticky scratch directories (/var/tmp,
-  /run/lock) is writable, and serve leaves those empty,
+  /run/lock) is writable, and serve leaves those empty; and serve answers with the root file
+  system mounted read-only and a tmpfs on /tmp, as a pod with readOnlyRootFilesystem runs it;
   so a read-only root file system with an emptyDir on /tmp changes nothing for it;
 - ``pip check`` passes in its virtualenv; no compiler, no pip cache, no build tree and no
   trace of the package index's build secrets left over;
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -88,6 +90,67 @@ def test_runs_as_non_root_and_writes_only_tmp(container: image.Container) -> Non
     ):
         assert resp.status == 200
     assert _ok(container.run(["find", "/var/tmp", "/run/lock/", "-mindepth", "1"])) == ""
+
+
+def _read_only_root(container: image.Container, command: list[str]) -> list[str]:
+    """``command`` as the image's user in its root file system mounted read-only, with a tmpfs
+    on /tmp: a pod's readOnlyRootFilesystem with an emptyDir, which ``buildah run`` cannot do.
+    A private mount namespace (util-linux unshare), so the mounts end with the process."""
+    config = container.engine.config(container.built.ref)
+    root = container.rootfs()
+    env = [str(e) for e in config["Env"]]  # type: ignore[attr-defined]
+    script = (
+        'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" '
+        '&& mount -t tmpfs -o mode=1777 tmpfs "$0/tmp" && mount -t proc proc "$0/proc" '
+        '&& mount --rbind /dev "$0/dev" && cd "$0$1" && shift && exec "$@"'
+    )
+    return [
+        "unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(root),
+        str(config["WorkingDir"]), "chroot", f"--userspec={config['User']}", str(root),
+        "/usr/bin/env", "-i", "HOME=/nonexistent", *env, *command,
+    ]  # fmt: skip
+
+
+def test_serves_with_a_read_only_root(container: image.Container, tmp_path: Path) -> None:
+    if container.engine.name == "docker":
+        # Container.argv runs docker with --read-only and a tmpfs on /tmp already.
+        with (
+            image.serving(container.built, container=container) as (url, _),
+            urllib.request.urlopen(url + "healthz", timeout=5) as resp,
+        ):
+            assert resp.status == 200
+        return
+    port = image._free_port()
+    probe = _read_only_root(container, ["sh", "-c", "touch /var/tmp/x /opt/x 2>&1; touch /tmp/x"])
+    done = subprocess.run(probe, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("Read-only file system") == 2, done.stdout
+    serve = ["image-compat-extender", "serve", f"--listen=127.0.0.1:{port}"]
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen(
+        _read_only_root(container, [*serve, "--feature-source=none"]),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+                time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, (tmp_path / "serve.log").read_text()
+        log.close()
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
 
 
 def test_pip_check_passes(container: image.Container) -> None:
