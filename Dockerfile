@@ -2,6 +2,7 @@
 # The image-compat-extender server: `image-compat-extender serve` on 0.0.0.0:8888.
 #
 #   docker build -t image-compat-extender:0.1.0 .
+#   make image        # the same with docker, or with buildah where no Docker engine runs
 #   docker run --rm -p 8888:8888 image-compat-extender:0.1.0 serve --feature-source=none
 #
 # Runtime dependencies come from requirements.lock (versions and hashes), installed by
@@ -17,7 +18,13 @@ WORKDIR /src
 COPY deploy/image/install.sh /usr/local/bin/install-image-compat-extender
 COPY requirements.lock pyproject.toml README.md ./
 COPY extender/ extender/
-RUN install-image-compat-extender /opt/image-compat-extender /src
+# A private package index: its pip configuration and CA bundle arrive as build secrets, mounted
+# for this one step and never written to a layer (see docs/deployment.md). Both are optional.
+RUN --mount=type=secret,id=pip.conf,target=/run/secrets/pip.conf \
+    --mount=type=secret,id=ca.crt,target=/run/secrets/ca.crt \
+    if [ -s /run/secrets/pip.conf ]; then export PIP_CONFIG_FILE=/run/secrets/pip.conf; fi \
+    && if [ -s /run/secrets/ca.crt ]; then export PIP_CERT=/run/secrets/ca.crt; fi \
+    && install-image-compat-extender /opt/image-compat-extender /src
 
 FROM ${PYTHON_IMAGE}
 ARG VERSION=0.1.0

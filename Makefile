@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 
-.PHONY: all venv devcluster lint typecheck test unit demo bench lock docs clean
+.PHONY: all venv devcluster image lint typecheck test unit demo bench lock docs clean
 
 all: test
 
@@ -25,6 +25,12 @@ venv: $(STAMP)
 devcluster: venv
 	$(PY) -m devcluster build
 
+# The container image from the Dockerfile: with Docker where an engine runs, else with buildah
+# (installed from Debian) on a base built from Debian packages when Docker Hub is out of reach.
+# Cached by build context; prints the engine, build time, size and the time until serve is ready.
+image: venv
+	$(PY) -m devcluster.image $(IMAGE_ARGS)
+
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -42,11 +48,12 @@ test: venv devcluster lint typecheck
 
 # The real thing, locally: control plane, registry, specs attached with oras, our extender and
 # a kube-scheduler running scheduler-config/, pods placed; prints a table, writes
-# build/demo/placements.png. `make demo DEMO_ARGS=--keep` keeps it up (Ctrl-C stops it).
+# build/demo/placements.png. `make demo DEMO_ARGS=--keep` keeps it up (Ctrl-C stops it);
+# `make demo IMAGE=1` runs the extender from the container image (`make image`) instead.
 # It builds the Go binaries it needs itself (not the `devcluster` target, which also installs
 # the Debian packages only some tests need, and would want root on a fresh machine).
 demo: venv
-	$(PY) -m devcluster.demo $(DEMO_ARGS)
+	$(PY) -m devcluster.demo $(if $(IMAGE),--image) $(DEMO_ARGS)
 
 # Benchmarks run on their own (never part of `make test`); each prints a table and writes JSON
 # and a PNG plot under benchmarks/results/.

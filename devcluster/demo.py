@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from devcluster import build, nfd, oci
+from devcluster import build, image, nfd, oci, registries
 from devcluster.controlplane import ControlPlane, ControlPlaneError
 from devcluster.registries import Registry, start_oci_registry
 from devcluster.stack import (
@@ -235,7 +235,14 @@ def _short_message(message: str, refs: Mapping[str, str]) -> str:
     return message.split(". ", 1)[0].strip()
 
 
-def run_demo(progress: Progress, workdir: Path, png: Path | None, keep: bool) -> list[Placement]:
+def run_demo(
+    progress: Progress,
+    workdir: Path,
+    png: Path | None,
+    keep: bool,
+    built: image.Built | None = None,
+) -> list[Placement]:
+    """The demo; with ``built``, the extender runs from that container image."""
     progress("building what is missing (Go modules into the cache; a no-op when warm)")
     paths = build.build_all(list(NEEDED_BINARIES))
     progress.note(f"{', '.join(NEEDED_BINARIES)} in {next(iter(paths.values())).parent}")
@@ -281,10 +288,11 @@ def run_demo(progress: Progress, workdir: Path, png: Path | None, keep: bool) ->
             nfd.publish(cluster, doc)
         progress.note(", ".join(nodes))
 
-        progress("starting image-compat-extender serve")
-        extender = Extender(cluster, args=_registry_args(registry, workdir))
+        where = f"from the image {built.ref}" if built else "from this checkout"
+        progress(f"starting image-compat-extender serve ({where})")
+        extender = Extender(cluster, args=_registry_args(registry, workdir), built=built)
+        stack.callback(extender.close)
         extender.start()
-        stack.callback(extender.stop)
 
         progress(f"starting kube-scheduler with {Path('scheduler-config') / SCHEDULER}.yaml")
         cluster.start_scheduler(scheduler_config(extender.url), name=SCHEDULER)
@@ -491,12 +499,29 @@ def main(argv: list[str] | None = None) -> int:
         "--png", type=Path, default=DEFAULT_PNG, help=f"where to write the figure ({DEFAULT_PNG})"
     )
     parser.add_argument("--no-png", action="store_true", help="skip the figure")
+    parser.add_argument(
+        "--image",
+        action="store_true",
+        help="run the extender from the container image (`make image`'s, built when missing)",
+    )
     args = parser.parse_args(argv)
     progress = Progress()
     try:
+        built = None
+        if args.image:
+            progress("building the container image (cached by its build context)")
+            built = image.build_image()
+            progress.note(f"{built.ref} ({built.engine.name}, {built.seconds:.1f}s)")
         with _workdir(args.keep) as workdir:
-            run_demo(progress, workdir, None if args.no_png else args.png, args.keep)
-    except (build.BuildError, ControlPlaneError, oci.OciError, oci.OrasError) as err:
+            run_demo(progress, workdir, None if args.no_png else args.png, args.keep, built)
+    except (
+        build.BuildError,
+        ControlPlaneError,
+        oci.OciError,
+        oci.OrasError,
+        image.ImageError,
+        registries.InstallError,
+    ) as err:
         print(f"demo failed: {err}", file=sys.stderr)
         return 1
     return 0

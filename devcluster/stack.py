@@ -5,7 +5,8 @@ Owns what the e2e tests and ``make demo`` both need beyond ``devcluster.controlp
 - :class:`Extender`: ``image-compat-extender serve`` as a real child process (the
   ``devcluster.processes`` lifecycle, like the control plane's components), on a fixed
   loopback port so that it can be stopped and started again behind the same scheduler URL;
-  ready when its ``/readyz`` says the node features are synced;
+  ready when its ``/readyz`` says the node features are synced; from the checkout, or from
+  the built container image (``built=``, see devcluster/image.py);
 - :func:`scheduler_config`: the shipped ``scheduler-config/image-compat-scheduler.yaml`` with
   only its two deployment-specific values changed (kubeconfig and urlPrefix);
 - :func:`pod`, :func:`create_pod`, :func:`wait_bound`, :func:`wait_event`, :func:`events`,
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import sys
 import time
 import urllib.error
@@ -31,6 +33,7 @@ from typing import Any
 import yaml
 
 from devcluster.controlplane import ControlPlane, ControlPlaneError
+from devcluster.image import Built, Container, Mount, engine_env
 from devcluster.processes import ManagedProcess, child_env, free_port, http_probe
 
 __all__ = [
@@ -63,11 +66,17 @@ class Extender:
         args: Sequence[str] = (),
         port: int | None = None,
         name: str = "image-compat-extender",
+        built: Built | None = None,
     ) -> None:
         self.cluster = cluster
         self.port = port or free_port()
         self.args = list(args)
         self.name = name
+        self.container: Container | None = None
+        log = cluster.log_dir / f"{name}.log"
+        if built is not None:
+            self.process = self._from_image(built, log)
+            return
         argv = [
             sys.executable,
             "-m",
@@ -80,9 +89,44 @@ class Extender:
             *self.args,
         ]
         env = child_env(drop_prefixes=["IMAGE_COMPAT_"], import_repo=True)
-        self.process = ManagedProcess(
-            name, argv, cluster.log_dir / f"{name}.log", env, error=ControlPlaneError
+        self.process = ManagedProcess(name, argv, log, env, error=ControlPlaneError)
+
+    def _from_image(self, built: Built, log: Path) -> ManagedProcess:
+        """The same serve from the built image, as its UID 65532 on the host's network.
+
+        The kubeconfig and every file an argument names are copied into one directory that
+        user can read, mounted at /etc/image-compat, and the arguments point there.
+        """
+        staged = log.parent / f"{self.name}-files"
+        staged.mkdir(parents=True, exist_ok=True)
+        staged.chmod(0o755)
+
+        def stage(path: Path) -> str:
+            copy = staged / path.name
+            shutil.copyfile(path, copy)
+            copy.chmod(0o644)  # a devcluster kubeconfig for a loopback control plane
+            return f"/etc/image-compat/{path.name}"
+
+        args = []
+        for arg in self.args:
+            flag, eq, value = arg.partition("=")
+            args.append(f"{flag}={stage(Path(value))}" if eq and Path(value).is_file() else arg)
+        command = [
+            "image-compat-extender",
+            "serve",
+            f"--listen=127.0.0.1:{self.port}",
+            f"--kubeconfig={stage(self.cluster.kubeconfig)}",
+            "--log-level=DEBUG",
+            "--access-log",
+            *args,
+        ]
+        self.container = Container(built)
+        argv = self.container.argv(
+            command,
+            mounts=[Mount(staged, "/etc/image-compat")],
+            env={"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"},
         )
+        return ManagedProcess(self.name, argv, log, engine_env(), error=ControlPlaneError)
 
     @property
     def url(self) -> str:
@@ -99,6 +143,12 @@ class Extender:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def close(self) -> None:
+        """Stop, and delete the working container when it runs from the image."""
+        self.stop()
+        if self.container is not None:
+            self.container.remove()
 
     def alive(self) -> bool:
         return self.process.alive()
@@ -121,7 +171,7 @@ class Extender:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.close()
 
 
 def scheduler_config(extender_url: str, *, scheduler_name: str = SCHEDULER_NAME) -> dict[str, Any]:

@@ -63,6 +63,19 @@ def test_dockerfile_declares_what_the_manifests_assume(kubectl: Path) -> None:
     assert pod["containers"][0]["ports"][0]["containerPort"] == 8888
 
 
+def test_package_index_settings_come_only_as_build_secrets() -> None:
+    """A private index's pip.conf and CA are secret mounts of the install step, never layers."""
+    steps = instructions()
+    (install,) = [rest for word, rest in steps if word == "RUN" and "install-" in rest]
+    assert "--mount=type=secret,id=pip.conf,target=/run/secrets/pip.conf" in install
+    assert "--mount=type=secret,id=ca.crt,target=/run/secrets/ca.crt" in install
+    words = ("index-url", "index_url", "trusted-host", "trusted_host", "pip_cert", "pip_config",
+             "pip.conf", ".crt", "secret")  # fmt: skip
+    for word, rest in steps:
+        if rest != install:
+            assert not [w for w in words if w in rest.lower()], f"{word} {rest}"
+
+
 def test_build_context_holds_every_copied_path() -> None:
     """.dockerignore is an allow-list; every COPY source must pass it and exist."""
     patterns = [
