@@ -18,6 +18,7 @@ import pytest
 
 from devcluster import build
 from devcluster.oci import (
+    OciError,
     get_blob,
     get_manifest,
     list_tags,
@@ -230,6 +231,7 @@ def test_digest_reference_on_docker_registry_uses_the_tag_schema(
     (row_old,) = attached_rows(first)
     tag = "sha256-" + image.digest.removeprefix("sha256:")
     assert row_old["referrers"] == f"tag {tag}"
+    _, _, first_index = get_manifest(docker_registry, unique_repo, tag)
     second = attach(
         docker_registry, image.ref, new, "--created", T1, "--output", "json", home=tmp_path
     )
@@ -244,6 +246,9 @@ def test_digest_reference_on_docker_registry_uses_the_tag_schema(
     assert media_type == "application/vnd.oci.image.index.v1+json"
     listed = [(m["digest"], m["artifactType"]) for m in index["manifests"]]
     assert listed == [(row_old["artifact"], ARTIFACT_TYPE), (row_new["artifact"], ARTIFACT_TYPE)]
+    # The replaced index was deleted, as oras-go does.
+    with pytest.raises(OciError, match="HTTP 404"):
+        get_manifest(docker_registry, unique_repo, first_index)
 
     ours = read_like_nfd(docker_registry, image.tag_ref)
     assert ours.spec_bytes == new.read_bytes()  # the newest by the created annotation
