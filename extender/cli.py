@@ -503,8 +503,8 @@ examples:
   image-compat-extender attach registry.example/app:1.0 app-compat.yaml
   image-compat-extender attach registry.example/app@sha256:... app-compat.yaml \\
       --platform linux/amd64 --platform linux/arm64 --created 2025-01-01T00:00:00Z
-  echo "$TOKEN" | image-compat-extender attach registry.example/app:1.0 app-compat.yaml \\
-      --registry-username ci --registry-password-stdin
+  echo "$REGISTRY_PASSWORD" | image-compat-extender attach registry.example/app:1.0 \\
+      app-compat.yaml --registry-username ci --registry-password-stdin
 """
 
 
@@ -538,7 +538,12 @@ def _add_attach(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         help="the org.opencontainers.image.created annotation (default: now, UTC); NFD "
         "uses the newest artifact, and a fixed time makes the push reproducible",
     )
-    parser.add_argument("--output", choices=["text", "json"], default="text")
+    parser.add_argument(
+        "--output",
+        choices=["text", "json"],
+        default="text",
+        help="json: one object per artifact (subject, platform, artifact, created, referrers)",
+    )
     registry = parser.add_argument_group("registry access")
     _add_registry_access(
         registry,
