@@ -524,7 +524,7 @@ class RegistryClient:
                 self._ssl[registry] = True
         return self._ssl[registry]
 
-    async def _request(  # noqa: PLR0917 - internal, called from two places
+    async def _request(  # noqa: PLR0917 - internal; keyword-only beyond the common six
         self,
         ref: ImageReference,
         repository: str,
