@@ -10,12 +10,18 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from extender import __version__
 
 if TYPE_CHECKING:
+    from extender.artifacts.attach import Attached
+    from extender.nfd.lint import CheckResult
+    from extender.nfd.report import Style
     from extender.nfd.rules import CompiledSpec
+    from extender.registry.auth import DockerConfig
+    from extender.registry.hosts import RegistryHostConfig
+    from extender.registry.reference import ImageReference
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -35,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(subparsers)
     _add_validate(subparsers)
     _add_check_spec(subparsers)
+    _add_attach(subparsers)
     return parser
 
 
@@ -131,28 +138,7 @@ def _add_validate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         help="use the spec attached to this platform's manifest of a multi-platform image "
         "(as nfd's --platform: that manifest's own artifacts only)",
     )
-    registry.add_argument(
-        "--plain-http", action="store_true", help="talk HTTP, not HTTPS, to the registry"
-    )
-    registry.add_argument(
-        "--ca-file", metavar="PEM", help="CA bundle that verifies the registry's certificate"
-    )
-    registry.add_argument(
-        "--docker-config",
-        metavar="FILE",
-        help="docker config.json with credentials (default: none, as nfd)",
-    )
-    registry.add_argument("--registry-username", metavar="NAME", help="basic-auth user name")
-    registry.add_argument(
-        "--registry-password-stdin",
-        action="store_true",
-        help="read the password for --registry-username from stdin",
-    )
-    registry.add_argument(
-        "--registry-token-stdin",
-        action="store_true",
-        help="read a bearer token for the registry from stdin",
-    )
+    _add_registry_access(registry, docker_config_default="none, as nfd")
     parser.add_argument(
         "--features",
         required=True,
@@ -175,6 +161,32 @@ def _add_validate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     )
     parser.add_argument("--output", choices=["table", "json"], default="table")
     parser.set_defaults(run=_run_validate)
+
+
+def _add_registry_access(group: argparse._ArgumentGroup, *, docker_config_default: str) -> None:
+    """The connection and credential flags every command that talks to a registry takes."""
+    group.add_argument(
+        "--plain-http", action="store_true", help="talk HTTP, not HTTPS, to the registry"
+    )
+    group.add_argument(
+        "--ca-file", metavar="PEM", help="CA bundle that verifies the registry's certificate"
+    )
+    group.add_argument(
+        "--docker-config",
+        metavar="FILE",
+        help=f"docker config.json with credentials (default: {docker_config_default})",
+    )
+    group.add_argument("--registry-username", metavar="NAME", help="basic-auth user name")
+    group.add_argument(
+        "--registry-password-stdin",
+        action="store_true",
+        help="read the password for --registry-username from stdin",
+    )
+    group.add_argument(
+        "--registry-token-stdin",
+        action="store_true",
+        help="read a bearer token for the registry from stdin",
+    )
 
 
 # Exit codes from best to worst, for summarising several verdicts.
@@ -224,6 +236,62 @@ def _load_specs(paths: Sequence[str]) -> list[tuple[str, CompiledSpec]]:
     return specs
 
 
+def _registry_access(
+    args: argparse.Namespace, images: Sequence[str], *, default_docker_config: bool = False
+) -> tuple[list[ImageReference], dict[str, RegistryHostConfig], list[DockerConfig]]:
+    """References, per-host settings and credentials from the registry flags.
+
+    The flag credentials (password or token from stdin) go to the images' registries only;
+    the docker config (``--docker-config``, or with ``default_docker_config`` docker's own
+    file when it exists) comes after them.
+    """
+    import os  # noqa: PLC0415
+
+    from extender.registry.auth import DockerConfig  # noqa: PLC0415
+    from extender.registry.errors import RegistryError  # noqa: PLC0415
+    from extender.registry.hosts import RegistryHostConfig  # noqa: PLC0415
+    from extender.registry.reference import ImageReference  # noqa: PLC0415
+
+    if args.registry_password_stdin and args.registry_token_stdin:
+        raise _CommandError(
+            "cannot use --registry-token-stdin and --registry-password-stdin at the same time"
+        )
+    if args.registry_password_stdin and not args.registry_username:
+        raise _CommandError("--registry-password-stdin needs --registry-username")
+    refs = []
+    for image in images:
+        try:
+            refs.append(ImageReference.parse(image))
+        except RegistryError as err:
+            raise _CommandError(str(err)) from None
+    secret = ""
+    if args.registry_password_stdin or args.registry_token_stdin:
+        secret = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    credentials: list[DockerConfig] = []
+    config = RegistryHostConfig(plain_http=args.plain_http, ca_file=args.ca_file)
+    hosts: dict[str, RegistryHostConfig] = {}
+    for ref in refs:
+        hosts[ref.registry] = config
+        entry: dict[str, str] = {}
+        if args.registry_username:
+            entry = {"username": args.registry_username, "password": secret}
+        elif args.registry_token_stdin:
+            entry = {"registrytoken": secret}
+        if entry:
+            credentials.append(DockerConfig({"auths": {ref.registry: entry}}))
+    docker_config = args.docker_config
+    if not docker_config and default_docker_config:
+        home = os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
+        found = os.path.join(home, "config.json")
+        docker_config = found if os.path.isfile(found) else None
+    if docker_config:
+        try:
+            credentials.append(DockerConfig.from_file(docker_config))
+        except (OSError, ValueError) as err:
+            raise _CommandError(f"docker config {docker_config}: {err}") from None
+    return refs, hosts, credentials
+
+
 def _load_image_specs(args: argparse.Namespace) -> list[tuple[str, CompiledSpec]]:
     """(column label, compiled spec) per ``--image``, fetched as NFD's client does."""
     if not args.image:
@@ -233,46 +301,16 @@ def _load_image_specs(args: argparse.Namespace) -> list[tuple[str, CompiledSpec]
     from extender.artifacts.nfd_client import fetch_spec_like_nfd, parse_nfd_platform  # noqa: PLC0415
     from extender.nfd.rules import load_spec  # noqa: PLC0415
     from extender.nfd.spec import SpecError  # noqa: PLC0415
-    from extender.registry.auth import DockerConfig  # noqa: PLC0415
     from extender.registry.client import RegistryClient  # noqa: PLC0415
     from extender.registry.errors import RegistryError  # noqa: PLC0415
-    from extender.registry.hosts import HostPolicy, RegistryHostConfig  # noqa: PLC0415
-    from extender.registry.reference import CompatibilityArtifact, ImageReference  # noqa: PLC0415
+    from extender.registry.hosts import HostPolicy  # noqa: PLC0415
+    from extender.registry.reference import CompatibilityArtifact  # noqa: PLC0415
 
     try:
         platform = parse_nfd_platform(args.platform)
     except ValueError as err:
         raise _CommandError(str(err)) from None
-    if args.registry_password_stdin and args.registry_token_stdin:
-        raise _CommandError(
-            "cannot use --registry-token-stdin and --registry-password-stdin at the same time"
-        )
-    if args.registry_password_stdin and not args.registry_username:
-        raise _CommandError("--registry-password-stdin needs --registry-username")
-    secret = ""
-    if args.registry_password_stdin or args.registry_token_stdin:
-        secret = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
-    credentials: list[DockerConfig] = []
-    config = RegistryHostConfig(plain_http=args.plain_http, ca_file=args.ca_file)
-    hosts: dict[str, RegistryHostConfig] = {}
-    for image in args.image:
-        try:
-            ref = ImageReference.parse(image)
-        except RegistryError as err:
-            raise _CommandError(str(err)) from None
-        hosts[ref.registry] = config
-        entry: dict[str, str] = {}
-        if args.registry_username:
-            entry = {"username": args.registry_username, "password": secret}
-        elif args.registry_token_stdin:
-            entry = {"registrytoken": secret}
-        if entry:
-            credentials.append(DockerConfig({"auths": {ref.registry: entry}}))
-    if args.docker_config:
-        try:
-            credentials.append(DockerConfig.from_file(args.docker_config))
-        except (OSError, ValueError) as err:
-            raise _CommandError(f"--docker-config {args.docker_config}: {err}") from None
+    _, hosts, credentials = _registry_access(args, args.image)
 
     async def fetch_all() -> list[CompatibilityArtifact]:
         # The person running the command chooses the host: loopback is fine here.
@@ -418,7 +456,7 @@ def _run_check_spec(args: argparse.Namespace) -> int:
 
 def _check_spec(args: argparse.Namespace) -> int:
     from extender.nfd import report  # noqa: PLC0415
-    from extender.nfd.lint import Severity, check_spec  # noqa: PLC0415
+    from extender.nfd.lint import check_spec  # noqa: PLC0415
 
     style = report.Style(report.use_color(sys.stdout))
     failed = False
@@ -429,19 +467,169 @@ def _check_spec(args: argparse.Namespace) -> int:
             print(f"{path}: {style.bad('error')}: {err}")
             failed = True
             continue
-        for finding in result.findings:
-            word = finding.severity.value
-            painted = style.bad(word) if finding.severity is Severity.ERROR else style.warn(word)
-            where = f"{finding.path}: " if finding.path else ""
-            print(f"{path}: {painted}: {where}{finding.message} [{finding.code}]")
-        errors, warnings = len(result.errors), len(result.warnings)
-        if errors or (args.strict and warnings):
+        _print_findings(path, result, style)
+        if result.errors or (args.strict and result.warnings):
             failed = True
-        if not result.findings:
-            print(f"{path}: {style.good('ok')}")
-        else:
-            counts = (
-                f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
-            )
-            print(f"{path}: {counts}")
     return EXIT_ERROR if failed else EXIT_OK
+
+
+def _print_findings(
+    path: str, result: CheckResult, style: Style, *, file: TextIO = sys.stdout
+) -> None:
+    """check-spec's lines: one per finding, then ``ok`` or the counts."""
+    from extender.nfd.lint import Severity  # noqa: PLC0415
+
+    for finding in result.findings:
+        word = finding.severity.value
+        painted = style.bad(word) if finding.severity is Severity.ERROR else style.warn(word)
+        where = f"{finding.path}: " if finding.path else ""
+        print(f"{path}: {painted}: {where}{finding.message} [{finding.code}]", file=file)
+    errors, warnings = len(result.errors), len(result.warnings)
+    if not result.findings:
+        print(f"{path}: {style.good('ok')}", file=file)
+    else:
+        counts = f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+        print(f"{path}: {counts}", file=file)
+
+
+# --------------------------------------------------------------------------------------------
+# attach: check a spec, then push it as the image's compatibility artifact
+
+_ATTACH_EPILOG = """\
+exit status: 0 attached; 1 error (the spec has errors, or with --strict warnings, and nothing
+was pushed; or the registry refused); 2 usage.
+
+examples:
+  image-compat-extender attach registry.example/app:1.0 app-compat.yaml
+  image-compat-extender attach registry.example/app@sha256:... app-compat.yaml \\
+      --platform linux/amd64 --platform linux/arm64 --created 2025-01-01T00:00:00Z
+  echo "$REGISTRY_PASSWORD" | image-compat-extender attach registry.example/app:1.0 \\
+      app-compat.yaml --registry-username ci --registry-password-stdin
+"""
+
+
+def _add_attach(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "attach",
+        help="check a compatibility spec and attach it to an image in its registry",
+        description="Check an NFD image compatibility spec as check-spec does and, when it "
+        "has no errors, push it as the image's compatibility artifact (artifactType "
+        "application/vnd.nfd.image-compatibility.v1alpha1), as `oras attach` would: through "
+        "the referrers API where the registry has it, else listed in the sha256-<hex> tag. "
+        "`nfd compat validate-node --image`, `validate --image` and `serve` then find it.",
+        epilog=_ATTACH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("image", metavar="IMAGE", help="the image, by tag or digest")
+    parser.add_argument("spec", metavar="SPEC", help="the spec file (YAML or JSON; - for stdin)")
+    parser.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        metavar="OS/ARCH[/VARIANT]",
+        help="attach to this platform's manifest of a multi-platform image instead of the "
+        "index (repeatable: one artifact per platform). NFD reads the index's artifact "
+        "without --platform and only the platform manifest's with it",
+    )
+    parser.add_argument("--strict", action="store_true", help="refuse a spec with warnings")
+    parser.add_argument(
+        "--created",
+        metavar="RFC3339",
+        help="the org.opencontainers.image.created annotation (default: now, UTC); NFD "
+        "uses the newest artifact, and a fixed time makes the push reproducible",
+    )
+    parser.add_argument(
+        "--output",
+        choices=["text", "json"],
+        default="text",
+        help="json: one object per artifact (subject, platform, artifact, created, referrers)",
+    )
+    registry = parser.add_argument_group("registry access")
+    _add_registry_access(
+        registry,
+        docker_config_default="$DOCKER_CONFIG/config.json or ~/.docker/config.json when it exists",
+    )
+    parser.set_defaults(run=_run_attach)
+
+
+def _run_attach(args: argparse.Namespace) -> int:
+    try:
+        return _attach(args)
+    except _CommandError as err:
+        print(f"image-compat-extender attach: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+def _attach(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+    import json  # noqa: PLC0415
+    import os.path  # noqa: PLC0415
+
+    from extender.artifacts.attach import attach_spec, parse_created, rfc3339_now  # noqa: PLC0415
+    from extender.nfd import report  # noqa: PLC0415
+    from extender.nfd.lint import check_spec  # noqa: PLC0415
+    from extender.registry.client import RegistryClient  # noqa: PLC0415
+    from extender.registry.errors import RegistryError  # noqa: PLC0415
+    from extender.registry.hosts import HostPolicy  # noqa: PLC0415
+    from extender.registry.reference import Platform  # noqa: PLC0415
+
+    if args.spec == "-" and (args.registry_password_stdin or args.registry_token_stdin):
+        raise _CommandError("only one of the spec and the registry secret can read stdin")
+    try:
+        platforms = [Platform.parse(text) for text in args.platform]
+        created = parse_created(args.created) if args.created else rfc3339_now()
+    except ValueError as err:
+        raise _CommandError(str(err)) from None
+    spec = _read_input(args.spec)
+    result = check_spec(spec)
+    if result.findings:
+        _print_findings(
+            args.spec, result, report.Style(report.use_color(sys.stderr)), file=sys.stderr
+        )
+    if result.errors or (args.strict and result.warnings):
+        what = "errors" if result.errors else "warnings (--strict)"
+        raise _CommandError(f"{args.spec} has {what}: nothing attached")
+    (ref,), hosts, credentials = _registry_access(args, [args.image], default_docker_config=True)
+    title = "compatibility.yaml" if args.spec == "-" else os.path.basename(args.spec)
+
+    async def push() -> list[Attached]:
+        # The person running the command chooses the host: loopback is fine here.
+        client = RegistryClient(policy=HostPolicy(allow_loopback=True), hosts=hosts)
+        async with client:
+            return await attach_spec(
+                client,
+                ref,
+                spec,
+                platforms=platforms,
+                created=created,
+                title=title,
+                credentials=credentials,
+            )
+
+    try:
+        attached = asyncio.run(asyncio.wait_for(push(), timeout=120))
+    except RegistryError as err:
+        raise _CommandError(f"failed to attach to {args.image}: {err}") from None
+    except TimeoutError:
+        raise _CommandError(f"failed to attach to {args.image}: timed out after 120s") from None
+    rows = []
+    for item in attached:
+        pushed = item.pushed
+        rows.append(
+            {
+                "subject": str(item.subject),
+                "platform": str(item.platform) if item.platform else None,
+                "artifact": pushed.manifest.digest,
+                "created": created,
+                "referrers": "tag " + pushed.referrers_tag if pushed.referrers_tag else "api",
+            }
+        )
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            via = "referrers API" if row["referrers"] == "api" else f"listed in {row['referrers']}"
+            print(f"attached {row['artifact']} to {row['subject']} ({via})")
+    return EXIT_OK

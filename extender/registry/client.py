@@ -1,9 +1,11 @@
-"""The registry HTTP client: resolve, list referrers, read the spec layer, safely.
+"""The registry HTTP client: resolve, list referrers, read the spec layer, push artifacts.
 
 Owns :class:`RegistryClient`: tag to digest resolution (with platform selection in an index),
 the referrers API with the ``sha256-<hex>`` tag-schema fallback, reading manifests and the spec
-layer with digest and size checks (:class:`RegistryLimits`), the token flow, per-host
-concurrency, and connecting only through :class:`~extender.registry.hosts.HostPolicy`.
+layer with digest and size checks (:class:`RegistryLimits`), pushing blobs, manifests and
+referrers (the API, or the tag schema kept up to date), the token flow (``pull`` scope for
+reads, ``pull,push`` for writes), per-host concurrency, and connecting only through
+:class:`~extender.registry.hosts.HostPolicy`.
 
 It is over 500 lines because it is one class: resolving, listing, reading and the token flow
 share the session, the token cache, the per-host limits and the size checks. References,
@@ -44,6 +46,7 @@ from extender.registry.reference import (
     DOCKER_HUB_API,
     MANIFEST_ACCEPT,
     MEDIA_OCI_INDEX,
+    MEDIA_OCI_MANIFEST,
     CompatibilityArtifact,
     Descriptor,
     ImageReference,
@@ -53,12 +56,14 @@ from extender.registry.reference import (
 )
 
 __all__ = [
+    "PushedReferrer",
     "RegistryClient",
     "RegistryLimits",
 ]
 
 log = logging.getLogger(__name__)
 _USER_AGENT = "image-compat-extender"
+_ZERO_DIGEST = "sha256:" + "0" * 64
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,6 +270,158 @@ class RegistryClient:
             ref.with_digest(subject.digest), newest.digest, data, newest.created
         )
 
+    # -- writing -----------------------------------------------------------------------------
+
+    async def push_blob(
+        self,
+        ref: ImageReference,
+        data: bytes,
+        media_type: str,
+        *,
+        credentials: Sequence[DockerConfig] = (),
+    ) -> Descriptor:
+        """Upload a blob unless the repository has it (HEAD first): one monolithic upload."""
+        descriptor = Descriptor(media_type, _sha256(data), len(data))
+        base, repository = self._push_endpoint(ref)
+        blob_url = f"{base}/v2/{repository}/blobs/{descriptor.digest}"
+        try:
+            await self._request(
+                ref, repository, blob_url, "*/*", 0, credentials, method="HEAD", ok=(200,)
+            )
+            return descriptor
+        except RegistryNotFoundError:
+            pass
+        start_url = f"{base}/v2/{repository}/blobs/uploads/"
+        started = await self._request(
+            ref, repository, start_url, "*/*", 64 << 10, credentials,
+            method="POST", body=b"", ok=(202,),
+        )  # fmt: skip
+        location = started.headers.get("Location")
+        if not location:
+            raise RegistryProtocolError(f"{ref.registry}: upload started without a Location")
+        upload_url = urljoin(started.url, location)
+        # The upload URL carries no credentials of its own; ours go only to the registry.
+        if urlsplit(upload_url).netloc != urlsplit(base).netloc:
+            raise RegistryProtocolError(
+                f"{ref.registry}: upload location on another host ({urlsplit(upload_url).netloc})"
+            )
+        separator = "&" if urlsplit(upload_url).query else "?"
+        await self._request(
+            ref, repository, f"{upload_url}{separator}digest={quote(descriptor.digest, safe='')}",
+            "*/*", 64 << 10, credentials,
+            method="PUT", body=data, content_type="application/octet-stream", ok=(201, 204),
+        )  # fmt: skip
+        return descriptor
+
+    async def push_manifest(
+        self,
+        ref: ImageReference,
+        reference: str,
+        body: bytes,
+        media_type: str,
+        *,
+        credentials: Sequence[DockerConfig] = (),
+    ) -> tuple[Descriptor, Mapping[str, str]]:
+        """PUT a manifest under a tag or its digest: its descriptor and the response headers."""
+        if len(body) > self.limits.manifest_bytes:
+            raise RegistryProtocolError(f"manifest of {len(body)} bytes is over the limit")
+        descriptor = Descriptor(media_type, _sha256(body), len(body))
+        base, repository = self._push_endpoint(ref)
+        response = await self._request(
+            ref, repository, f"{base}/v2/{repository}/manifests/{reference}",
+            "*/*", 64 << 10, credentials,
+            method="PUT", body=body, content_type=media_type, ok=(201, 200),
+        )  # fmt: skip
+        stored = response.headers.get("Docker-Content-Digest")
+        if stored and stored.startswith("sha256:") and stored != descriptor.digest:
+            raise RegistryProtocolError(
+                f"{ref.registry} stored the manifest as {stored}, not {descriptor.digest}"
+            )
+        return descriptor, response.headers
+
+    async def push_referrer(
+        self,
+        ref: ImageReference,
+        manifest: bytes,
+        *,
+        credentials: Sequence[DockerConfig] = (),
+    ) -> PushedReferrer:
+        """Push an artifact manifest that has a ``subject``, as oras-go does.
+
+        The manifest goes by digest. A registry with the referrers API says so with an
+        ``OCI-Subject`` header (or, when it does not, answers a referrers listing) and
+        indexes it itself; otherwise the subject's ``sha256-<hex>`` tag holds an OCI index
+        of its referrers, which is read, extended (unless it lists the manifest already),
+        pushed again, and the replaced index deleted. Two writers racing on that tag can
+        lose one entry, as with oras-go.
+        """
+        document = _json_object(manifest, "artifact manifest")
+        media_type = str(document.get("mediaType") or MEDIA_OCI_MANIFEST)
+        subject = Descriptor.from_json(document.get("subject"))
+        descriptor, headers = await self.push_manifest(
+            ref, _sha256(manifest), manifest, media_type, credentials=credentials
+        )
+        if headers.get("OCI-Subject") or await self._has_referrers_api(ref, credentials):
+            return PushedReferrer(descriptor, subject, None)
+        tag = _referrers_tag(subject.digest)
+        base, repository = self._push_endpoint(ref)
+        old_index: str | None = None
+        try:
+            # From the registry itself: a mirror's copy of the index may be behind.
+            response = await self._request(
+                ref, repository, f"{base}/v2/{repository}/manifests/{tag}",
+                MEDIA_OCI_INDEX, self.limits.manifest_bytes, credentials,
+            )  # fmt: skip
+            index = _json_object(response.body, f"referrers tag {tag} of {ref}")
+            old_index = _sha256(response.body)
+        except RegistryNotFoundError:
+            index = {"schemaVersion": 2, "mediaType": MEDIA_OCI_INDEX, "manifests": []}
+        manifests = index.get("manifests")
+        if not isinstance(manifests, list):
+            raise RegistryProtocolError(f"referrers tag {tag} of {ref} is not an index")
+        if any(isinstance(m, Mapping) and m.get("digest") == descriptor.digest for m in manifests):
+            return PushedReferrer(descriptor, subject, tag)
+        if len(manifests) >= self.limits.referrers:
+            raise RegistryProtocolError(f"{ref} has {len(manifests)} referrers already")
+        entry: dict[str, Any] = {
+            "mediaType": media_type,
+            "digest": descriptor.digest,
+            "size": descriptor.size,
+        }
+        if document.get("artifactType"):
+            entry["artifactType"] = document["artifactType"]
+        if document.get("annotations"):
+            entry["annotations"] = document["annotations"]
+        index["manifests"] = [*manifests, entry]
+        body = json.dumps(index, separators=(",", ":")).encode()
+        await self.push_manifest(ref, tag, body, MEDIA_OCI_INDEX, credentials=credentials)
+        if old_index is not None:
+            # The replaced index is garbage now (oras-go deletes it too). A registry that
+            # refuses deletes keeps it, untagged, which harms no reader.
+            try:
+                await self._request(
+                    ref, repository, f"{base}/v2/{repository}/manifests/{old_index}",
+                    "*/*", 64 << 10, credentials, method="DELETE", ok=(200, 202, 404),
+                )  # fmt: skip
+            except RegistryError as err:
+                log.warning("could not delete the replaced referrers index %s: %s", old_index, err)
+        return PushedReferrer(descriptor, subject, tag)
+
+    async def _has_referrers_api(
+        self, ref: ImageReference, credentials: Sequence[DockerConfig]
+    ) -> bool:
+        """Whether the registry serves the referrers API, asked as oras-go asks (for the
+        zero digest) when a push answered without ``OCI-Subject``."""
+        base, repository = self._push_endpoint(ref)
+        try:
+            response = await self._request(
+                ref, repository, f"{base}/v2/{repository}/referrers/{_ZERO_DIGEST}",
+                MEDIA_OCI_INDEX, self.limits.manifest_bytes, credentials,
+            )  # fmt: skip
+        except (RegistryNotFoundError, _UnsupportedError):
+            return False
+        return _media_type(response) == MEDIA_OCI_INDEX
+
     # -- internals -------------------------------------------------------------------------
 
     async def _referrers_by_tag(
@@ -274,8 +431,7 @@ class RegistryClient:
         artifact_type: str,
         credentials: Sequence[DockerConfig],
     ) -> list[Descriptor]:
-        algorithm, _, hexdigest = subject_digest.partition(":")
-        tag = f"{algorithm}-{hexdigest}"[:128]
+        tag = _referrers_tag(subject_digest)
         try:
             response = await self._get(
                 ref, f"manifests/{tag}", MEDIA_OCI_INDEX, self.limits.manifest_bytes, credentials
@@ -319,6 +475,10 @@ class RegistryClient:
         )
         _verify(response.body, descriptor, "blob")
         return response.body
+
+    def _push_endpoint(self, ref: ImageReference) -> tuple[str, str]:
+        """Where writes go: the registry itself, never a mirror."""
+        return self._endpoints(ref)[-1]
 
     def _endpoints(self, ref: ImageReference) -> list[tuple[str, str]]:
         """(base URL, repository) pairs to try in order: mirrors first, then the registry."""
@@ -364,7 +524,7 @@ class RegistryClient:
                 self._ssl[registry] = True
         return self._ssl[registry]
 
-    async def _request(  # noqa: PLR0917 - internal, called from one place
+    async def _request(  # noqa: PLR0917 - internal; keyword-only beyond the common six
         self,
         ref: ImageReference,
         repository: str,
@@ -372,6 +532,11 @@ class RegistryClient:
         accept: str,
         max_bytes: int,
         credentials: Sequence[DockerConfig],
+        *,
+        method: str = "GET",
+        body: bytes | None = None,
+        content_type: str = "",
+        ok: Sequence[int] = (200,),
     ) -> _Response:
         if self._session is None:
             raise RuntimeError("RegistryClient must be used as an async context manager")
@@ -379,7 +544,9 @@ class RegistryClient:
         semaphore = self._semaphores.setdefault(
             origin_host, asyncio.Semaphore(self.limits.per_host_concurrency)
         )
-        scope = f"repository:{repository}:pull"
+        # Writes need a token for push as well; reads never ask for more than pull.
+        action = "pull" if method in ("GET", "HEAD") else "pull,push"
+        scope = f"repository:{repository}:{action}"
         creds = await self._credentials(ref.registry, credentials)
         token_key = (ref.registry, scope, _identity(creds))
         cached = self._tokens.get(token_key)
@@ -388,7 +555,16 @@ class RegistryClient:
             authorization = cached.value
         async with semaphore:
             for attempt in range(2):
-                response = await self._send(url, accept, max_bytes, authorization, ref)
+                response = await self._send(
+                    url,
+                    accept,
+                    max_bytes,
+                    authorization,
+                    ref,
+                    method=method,
+                    body=body,
+                    content_type=content_type,
+                )
                 if response.status != 401 or attempt == 1:
                     break
                 authorization = await self._authorize(ref, scope, response, creds)
@@ -396,11 +572,13 @@ class RegistryClient:
                     break
                 # Remember what worked for this repository, so the next call skips the 401.
                 self._tokens[token_key] = _Token(authorization, self._token_expiry)
-        return self._check_status(response, ref, url)
+        return self._check_status(response, ref, url, ok)
 
-    def _check_status(self, response: _Response, ref: ImageReference, url: str) -> _Response:
+    def _check_status(
+        self, response: _Response, ref: ImageReference, url: str, ok: Sequence[int] = (200,)
+    ) -> _Response:
         status = response.status
-        if status == 200:
+        if status in ok:
             return response
         where = f"{ref.registry} ({urlsplit(url).path})"
         if status in (401, 403):
@@ -414,10 +592,21 @@ class RegistryClient:
         raise RegistryProtocolError(f"{where}: unexpected HTTP {status}")
 
     async def _send(
-        self, url: str, accept: str, max_bytes: int, authorization: str | None, ref: ImageReference
+        self,
+        url: str,
+        accept: str,
+        max_bytes: int,
+        authorization: str | None,
+        ref: ImageReference,
+        *,
+        method: str = "GET",
+        body: bytes | None = None,
+        content_type: str = "",
     ) -> _Response:
         assert self._session is not None
         headers = {"Accept": accept}
+        if content_type:
+            headers["Content-Type"] = content_type
         first_host = urlsplit(url).netloc
         for _ in range(self.limits.redirects + 1):
             parts = urlsplit(url)
@@ -431,20 +620,24 @@ class RegistryClient:
                 headers.pop("Authorization", None)
             self.requests += 1
             try:
-                async with self._session.get(
+                async with self._session.request(
+                    method,
                     url,
+                    data=body,
                     headers=headers,
                     allow_redirects=False,
                     ssl=self._ssl_for(ref.registry) if parts.netloc == first_host else True,
                 ) as response:
-                    if response.status in (301, 302, 303, 307, 308):
+                    redirects = (307, 308) if body is not None else (301, 302, 303, 307, 308)
+                    if response.status in redirects:
                         location = response.headers.get("Location")
                         if not location:
                             raise RegistryProtocolError(f"redirect without Location from {url}")
                         url = urljoin(url, location)
                         continue
                     length = response.content_length
-                    if length is not None and length > max_bytes:
+                    # A HEAD's Content-Length is the size of what a GET would return.
+                    if method != "HEAD" and length is not None and length > max_bytes:
                         raise RegistryProtocolError(
                             f"{ref.registry}: response of {length} bytes is over the "
                             f"{max_bytes}-byte limit"
@@ -564,6 +757,22 @@ class RegistryClient:
         )
         # Renew a little early so a token does not expire in flight.
         return _Token(value, time.monotonic() + max(lifetime - 10.0, 1.0))
+
+
+@dataclass(frozen=True, slots=True)
+class PushedReferrer:
+    """A pushed artifact manifest, its subject, and the referrers tag it was listed in
+    (None: the registry's referrers API lists it)."""
+
+    manifest: Descriptor
+    subject: Descriptor
+    referrers_tag: str | None
+
+
+def _referrers_tag(subject_digest: str) -> str:
+    """The tag schema's name for a subject's referrers index: ``sha256-<hex>``."""
+    algorithm, _, hexdigest = subject_digest.partition(":")
+    return f"{algorithm}-{hexdigest}"[:128]
 
 
 class _UnsupportedError(RegistryError):
