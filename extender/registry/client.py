@@ -401,8 +401,12 @@ class RegistryClient:
             semaphore = asyncio.Semaphore(self.limits.per_host_concurrency)
             self._semaphores.put(origin_host, semaphore)
         scope = f"repository:{repository}:pull"
-        creds = await self._credentials(ref.registry, credentials)
-        token_key = (ref.registry, scope, _identity(creds))
+        # A mirror is another host: it gets its own credentials, never the registry's.
+        netloc = urlsplit(url).netloc
+        registry_netloc = DOCKER_HUB_API if ref.registry == DOCKER_HUB else ref.registry
+        owner = ref.registry if netloc == registry_netloc else netloc
+        creds = await self._credentials(owner, credentials)
+        token_key = (owner, scope, _identity(creds))
         cached = self._tokens.get(token_key)
         authorization = None
         if cached is not None and cached.expires > time.monotonic():
@@ -471,13 +475,14 @@ class RegistryClient:
         details would let them probe ports); the details go to the log with the host.
         """
         assert self._session is not None
-        first = urlsplit(url).netloc
+        start = urlsplit(url)
         for _ in range(self.limits.redirects + 1):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise RegistryProtocolError(f"{registry}: {what} sent an unusable URL")
             self.policy.check_name(parts.hostname)
-            same_host = parts.netloc == first
+            # Same scheme too: a redirect from https to http must not carry credentials.
+            same_host = (parts.scheme, parts.netloc) == (start.scheme, start.netloc)
             if form is not None and not same_host:
                 raise RegistryAuthError(
                     f"{registry}: {what} redirected credentials to another host"

@@ -19,7 +19,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from extender.registry.auth import Credentials, DockerConfig
 from extender.registry.client import RegistryClient, RegistryLimits
 from extender.registry.errors import HostRefusedError, RegistryError, RegistryProtocolError
-from extender.registry.hosts import HostPolicy, RegistryHostConfig
+from extender.registry.hosts import HostPolicy, Mirror, RegistryHostConfig
 from extender.registry.reference import ImageReference
 
 LOOPBACK = HostPolicy(allow_loopback=True)
@@ -211,6 +211,26 @@ async def test_credentials_never_follow_a_redirect_or_a_link_to_another_host(
             await client.referrers(ref, digest.digest)
     assert seen, "the redirect to the other host was followed"
     assert seen == [None] * len(seen)
+
+
+async def test_a_mirror_never_gets_the_registrys_credentials(aiohttp_server: Any) -> None:
+    seen: list[str | None] = []
+
+    async def challenge(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="mirror"'})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", challenge)
+    mirror = await aiohttp_server(app, host="127.0.0.1")
+    hosts = {
+        "upstream.example": RegistryHostConfig(mirrors=(Mirror(f"http://127.0.0.1:{mirror.port}"),))
+    }
+    config = DockerConfig({"auths": {"upstream.example": {"username": "u", "password": "s"}}})
+    async with RegistryClient(policy=LOOPBACK, hosts=hosts, docker_config=config) as client:
+        with pytest.raises(RegistryError):
+            await client.get_manifest(ImageReference.parse("upstream.example/app:v1"))
+    assert seen == [None]
 
 
 _METADATA_SPELLINGS = [
