@@ -3,7 +3,10 @@
 Owns :class:`RegistryClient`: tag to digest resolution (with platform selection in an index),
 the referrers API with the ``sha256-<hex>`` tag-schema fallback, reading manifests and the spec
 layer with digest and size checks (:class:`RegistryLimits`), the token flow, per-host
-concurrency, and connecting only through :class:`~extender.registry.hosts.HostPolicy`.
+concurrency (bounded state), and connecting only through
+:class:`~extender.registry.hosts.HostPolicy`: every request and every redirect hop goes through
+``RegistryClient._http``, which checks the host before connecting, keeps credentials with
+the host they are for, and turns network failures into short reasons.
 
 It is over 500 lines because it is one class: resolving, listing, reading and the token flow
 share the session, the token cache, the per-host limits and the size checks. References,
