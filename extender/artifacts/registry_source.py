@@ -26,6 +26,8 @@ from extender.nfd.spec import SpecError
 from extender.registry.auth import DockerConfig
 from extender.registry.client import RegistryClient
 from extender.registry.errors import (
+    HostRefusedError,
+    InvalidReferenceError,
     RegistryAuthError,
     RegistryError,
     RegistryUnavailableError,
@@ -228,6 +230,18 @@ class RegistrySource:
         try:
             async with asyncio.timeout(self.config.load_timeout):
                 lookup, expires = await self._lookup(key, context, origin)
+        except (InvalidReferenceError, HostRefusedError) as err:
+            # The reference's fault, not the registry's: no retry or outage policy applies.
+            self.stats.failures += 1
+            log.warning("cannot use reference %s: %s", key.reference, err)
+            if isinstance(err, HostRefusedError):
+                message = "its registry host is refused by the extender's host policy"
+            else:
+                message = "not a valid image reference"
+            lookup = SpecLookup.unusable_reference(message, origin)
+            expires = self._clock() + self.config.error_ttl
+            self._answers.put((key, context), _Answer(lookup, expires, None))
+            return lookup
         except (RegistryError, TimeoutError) as err:
             if isinstance(err, RegistryError):
                 message = str(err)

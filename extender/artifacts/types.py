@@ -70,12 +70,16 @@ class SpecLookup:
 
     ``spec``: the compiled spec. Nothing set: the image has no spec (neutral).
     ``invalid``: a spec exists but cannot be used. ``failure``: the source could not answer
-    (registry down, unreadable file). ``origin`` says where a spec came from, for logs.
+    (registry down, unreadable file). ``unusable``: the reference itself cannot be used (it
+    does not parse, or names a host the extender may not contact), which no retry changes;
+    the policy never treats that as "no spec" when the pod named the reference itself.
+    ``origin`` says where a spec came from, for logs.
     """
 
     spec: CompiledSpec | None = None
     invalid: SpecError | None = None
     failure: str | None = None
+    unusable: str | None = None
     origin: str = ""
 
     @classmethod
@@ -93,6 +97,10 @@ class SpecLookup:
     @classmethod
     def failed(cls, message: str, origin: str = "") -> SpecLookup:
         return cls(failure=message, origin=origin)
+
+    @classmethod
+    def unusable_reference(cls, message: str, origin: str = "") -> SpecLookup:
+        return cls(unusable=message, origin=origin)
 
 
 NO_SPEC = SpecLookup()

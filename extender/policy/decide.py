@@ -120,6 +120,7 @@ class _Resolved:
     specs: dict[Slot, CompiledSpec | None] = field(default_factory=dict)
     invalid: str = ""
     unavailable: str = ""
+    bad_annotation: str = ""  # an artifact the pod named cannot be used
 
     @property
     def any_spec(self) -> bool:
@@ -175,6 +176,8 @@ class Policy:
             self._prefetch(plan, set(platforms))  # so that prioritize finds them loaded
             return everyone
         resolved = await self._resolve(plan, set(platforms), strict=True)
+        if resolved.bad_annotation:
+            return self._reject_all(nodes, resolved.bad_annotation, "invalid_annotation")
         if resolved.invalid:
             return self._reject_all(nodes, resolved.invalid, "invalid_spec")
         if resolved.unavailable:
@@ -267,7 +270,7 @@ class Policy:
                 else:
                     # A platform this request did not need: use what is cached, never load.
                     found = self.source.get_cached(requirement.key(platform), plan.context)
-                    if found is None or found.invalid or found.failure:
+                    if found is None or found.invalid or found.failure or found.unusable:
                         compatible = False
                         break
                     spec = found.spec
@@ -361,26 +364,39 @@ class Policy:
                 found = lookups.get((index, platform), NO_SPEC)
                 slot = (index, platform)
                 resolved.specs[slot] = None
+                failure = found.failure
+                if found.unusable is not None:
+                    if requirement.artifact:
+                        # The pod chose this reference: a reference we cannot use is the
+                        # pod's to fix, never "no spec", or naming one would be a way
+                        # around enforce.
+                        if not resolved.bad_annotation:
+                            resolved.bad_annotation = (
+                                f"annotation {self.config.artifacts_key}: cannot use "
+                                f"{requirement.artifact}: {found.unusable}"
+                            )
+                        continue
+                    failure = found.unusable
                 if found.invalid is not None:
                     if not resolved.invalid:
                         resolved.invalid = f"invalid spec for {requirement.image}: {found.invalid}"
-                elif found.failure is not None:
+                elif failure is not None:
                     self.stats.source_failures += 1
                     if self.config.on_registry_error is RegistryErrorPolicy.IGNORE:
                         log.warning(
                             "pod %s: no spec for %s (ignored: %s)",
                             plan.pod,
                             requirement.image,
-                            found.failure,
+                            failure,
                         )
                     elif not resolved.unavailable:
                         resolved.unavailable = (
-                            f"cannot load spec for {requirement.image}: {found.failure}"
+                            f"cannot load spec for {requirement.image}: {failure}"
                         )
                 else:
                     resolved.specs[slot] = found.spec
         if not strict:
-            resolved.invalid = resolved.unavailable = ""
+            resolved.invalid = resolved.unavailable = resolved.bad_annotation = ""
         return resolved
 
     async def _wait_for(

@@ -43,6 +43,9 @@ class Credentials:
         return f"Credentials(username={self.username!r}, ...)"
 
 
+_NO_CREDENTIALS = Credentials()
+
+
 def _config_host(key: str) -> str:
     host = key
     if "://" in host:
@@ -52,17 +55,34 @@ def _config_host(key: str) -> str:
 
 
 class DockerConfig:
-    """Credentials from a docker ``config.json`` (or a dockerconfigjson pull secret)."""
+    """Credentials from a docker ``config.json`` (or a dockerconfigjson pull secret).
 
-    def __init__(self, data: Mapping[str, Any], *, helper_timeout_s: float = 5.0) -> None:
+    ``allow_helpers`` says whether ``credsStore`` and ``credHelpers`` may run a program: true
+    for the extender's own config, which the operator wrote; never for a pod's pull secret,
+    which a pod author wrote (a secret is data: naming a helper must not run one).
+    """
+
+    def __init__(
+        self,
+        data: Mapping[str, Any],
+        *,
+        helper_timeout_s: float = 5.0,
+        allow_helpers: bool = True,
+    ) -> None:
         self._auths: dict[str, Credentials] = {}
         for key, entry in (data.get("auths") or {}).items():
             if isinstance(entry, Mapping):
-                self._auths[_config_host(str(key))] = _credentials_from_auth(entry)
-        self._helpers = {
-            _config_host(str(k)): str(v) for k, v in (data.get("credHelpers") or {}).items()
-        }
-        self._store = str(data.get("credsStore") or "")
+                found = _credentials_from_auth(entry)
+                # Docker writes an empty entry beside a credsStore: the helper has the secret.
+                if found != _NO_CREDENTIALS:
+                    self._auths[_config_host(str(key))] = found
+        self._helpers: dict[str, str] = {}
+        self._store = ""
+        if allow_helpers:
+            self._helpers = {
+                _config_host(str(k)): str(v) for k, v in (data.get("credHelpers") or {}).items()
+            }
+            self._store = str(data.get("credsStore") or "")
         self._helper_timeout_s = helper_timeout_s
 
     @classmethod
@@ -71,11 +91,14 @@ class DockerConfig:
 
     @classmethod
     def from_secret_data(cls, data: bytes) -> DockerConfig:
-        """A ``kubernetes.io/dockerconfigjson`` (or legacy ``dockercfg``) secret payload."""
+        """A ``kubernetes.io/dockerconfigjson`` (or legacy ``dockercfg``) secret payload.
+
+        Only its inline credentials count: its ``credsStore``/``credHelpers`` are ignored.
+        """
         parsed = json.loads(data)
         if "auths" not in parsed:
             parsed = {"auths": parsed}
-        return cls(parsed)
+        return cls(parsed, allow_helpers=False)
 
     async def lookup(self, registry: str) -> Credentials | None:
         if registry in self._auths:

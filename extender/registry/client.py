@@ -4,8 +4,10 @@ Owns :class:`RegistryClient`: tag to digest resolution (with platform selection 
 the referrers API with the ``sha256-<hex>`` tag-schema fallback, reading manifests and the spec
 layer with digest and size checks (:class:`RegistryLimits`), pushing blobs, manifests and
 referrers (the API, or the tag schema kept up to date), the token flow (``pull`` scope for
-reads, ``pull,push`` for writes), per-host concurrency, and connecting only through
-:class:`~extender.registry.hosts.HostPolicy`.
+reads, ``pull,push`` for writes), per-host concurrency (bounded state), and connecting only
+through :class:`~extender.registry.hosts.HostPolicy`: every request and every redirect hop
+goes through ``RegistryClient._http``, which checks the host before connecting, keeps
+credentials with the host they are for, and turns network failures into short reasons.
 
 It is over 500 lines because it is one class: resolving, listing, reading and the token flow
 share the session, the token cache, the per-host limits and the size checks. References,
@@ -25,11 +27,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
+from extender._util import BoundedDict
 from extender.nfd.spec import ARTIFACT_TYPE, SPEC_MEDIA_TYPE
 from extender.registry.auth import _CHALLENGE_PARAM, Credentials, DockerConfig, _identity, _Token
 from extender.registry.errors import (
@@ -80,6 +83,9 @@ class RegistryLimits:
     timeout_s: float = 10.0
     connect_timeout_s: float = 3.0
     per_host_concurrency: int = 8
+    # Hosts (and token scopes) remembered at once. Pod authors choose hosts, so what is kept
+    # per host must not grow with every name they try; the oldest entries go first.
+    hosts_kept: int = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +114,10 @@ class RegistryClient:
         self.docker_config = docker_config
         self.limits = limits or RegistryLimits()
         self._session: aiohttp.ClientSession | None = None
-        self._tokens: dict[tuple[str, str, str], _Token] = {}
-        self._semaphores: dict[str, asyncio.Semaphore] = {}
-        self._ssl: dict[str, ssl.SSLContext | bool] = {}
+        kept = self.limits.hosts_kept
+        self._tokens: BoundedDict[tuple[str, str, str], _Token] = BoundedDict(kept)
+        self._semaphores: BoundedDict[str, asyncio.Semaphore] = BoundedDict(kept)
+        self._ssl: BoundedDict[str, ssl.SSLContext | bool] = BoundedDict(kept)
         self._token_expiry = 0.0
         self.requests = 0  # total HTTP requests sent; tests and metrics read it
 
@@ -121,6 +128,9 @@ class RegistryClient:
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers={"User-Agent": _USER_AGENT},
+            # No cookies: some registries treat a cookie-carrying client as a browser, and a
+            # cookie set by one pod's registry must not ride along on another pod's request.
+            cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(
                 total=self.limits.timeout_s, connect=self.limits.connect_timeout_s
             ),
@@ -500,6 +510,13 @@ class RegistryClient:
         last: RegistryError | None = None
         for base, repository in self._endpoints(ref):
             if path.startswith(("http://", "https://")):
+                # A pagination link: only to the host that gave it, so that the credentials
+                # this request carries stay with the host they were issued for.
+                if urlsplit(path).netloc != urlsplit(base).netloc:
+                    last = last or RegistryProtocolError(
+                        f"{ref.registry}: next page on another host"
+                    )
+                    continue
                 url = path
             elif path.startswith("/"):
                 url = urljoin(base, path)
@@ -514,15 +531,18 @@ class RegistryClient:
         raise last
 
     def _ssl_for(self, registry: str) -> ssl.SSLContext | bool:
-        if registry not in self._ssl:
-            config = self.hosts.get(registry, RegistryHostConfig())
-            if config.insecure_skip_verify:
-                self._ssl[registry] = False
-            elif config.ca_file:
-                self._ssl[registry] = ssl.create_default_context(cafile=config.ca_file)
-            else:
-                self._ssl[registry] = True
-        return self._ssl[registry]
+        config = self.hosts.get(registry)
+        if config is None:
+            return True  # verified with the system's CAs; nothing to remember per host
+        if config.insecure_skip_verify:
+            return False
+        if not config.ca_file:
+            return True
+        context = self._ssl.get(registry)
+        if context is None:
+            context = ssl.create_default_context(cafile=config.ca_file)
+            self._ssl.put(registry, context)
+        return context
 
     async def _request(  # noqa: PLR0917 - internal; keyword-only beyond the common six
         self,
@@ -541,14 +561,21 @@ class RegistryClient:
         if self._session is None:
             raise RuntimeError("RegistryClient must be used as an async context manager")
         origin_host = urlsplit(url).hostname or ""
-        semaphore = self._semaphores.setdefault(
-            origin_host, asyncio.Semaphore(self.limits.per_host_concurrency)
-        )
+        # Refused hosts get no per-host state at all; the rest is bounded (hosts_kept).
+        self.policy.check_name(origin_host)
+        semaphore = self._semaphores.get(origin_host)
+        if semaphore is None:
+            semaphore = asyncio.Semaphore(self.limits.per_host_concurrency)
+            self._semaphores.put(origin_host, semaphore)
         # Writes need a token for push as well; reads never ask for more than pull.
         action = "pull" if method in ("GET", "HEAD") else "pull,push"
         scope = f"repository:{repository}:{action}"
-        creds = await self._credentials(ref.registry, credentials)
-        token_key = (ref.registry, scope, _identity(creds))
+        # A mirror is another host: it gets its own credentials, never the registry's.
+        netloc = urlsplit(url).netloc
+        registry_netloc = DOCKER_HUB_API if ref.registry == DOCKER_HUB else ref.registry
+        owner = ref.registry if netloc == registry_netloc else netloc
+        creds = await self._credentials(owner, credentials)
+        token_key = (owner, scope, _identity(creds))
         cached = self._tokens.get(token_key)
         authorization = None
         if cached is not None and cached.expires > time.monotonic():
@@ -567,11 +594,13 @@ class RegistryClient:
                 )
                 if response.status != 401 or attempt == 1:
                     break
+                if urlsplit(response.url).netloc != urlsplit(url).netloc:
+                    break  # a challenge from a redirect's host never gets our credentials
                 authorization = await self._authorize(ref, scope, response, creds)
                 if authorization is None:
                     break
                 # Remember what worked for this repository, so the next call skips the 401.
-                self._tokens[token_key] = _Token(authorization, self._token_expiry)
+                self._tokens.put(token_key, _Token(authorization, self._token_expiry))
         return self._check_status(response, ref, url, ok)
 
     def _check_status(
@@ -603,62 +632,100 @@ class RegistryClient:
         body: bytes | None = None,
         content_type: str = "",
     ) -> _Response:
-        assert self._session is not None
         headers = {"Accept": accept}
         if content_type:
             headers["Content-Type"] = content_type
-        first_host = urlsplit(url).netloc
+        return await self._http(
+            method,
+            url,
+            headers=headers,
+            authorization=authorization,
+            max_bytes=max_bytes,
+            registry=ref.registry,
+            what="registry",
+            body=body,
+        )
+
+    async def _http(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        authorization: str | None,
+        max_bytes: int,
+        registry: str,
+        what: str,
+        form: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> _Response:
+        """Every request this client sends (registry API, blobs, token realm, pagination).
+
+        Redirects are followed here, not by aiohttp, so that each hop passes the host policy
+        before anything connects to it. ``authorization`` and a ``form`` (it may hold an
+        identity token) go only to the host the request started at: a redirect to another
+        host drops the header, and a form is never re-sent across hosts. Network failures
+        become short, stable reasons (pod authors see them in events; naming errno or TLS
+        details would let them probe ports); the details go to the log with the host.
+        """
+        assert self._session is not None
+        start = urlsplit(url)
         for _ in range(self.limits.redirects + 1):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise RegistryProtocolError(f"refusing URL {url!r}")
+                raise RegistryProtocolError(f"{registry}: {what} sent an unusable URL")
             self.policy.check_name(parts.hostname)
-            # Credentials go only to the registry itself, never to a redirect's other host.
-            if authorization and parts.netloc == first_host:
-                headers["Authorization"] = authorization
-            else:
-                headers.pop("Authorization", None)
+            # Same scheme too: a redirect from https to http must not carry credentials.
+            same_host = (parts.scheme, parts.netloc) == (start.scheme, start.netloc)
+            if form is not None and not same_host:
+                raise RegistryAuthError(
+                    f"{registry}: {what} redirected credentials to another host"
+                )
+            sent = dict(headers)
+            if authorization and same_host:
+                sent["Authorization"] = authorization
             self.requests += 1
             try:
                 async with self._session.request(
                     method,
                     url,
-                    data=body,
-                    headers=headers,
+                    headers=sent,
+                    data=body if body is not None else form,
                     allow_redirects=False,
-                    ssl=self._ssl_for(ref.registry) if parts.netloc == first_host else True,
+                    ssl=self._ssl_for(registry) if same_host else True,
                 ) as response:
-                    redirects = (307, 308) if body is not None else (301, 302, 303, 307, 308)
+                    # A body is re-sent only where the redirect keeps the method (307, 308).
+                    redirects = (307, 308) if body is not None else _REDIRECTS
                     if response.status in redirects:
                         location = response.headers.get("Location")
                         if not location:
-                            raise RegistryProtocolError(f"redirect without Location from {url}")
+                            raise RegistryProtocolError(
+                                f"{registry}: {what} redirect without Location"
+                            )
                         url = urljoin(url, location)
+                        if response.status == 303 or (
+                            response.status in (301, 302) and method != "GET"
+                        ):
+                            method, form = "GET", None  # as browsers and Go do
                         continue
                     length = response.content_length
                     # A HEAD's Content-Length is the size of what a GET would return.
                     if method != "HEAD" and length is not None and length > max_bytes:
                         raise RegistryProtocolError(
-                            f"{ref.registry}: response of {length} bytes is over the "
+                            f"{registry}: response of {length} bytes is over the "
                             f"{max_bytes}-byte limit"
                         )
-                    body = await _read_limited(response, max_bytes, ref)
-                    return _Response(response.status, dict(response.headers), body, url)
-            except HostRefusedError:
+                    content = await _read_limited(response, max_bytes, registry)
+                    return _Response(response.status, dict(response.headers), content, url)
+            except RegistryError:
                 raise
-            except TimeoutError:
-                raise RegistryUnavailableError(f"{ref.registry}: timed out") from None
             except aiohttp.ClientConnectorError as err:
                 if isinstance(err.os_error, HostRefusedError):
                     raise err.os_error from None
-                raise RegistryUnavailableError(
-                    f"{ref.registry}: cannot connect ({err.os_error})"
-                ) from None
-            except aiohttp.ClientError as err:
-                raise RegistryUnavailableError(
-                    f"{ref.registry}: {type(err).__name__}: {err}"
-                ) from None
-        raise RegistryProtocolError(f"{ref.registry}: more than {self.limits.redirects} redirects")
+                raise _network_error(registry, what, parts.netloc, err) from None
+            except (TimeoutError, aiohttp.ClientError, OSError) as err:
+                raise _network_error(registry, what, parts.netloc, err) from None
+        raise RegistryProtocolError(f"{registry}: more than {self.limits.redirects} redirects")
 
     async def _credentials(
         self, registry: str, credentials: Sequence[DockerConfig]
@@ -698,56 +765,51 @@ class RegistryClient:
     async def _fetch_token(
         self, ref: ImageReference, realm: str, service: str, scope: str, creds: Credentials | None
     ) -> _Token:
-        assert self._session is not None
         parts = urlsplit(realm)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise RegistryAuthError(f"{ref.registry}: invalid token realm {realm!r}")
+            raise RegistryAuthError(f"{ref.registry}: invalid token realm")
         if (
             parts.scheme == "http"
             and not self.hosts.get(ref.registry, RegistryHostConfig()).plain_http
         ):
             raise RegistryAuthError(f"{ref.registry}: refusing a plain-HTTP token realm")
-        self.policy.check_name(parts.hostname)
-        self.requests += 1
+        if creds is not None and creds.identity_token:
+            form: dict[str, str] | None = {
+                "grant_type": "refresh_token",
+                "refresh_token": creds.identity_token,
+                "service": service,
+                "scope": scope,
+                "client_id": _USER_AGENT,
+            }
+            method, url, authorization = "POST", realm, None
+        else:
+            form = None
+            query = urlencode({"service": service, "scope": scope})
+            method, url = "GET", f"{realm}{'&' if parts.query else '?'}{query}"
+            authorization = None
+            if creds is not None and creds.username:
+                raw = f"{creds.username}:{creds.password}".encode()
+                authorization = "Basic " + base64.b64encode(raw).decode()
         try:
-            if creds is not None and creds.identity_token:
-                form = {
-                    "grant_type": "refresh_token",
-                    "refresh_token": creds.identity_token,
-                    "service": service,
-                    "scope": scope,
-                    "client_id": _USER_AGENT,
-                }
-                request = self._session.post(realm, data=form, ssl=self._ssl_for(ref.registry))
-            else:
-                query = {"service": service, "scope": scope}
-                auth = None
-                if creds is not None and creds.username:
-                    auth = aiohttp.BasicAuth(creds.username, creds.password)
-                request = self._session.get(
-                    realm, params=query, auth=auth, ssl=self._ssl_for(ref.registry)
-                )
-            async with request as response:
-                body = await _read_limited(response, 1 << 20, ref)
-                if response.status in (401, 403):
-                    raise RegistryAuthError(
-                        f"{ref.registry}: token endpoint refused the credentials"
-                    )
-                if response.status != 200:
-                    raise RegistryUnavailableError(
-                        f"{ref.registry}: token endpoint HTTP {response.status}"
-                    )
-        except TimeoutError:
-            raise RegistryUnavailableError(f"{ref.registry}: token endpoint timed out") from None
-        except aiohttp.ClientConnectorError as err:
-            if isinstance(err.os_error, HostRefusedError):
-                raise err.os_error from None
-            raise RegistryUnavailableError(f"{ref.registry}: token endpoint unreachable") from None
-        except aiohttp.ClientError as err:
+            response = await self._http(
+                method,
+                url,
+                headers={},
+                authorization=authorization,
+                form=form,
+                max_bytes=1 << 20,
+                registry=ref.registry,
+                what="token endpoint",
+            )
+        except RegistryProtocolError as err:
+            raise RegistryAuthError(str(err)) from None
+        if response.status in (401, 403):
+            raise RegistryAuthError(f"{ref.registry}: token endpoint refused the credentials")
+        if response.status != 200:
             raise RegistryUnavailableError(
-                f"{ref.registry}: token endpoint {type(err).__name__}"
-            ) from None
-        document = _json_object(body, "token response")
+                f"{ref.registry}: token endpoint answered HTTP {response.status}"
+            )
+        document = _json_object(response.body, "token response")
         value = document.get("token") or document.get("access_token")
         if not isinstance(value, str) or not value:
             raise RegistryAuthError(f"{ref.registry}: token response without a token")
@@ -775,19 +837,43 @@ def _referrers_tag(subject_digest: str) -> str:
     return f"{algorithm}-{hexdigest}"[:128]
 
 
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def _network_error(registry: str, what: str, netloc: str, err: BaseException) -> RegistryError:
+    """A short, stable reason for a failure below HTTP; the details only in the log."""
+    if isinstance(err, TimeoutError | aiohttp.ServerTimeoutError):
+        reason = f"{what} timed out"
+    elif isinstance(err, aiohttp.ClientConnectorCertificateError):
+        reason = f"{what} TLS certificate not trusted"
+    elif isinstance(err, aiohttp.ClientSSLError) or isinstance(
+        getattr(err, "os_error", None) or err.__cause__ or err.__context__, ssl.SSLError
+    ):
+        reason = f"{what} TLS handshake failed"
+    elif isinstance(err, aiohttp.ClientConnectorError):
+        reason = f"{what} unreachable"
+    elif isinstance(err, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        reason = f"{what} closed the connection"
+    else:
+        reason = f"{what} request failed"
+    detail = getattr(err, "os_error", None) or err
+    log.warning(
+        "registry %s, host %s: %s: %s: %s", registry, netloc, reason, type(detail).__name__, detail
+    )
+    return RegistryUnavailableError(f"{registry}: {reason}")
+
+
 class _UnsupportedError(RegistryError):
     """The referrers endpoint answered a 4xx meaning "not implemented here"."""
 
 
-async def _read_limited(
-    response: aiohttp.ClientResponse, max_bytes: int, ref: ImageReference
-) -> bytes:
+async def _read_limited(response: aiohttp.ClientResponse, max_bytes: int, registry: str) -> bytes:
     chunks = []
     total = 0
     async for chunk in response.content.iter_chunked(64 << 10):
         total += len(chunk)
         if total > max_bytes:
-            raise RegistryProtocolError(f"{ref.registry}: response over the {max_bytes}-byte limit")
+            raise RegistryProtocolError(f"{registry}: response over the {max_bytes}-byte limit")
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -27,6 +27,8 @@ from extender.registry.errors import HostRefusedError
 __all__ = [
     "HostPolicy",
     "RegistryHostConfig",
+    "embedded_ipv4",
+    "parse_address",
 ]
 
 _METADATA_NAMES = (
@@ -70,17 +72,22 @@ class HostPolicy:
         return out
 
     def check_name(self, host: str) -> None:
-        """Refuse by name before any lookup (the reference's host, or a redirect's)."""
+        """Refuse by name before any lookup: every host we connect to (a reference's, a token
+        realm's, a redirect's, a pagination link's) passes here first.
+
+        Address spellings are read as the system's resolver would read them (``2852039166``,
+        ``0177.0.0.1``, ``0x7f.1``, ``127.1`` are all addresses), so no spelling of a refused
+        address passes as a name.
+        """
         name = host.strip("[]").rstrip(".").lower()
         if name in _METADATA_NAMES or any(
             fnmatch.fnmatch(name, p) for p in self.deny if not _is_cidr(p)
         ):
             raise HostRefusedError(f"registry host {host} is refused")
-        if name == "localhost" and not self.allow_loopback:
+        if (name == "localhost" or name.endswith(".localhost")) and not self.allow_loopback:
             raise HostRefusedError(f"registry host {host} is loopback, which is not allowed")
-        try:
-            address = ipaddress.ip_address(name.split("%")[0])
-        except ValueError:
+        address = parse_address(name)
+        if address is None:
             names = [p for p in self.allow if not _is_cidr(p)]
             # With only CIDRs allowed, a name is judged by its addresses after resolution.
             if names and not any(fnmatch.fnmatch(name, p) for p in names):
@@ -91,8 +98,17 @@ class HostPolicy:
     def check_address(
         self, address: ipaddress.IPv4Address | ipaddress.IPv6Address, host: str
     ) -> None:
+        # An IPv6 address can carry an IPv4 one that a translator or tunnel delivers to: each
+        # address it stands for is judged, so none of them is a way around the deny list.
+        for candidate in (address, *embedded_ipv4(address)):
+            self._check_one(candidate, host)
+        plain = address
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
+            plain = address.ipv4_mapped
+        if self.allow and not self._allowed(host, plain):
+            raise HostRefusedError(f"registry host {host} ({address}) is not in the allow list")
+
+    def _check_one(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address, host: str) -> None:
         denied = self._networks(_DEFAULT_DENIED_NETWORKS) + self._networks(self.deny)
         if any(address in network for network in denied):
             raise HostRefusedError(f"registry host {host} resolves to refused address {address}")
@@ -102,8 +118,6 @@ class HostPolicy:
             )
         if address.is_multicast or address.is_unspecified:
             raise HostRefusedError(f"registry host {host} resolves to unusable address {address}")
-        if self.allow and not self._allowed(host, address):
-            raise HostRefusedError(f"registry host {host} ({address}) is not in the allow list")
 
     def _allowed(self, host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         """A host passes the allow list by name glob, or by an address in an allowed CIDR."""
@@ -111,6 +125,65 @@ class HostPolicy:
         if any(fnmatch.fnmatch(name, p) for p in self.allow if not _is_cidr(p)):
             return True
         return any(address in network for network in self._networks(self.allow))
+
+
+_IPV4_PART = re.compile(r"0[xX][0-9a-fA-F]*|0[0-7]*|[1-9][0-9]*")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+
+
+def parse_address(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host spelling stands for, as inet_aton and the URL standard read it, or
+    None for a name. IPv4 may come in one to four parts, each decimal, octal (leading 0) or
+    hex (0x): ``2852039166``, ``0251.0376.0251.0376``, ``0xa9.254.169.254``, ``169.254.43518``.
+    """
+    name = name.strip("[]").rstrip(".").split("%")[0]
+    try:
+        return ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    parts = name.split(".")
+    if not 1 <= len(parts) <= 4 or not all(_IPV4_PART.fullmatch(p) for p in parts):
+        return None
+    values = []
+    for part in parts:
+        if part[:2] in ("0x", "0X"):
+            values.append(int(part[2:] or "0", 16))
+        elif len(part) > 1 and part[0] == "0":
+            values.append(int(part, 8))
+        else:
+            values.append(int(part))
+    # The last part fills the bytes the others left: a.b.c.d, a.b.16bit, a.24bit, 32bit.
+    head, last = values[:-1], values[-1]
+    if any(v > 255 for v in head) or last >= 1 << (8 * (4 - len(head))):
+        return None
+    number = last
+    for index, value in enumerate(head):
+        number |= value << (8 * (3 - index))
+    return ipaddress.IPv4Address(number)
+
+
+def embedded_ipv4(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address delivers to: mapped ``::ffff:a.b.c.d``, compatible
+    ``::a.b.c.d``, NAT64 ``64:ff9b::/96`` (and the local-use ``64:ff9b:1::/48``), 6to4
+    ``2002::/16`` and Teredo."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    number = int(address)
+    found = []
+    if address.ipv4_mapped is not None:
+        found.append(address.ipv4_mapped)
+    if number >> 32 == 0 and number > 1:  # ::a.b.c.d, not :: or ::1
+        found.append(ipaddress.IPv4Address(number & 0xFFFFFFFF))
+    if address in _NAT64 or address in _NAT64_LOCAL:
+        found.append(ipaddress.IPv4Address(number & 0xFFFFFFFF))
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    return found
 
 
 def _is_cidr(pattern: str) -> bool:

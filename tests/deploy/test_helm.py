@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from devcluster.controlplane import ControlPlane
+from extender.server.config import settings_from
 from tests.deploy.conftest import (
     CHART,
     DEPLOY,
@@ -184,3 +185,24 @@ def test_one_timeout_value_for_scheduler_and_extender(helm: Path) -> None:
         for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert extender["httpTimeout"] == env["IMAGE_COMPAT_SCHEDULER_HTTP_TIMEOUT"] == "3s"
+
+
+def test_registry_host_lists_reach_serve(helm: Path) -> None:
+    objects = template(
+        helm,
+        [
+            "registryHosts.allow={registry.example.com,*.pkg.dev,10.20.0.0/16}",
+            "registryHosts.deny={10.20.9.0/24}",
+        ],
+    )
+    check_environment(objects)
+    (deployment,) = [
+        d for d in by_kind(objects, "Deployment") if "extender" in d["metadata"]["name"]
+    ]
+    env = {
+        e["name"]: e["value"]
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    settings = settings_from(None, env)
+    assert settings.registry_allow == ("registry.example.com", "*.pkg.dev", "10.20.0.0/16")
+    assert settings.registry_deny == ("10.20.9.0/24",)
