@@ -33,12 +33,12 @@ from tests.deploy.conftest import (
 )
 
 OPTION_BY_ENV = {o.env: o for o in OPTIONS}
-# Options the manifests already set for work not merged yet, by issue. Until an issue's
+# Options the manifests already set for work not merged yet, by feature. Until a feature's
 # options appear in `serve`, they are accepted here (the current server ignores unknown
 # IMAGE_COMPAT_* variables); once any of them appears, all of them must.
 PENDING_OPTIONS = {
-    "issue 6 (TLS serving)": {"IMAGE_COMPAT_TLS_CERT", "IMAGE_COMPAT_TLS_KEY"},
-    "issue 13 (registry source)": {
+    "TLS serving": {"IMAGE_COMPAT_TLS_CERT", "IMAGE_COMPAT_TLS_KEY"},
+    "registry source": {
         "IMAGE_COMPAT_REGISTRY_CONFIG",
         "IMAGE_COMPAT_DOCKER_CONFIG",
         "IMAGE_COMPAT_SCHEDULER_HTTP_TIMEOUT",
@@ -71,9 +71,9 @@ def check_environment(objects: list[dict[str, Any]]) -> None:
 
 
 def test_pending_options_arrive_together() -> None:
-    for issue, names in PENDING_OPTIONS.items():
+    for feature, names in PENDING_OPTIONS.items():
         arrived = names & OPTION_BY_ENV.keys()
-        assert not arrived or arrived == names, f"{issue}: {names - arrived} not in serve"
+        assert not arrived or arrived == names, f"{feature}: {names - arrived} not in serve"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -49,8 +49,8 @@ CALLS: dict[str, set[Grant]] = {
 }
 # Granted before the code that uses it is merged, with the reason.
 AHEAD_OF_CODE: dict[Grant, str] = {
-    ("", "pods", "list"): "issue 13: prefetch watches unbound pods with our schedulerName",
-    ("", "pods", "watch"): "issue 13: prefetch watches unbound pods with our schedulerName",
+    ("", "pods", "list"): "prefetch watches unbound pods with our schedulerName",
+    ("", "pods", "watch"): "prefetch watches unbound pods with our schedulerName",
 }
 # Optional grants, each switched on by a component.
 OPTIONAL: dict[Grant, str] = {("", "secrets", "get"): "pull-secrets"}
@@ -79,7 +79,9 @@ def code_calls() -> dict[str, list[str]]:
         for number, line in enumerate(path.read_text().splitlines(), 1):
             for match in _METHOD_CALL.finditer(line):
                 if match.group(1) in known:
-                    found.setdefault(match.group(1), []).append(f"{path.relative_to(ROOT)}:{number}")
+                    found.setdefault(match.group(1), []).append(
+                        f"{path.relative_to(ROOT)}:{number}"
+                    )
     return found
 
 

@@ -1,4 +1,4 @@
-"""DESIGN §2 "Which pods", "Images of a pod" and "Pod controls" (annotations)."""
+"""Which pods are judged, which images of a pod, and the pod's own controls (annotations)."""
 
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ import yaml
 from devcluster.controlplane import ControlPlane
 from devcluster.pki import TestCA
 from devcluster.pytest_plugin import MakeNode
+from tests.deploy.test_scheduler_config import CONFIG_DIR
 from tests.policy.helpers import PREFERRED_FALLBACK
-from tests.server.test_scheduler_config import CONFIG_DIR
 from tests.server.test_serve import NODEFEATURES, Server
 
 

@@ -32,9 +32,9 @@ from extender.nfd.golang import json_fold
 from extender.nfd.rules import CompiledSpec, evaluate, load_spec
 from extender.nfd.spec import SpecError
 from extender.nodes.model import NodeFeatures
-from tests.conformance.generate import Case, Node_
-from tests.conformance.oracle import NfdEval, NfdResult
-from tests.conformance.yamltext import Document, Mapping, Sequence, render
+from tests.nfd.conformance.generate import Case, Node_
+from tests.nfd.conformance.oracle import NfdEval, NfdResult
+from tests.nfd.conformance.yamltext import Document, Mapping, Sequence, render
 
 # --------------------------------------------------------------------------------------------
 # Our side
@@ -611,7 +611,7 @@ def reproducer(oracle: NfdEval, case: Case, judgement: Judgement) -> str:
         f"--- tags: {list(case.tags) if case.tags else None}",
         f"--- NFD v0.18.3: {_describe_nfd(nfd)}",
         f"--- ours: {_describe_ours(ours)}",
-        "--- as a unit test (tests/rules/...):",
+        "--- as a unit test (tests/nfd/...):",
         f"def test_nfd_conformance_{digest}() -> None:",
     ]
     if nfd.stage == "spec":

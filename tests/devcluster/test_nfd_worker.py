@@ -15,7 +15,7 @@ from devcluster import build, nfd
 from devcluster.controlplane import ControlPlane
 from extender.nfd.rules import evaluate, load_spec
 from extender.nodes.model import load_node_features, merge_node_features
-from tests.conformance.oracle import NfdEval
+from tests.nfd.conformance.oracle import NfdEval
 
 pytestmark = pytest.mark.integration
 

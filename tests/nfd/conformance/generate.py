@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tests.conformance.yamltext import (
+from tests.nfd.conformance.yamltext import (
     Document,
     Mapping,
     Node,
