@@ -1,5 +1,6 @@
-"""The layering contract (DESIGN §3): spec/rules know nothing of Kubernetes or HTTP; policy
-knows nothing of HTTP. Checked in a fresh interpreter, by what importing a module loads."""
+"""The layering contract: NFD's spec and rules know nothing of Kubernetes, HTTP, node sources
+or the server; policy knows nothing of HTTP, the server or registries; the wire protocol knows
+nothing of HTTP or Kubernetes. Checked in a fresh interpreter, by what importing a module loads."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import sys
 import pytest
 
 FORBIDDEN = {
-    "extender.spec": {"aiohttp", "kubernetes", "extender.features", "extender.protocol"},
-    "extender.rules": {"aiohttp", "kubernetes", "extender.features", "extender.protocol"},
-    "extender.policy": {"aiohttp", "kubernetes", "extender.server", "extender.registry"},
-    "extender.protocol": {"aiohttp", "kubernetes", "extender.policy"},
+    "extender.nfd.spec": {"aiohttp", "kubernetes", "extender.nodes", "extender.server"},
+    "extender.nfd.rules": {"aiohttp", "kubernetes", "extender.nodes", "extender.server"},
+    "extender.policy.decide": {"aiohttp", "kubernetes", "extender.server", "extender.registry"},
+    "extender.server.protocol": {"aiohttp", "kubernetes"},
 }
 
 
