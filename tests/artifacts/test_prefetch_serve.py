@@ -97,7 +97,8 @@ async def test_pending_pod_is_prefetched_before_filter(  # noqa: PLR0917 - fixtu
     await eventually_async(ready, "serve ready with both nodes", interval=0.1)
 
     assert source.client.requests == 0
-    pod = pod_object(k8s_namespace, image.tag_ref)
+    # The client sends a dict body as it is; its signature names only V1Pod.
+    pod: Any = pod_object(k8s_namespace, image.tag_ref)
     await asyncio.to_thread(k8s.CoreV1Api(k8s_api).create_namespaced_pod, k8s_namespace, pod)
     context = PullContext(k8s_namespace)
     keys = [SpecKey(image.tag_ref, platform=p) for p in ("linux/amd64", "linux/arm64")]

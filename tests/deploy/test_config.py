@@ -84,7 +84,7 @@ def test_environment_variables_are_serve_options(overlay: str, kubectl: Path) ->
 def _without(config: dict[str, Any], *paths: tuple[str, ...]) -> dict[str, Any]:
     doc = copy.deepcopy(config)
     for path in paths:
-        node = doc
+        node: Any = doc
         for key in path[:-1]:
             node = node[key] if not isinstance(node, list) else node[int(key)]
         del node[path[-1]]
@@ -161,6 +161,7 @@ def test_kube_scheduler_starts_with_the_rendered_config(
     config.pop("leaderElection")
     extender = config["extenders"][0]
     if "tlsConfig" in extender:
+        assert devcluster.pki is not None
         extender["tlsConfig"]["caFile"] = str(devcluster.pki.ca_file)  # a real CA file
     name = f"deploy-{overlay}"
     devcluster.start_scheduler(config, name=name)

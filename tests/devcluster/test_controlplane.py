@@ -72,6 +72,7 @@ def test_default_scheduler_binds_pod_to_fake_node(
 
     assert node in ours
     got = core.read_namespaced_pod("smoke", k8s_namespace)
+    assert got.spec is not None and got.status is not None
     assert got.spec.scheduler_name == "default-scheduler"
     scheduled = [c for c in got.status.conditions or [] if c.type == "PodScheduled"]
     assert scheduled and scheduled[0].status == "True"

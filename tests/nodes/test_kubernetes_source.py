@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.error
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -85,6 +85,11 @@ class Running:
         return values.get(key)
 
 
+def has_attr(run: Running, node: str, key: str, value: str) -> Callable[[], bool]:
+    """A check that ``node``'s test attribute ``key`` has reached ``value`` in ``run``'s store."""
+    return lambda: run.attr(node, key) == value
+
+
 async def start_source(cluster: ControlPlane, **kwargs: Any) -> Running:
     store = FeatureStore()
     kwargs.setdefault("backoff_s", (0.1, 0.5))
@@ -148,7 +153,8 @@ async def test_two_objects_for_one_node_merge_in_nfd_order(
         what="both objects",
     )
     features = running.store.snapshot().record("merge-node").features  # type: ignore[union-attr]
-    assert features.attributes["test.attr"]["a"] == "extra"  # later object wins
+    attributes = features.attributes["test.attr"]
+    assert attributes is not None and attributes["a"] == "extra"  # later object wins
     assert features.flags["test.flag"] == frozenset({"f1", "f2"})  # flags are a union
     assert [dict(i) for i in features.instances["test.inst"]] == [
         {"i": "1"},
@@ -172,12 +178,8 @@ async def test_other_namespaces_are_ignored_by_default(
     listed = await start_source(nfd_cluster, namespaces=(NS, "default"), name="listed")
     try:
         for run in (everywhere, listed):
-            await eventually_async(
-                lambda run=run: run.attr("victim-node", "evil") == "1", what=run.source.name
-            )
-            await eventually_async(
-                lambda run=run: run.attr("marker-node", "ok") == "1", what=run.source.name
-            )
+            await eventually_async(has_attr(run, "victim-node", "evil", "1"), run.source.name)
+            await eventually_async(has_attr(run, "marker-node", "ok", "1"), run.source.name)
         # Each listed namespace is its own stream: an update in either arrives promptly.
         put(nfd_cluster, nodefeature("intruder", "victim-node", ns="default", attrs={"evil": "2"}))
         await eventually_async(lambda: listed.attr("victim-node", "evil") == "2", what="second ns")

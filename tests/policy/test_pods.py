@@ -27,7 +27,7 @@ CLUSTER = {"fast": fast("fast"), "minimal": minimal("minimal"), "old": old("old"
 ALL = nodes("fast", "minimal", "old")
 
 
-def policy(config: PolicyConfig | None = None, **specs: str) -> Policy:
+def policy(config: PolicyConfig | None = None, /, **specs: str) -> Policy:
     source = FakeSource({APP: PREFERRED_FALLBACK, AVX: AVX512, **specs})
     return Policy(config or PolicyConfig(), store_with(CLUSTER), source)
 
