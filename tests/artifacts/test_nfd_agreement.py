@@ -4,7 +4,7 @@ The example specs are attached with the real ``oras attach`` to an image in a re
 NFD's client discovers this machine's features itself; we evaluate the NodeFeature that NFD's
 own ``nfd-worker`` published for this machine. Every rule's ``isMatch`` must agree. Rows
 (per-expression ``isMatch``) may differ only by NFD's documented report quirks
-(reference/nfd.md §2.5, extender/report.py), and each such difference is listed in the test
+(extender/nfd/report.py), and each such difference is listed in the test
 output and classified.
 """
 

@@ -5,7 +5,6 @@ with the registry client's request counter), per-platform specs through the whol
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,9 +23,10 @@ from extender.artifacts.registry_source import RegistrySource
 from extender.artifacts.types import PullContext, SpecKey
 from extender.policy.pods import DEFAULT_SCHEDULER_NAME
 from extender.server.app import create_app
-from extender.server.config import Settings
+from extender.server.config import FeatureSourceKind, Settings
 from extender.server.routes import ARTIFACT_SOURCE
-from tests.features.test_kubernetes_source import nodefeature, put
+from tests._support.polling import eventually_async
+from tests.nodes.test_kubernetes_source import nodefeature, put
 
 from .helpers import SPEC_A
 
@@ -53,14 +53,6 @@ def pod_object(namespace: str, image: str, name: str = "app") -> dict[str, Any]:
             "containers": [{"name": "app", "image": image}],
         },
     }
-
-
-async def wait_for(predicate: Any, what: str, limit_s: float = 30.0) -> None:
-    deadline = time.monotonic() + limit_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_pending_pod_is_prefetched_before_filter(  # noqa: PLR0917 - fixtures
@@ -102,17 +94,17 @@ async def test_pending_pod_is_prefetched_before_filter(  # noqa: PLR0917 - fixtu
         body = await response.json()
         return response.status == 200 and body["nodes"] >= 2
 
-    deadline = time.monotonic() + 30
-    while not await ready():
-        assert time.monotonic() < deadline, "serve never became ready"
-        await asyncio.sleep(0.1)
+    await eventually_async(ready, "serve ready with both nodes", interval=0.1)
 
     assert source.client.requests == 0
-    pod = pod_object(k8s_namespace, image.tag_ref)
+    # The client sends a dict body as it is; its signature names only V1Pod.
+    pod: Any = pod_object(k8s_namespace, image.tag_ref)
     await asyncio.to_thread(k8s.CoreV1Api(k8s_api).create_namespaced_pod, k8s_namespace, pod)
     context = PullContext(k8s_namespace)
     keys = [SpecKey(image.tag_ref, platform=p) for p in ("linux/amd64", "linux/arm64")]
-    await wait_for(lambda: all(source.get_cached(k, context) is not None for k in keys), "prefetch")
+    await eventually_async(
+        lambda: all(source.get_cached(k, context) is not None for k in keys), "prefetch"
+    )
     prefetched = source.client.requests
     assert prefetched > 0
 
@@ -141,7 +133,7 @@ async def test_filter_waits_at_most_the_budget_then_answers_error(
         attach_spec, oci_registry, unique_repo, image.digest, SPEC_A, created=T0
     )
     settings = Settings(
-        feature_source="none",
+        feature_source=FeatureSourceKind.NONE,
         registry_config=registry_config(tmp_path, fault_proxy.host),
         registry_allow_loopback=True,
         prefetch=False,

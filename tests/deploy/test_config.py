@@ -33,12 +33,12 @@ from tests.deploy.conftest import (
 )
 
 OPTION_BY_ENV = {o.env: o for o in OPTIONS}
-# Options the manifests already set for work not merged yet, by issue. Until an issue's
+# Options the manifests already set for work not merged yet, by feature. Until a feature's
 # options appear in `serve`, they are accepted here (the current server ignores unknown
 # IMAGE_COMPAT_* variables); once any of them appears, all of them must.
 PENDING_OPTIONS = {
-    "issue 6 (TLS serving)": {"IMAGE_COMPAT_TLS_CERT", "IMAGE_COMPAT_TLS_KEY"},
-    "issue 13 (registry source)": {
+    "TLS serving": {"IMAGE_COMPAT_TLS_CERT", "IMAGE_COMPAT_TLS_KEY"},
+    "registry source": {
         "IMAGE_COMPAT_REGISTRY_CONFIG",
         "IMAGE_COMPAT_DOCKER_CONFIG",
         "IMAGE_COMPAT_SCHEDULER_HTTP_TIMEOUT",
@@ -71,9 +71,9 @@ def check_environment(objects: list[dict[str, Any]]) -> None:
 
 
 def test_pending_options_arrive_together() -> None:
-    for issue, names in PENDING_OPTIONS.items():
+    for feature, names in PENDING_OPTIONS.items():
         arrived = names & OPTION_BY_ENV.keys()
-        assert not arrived or arrived == names, f"{issue}: {names - arrived} not in serve"
+        assert not arrived or arrived == names, f"{feature}: {names - arrived} not in serve"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -84,7 +84,7 @@ def test_environment_variables_are_serve_options(overlay: str, kubectl: Path) ->
 def _without(config: dict[str, Any], *paths: tuple[str, ...]) -> dict[str, Any]:
     doc = copy.deepcopy(config)
     for path in paths:
-        node = doc
+        node: Any = doc
         for key in path[:-1]:
             node = node[key] if not isinstance(node, list) else node[int(key)]
         del node[path[-1]]
@@ -161,6 +161,7 @@ def test_kube_scheduler_starts_with_the_rendered_config(
     config.pop("leaderElection")
     extender = config["extenders"][0]
     if "tlsConfig" in extender:
+        assert devcluster.pki is not None
         extender["tlsConfig"]["caFile"] = str(devcluster.pki.ca_file)  # a real CA file
     name = f"deploy-{overlay}"
     devcluster.start_scheduler(config, name=name)

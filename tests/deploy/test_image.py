@@ -15,10 +15,10 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
+from tests._support.polling import eventually
 from tests.deploy.conftest import DEPLOY, ROOT, by_kind, kustomize
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -156,16 +156,19 @@ def test_install_steps_into_a_fresh_venv_then_serve(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def healthy() -> bool:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
                     assert r.status == 200
-                    break
+                    return True
             except OSError:
                 assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-                time.sleep(0.2)
+                return False
+
+        eventually(
+            healthy, lambda: f"/healthz: {(tmp_path / 'serve.log').read_text()}", interval=0.2
+        )
         # The image's HEALTHCHECK script, with the same environment.
         check = subprocess.run(
             [str(venv / "bin" / "python"), str(DEPLOY / "image" / "healthcheck.py")],

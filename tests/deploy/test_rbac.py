@@ -49,8 +49,8 @@ CALLS: dict[str, set[Grant]] = {
 }
 # Granted before the code that uses it is merged, with the reason.
 AHEAD_OF_CODE: dict[Grant, str] = {
-    ("", "pods", "list"): "issue 13: prefetch watches unbound pods with our schedulerName",
-    ("", "pods", "watch"): "issue 13: prefetch watches unbound pods with our schedulerName",
+    ("", "pods", "list"): "prefetch watches unbound pods with our schedulerName",
+    ("", "pods", "watch"): "prefetch watches unbound pods with our schedulerName",
 }
 # Optional grants, each switched on by a component.
 OPTIONAL: dict[Grant, str] = {("", "secrets", "get"): "pull-secrets"}

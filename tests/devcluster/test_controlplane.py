@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from kubernetes import client
 from devcluster.controlplane import ControlPlane, ControlPlaneError
 from devcluster.pytest_plugin import MakeNode
 from devcluster.stack import wait_bound
+from tests._support.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -35,14 +35,14 @@ def _running(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def _wait_gone(pids: list[int], timeout: float = 20) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        alive = [p for p in pids if _running(p)]
-        if not alive:
-            return []
-        time.sleep(0.1)
-    return [p for p in pids if _running(p)]
+def _wait_gone(pids: list[int]) -> list[int]:
+    """The processes of ``pids`` still running once they all should have ended."""
+
+    def alive() -> list[int]:
+        return [p for p in pids if _running(p)]
+
+    eventually(lambda: not alive(), lambda: f"processes to end, still running: {alive()}", 20, 0.1)
+    return alive()
 
 
 def test_default_scheduler_binds_pod_to_fake_node(
@@ -73,6 +73,7 @@ def test_default_scheduler_binds_pod_to_fake_node(
 
     assert node in ours
     got = core.read_namespaced_pod("smoke", k8s_namespace)
+    assert got.spec is not None and got.status is not None
     assert got.spec.scheduler_name == "default-scheduler"
     scheduled = [c for c in got.status.conditions or [] if c.type == "PodScheduled"]
     assert scheduled and scheduled[0].status == "True"

@@ -2,7 +2,7 @@
 
 A second kube-scheduler runs the shipped profile pointed at a recording server (which passes
 every node), schedules one pod, and the bodies it POSTed to ``filter`` and ``prioritize`` are
-compared, by shape, with ``tests/protocol/data/kube-scheduler-filter-request.json``. Set
+compared, by shape, with ``tests/server/data/kube-scheduler-filter-request.json``. Set
 ``IMAGE_COMPAT_UPDATE_GOLDEN=1`` to rewrite the fixture from this run (then review the diff:
 the pod's names, uids and timestamps are normalised so that it stays stable).
 """
@@ -26,7 +26,7 @@ from tests.e2e.conftest import SELECTOR, Stack
 
 pytestmark = pytest.mark.e2e
 
-GOLDEN = Path(__file__).resolve().parents[1] / "protocol" / "data"
+GOLDEN = Path(__file__).resolve().parents[1] / "server" / "data"
 FILTER_GOLDEN = GOLDEN / "kube-scheduler-filter-request.json"
 CAPTURE_SCHEDULER = "image-compat-capture"
 

@@ -20,6 +20,7 @@ from devcluster.stack import (
     wait_bound,
     wait_event,
 )
+from tests._support.polling import eventually
 from tests.e2e.conftest import SELECTOR, Stack, node_feature
 
 pytestmark = pytest.mark.e2e
@@ -138,16 +139,14 @@ def test_node_gaining_a_module_makes_a_pending_pod_schedulable(stack: Stack, ns:
 
 
 def _wait_filter_passes(stack: Stack, manifest: dict[str, Any], node: str) -> None:
-    import time
-
-    deadline = time.monotonic() + 30
     answer: Any = None
-    while time.monotonic() < deadline:
+
+    def passes() -> bool:
+        nonlocal answer
         answer = stack.extender.post("filter", filter_args(stack, manifest, [node]))
-        if answer.get("NodeNames") == [node]:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"the extender still rejects {node} after 30s: {answer}")
+        return bool(answer.get("NodeNames") == [node])
+
+    eventually(passes, lambda: f"the extender to accept {node}: {answer}", interval=0.2)
 
 
 def test_extender_restarted_mid_run(stack: Stack, ns: str) -> None:

@@ -19,7 +19,7 @@ from extender.server.protocol import RequestNode, pod_from_object
 
 SCHEDULER = "image-compat-scheduler"
 
-# DESIGN §2's KEP-1845 example: a preferred set (weight 10) and a minimal fallback (weight 1).
+# The example of KEP-1845 (image compatibility): a preferred set (weight 10) and a minimal fallback (weight 1).
 PREFERRED_FALLBACK = """
 version: v1alpha1
 compatibilities:

@@ -1,4 +1,4 @@
-"""DESIGN §2 failure rules: invalid spec, node-side errors (see test_verdicts), feature store
+"""What failures decide: invalid spec, node-side errors (see test_verdicts), feature store
 not synced, registry/source failure (fail or ignore), spec not loaded within the budget."""
 
 from __future__ import annotations

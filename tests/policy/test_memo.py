@@ -1,4 +1,4 @@
-"""DESIGN §4's two-level memo: identical hardware is evaluated once; mode after the verdict;
+"""The two-level memo: identical hardware is evaluated once; mode after the verdict;
 and the subset problem is detected and counted."""
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ async def test_invalid_spec_is_not_a_subset_problem() -> None:
 
 async def test_warm_requests_complete_without_suspending() -> None:
     """When every spec is cached, filter and prioritize never yield to the event loop:
-    no awaits, no I/O, no locks on the request path (DESIGN §4)."""
+    no awaits, no I/O, no locks on the request path."""
     store = store_with({"a": fast("a"), "b": old("b")})
     p = Policy(policy_config(), store, FakeSource({APP: PREFERRED_FALLBACK}))
     for call in (p.filter(pod(APP), nodes("a", "b")), p.prioritize(pod(APP), nodes("a", "b"))):

@@ -1,4 +1,4 @@
-"""DESIGN §2 "Which pods", "Images of a pod" and "Pod controls" (annotations)."""
+"""Which pods are judged, which images of a pod, and the pod's own controls (annotations)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ CLUSTER = {"fast": fast("fast"), "minimal": minimal("minimal"), "old": old("old"
 ALL = nodes("fast", "minimal", "old")
 
 
-def policy(config: PolicyConfig | None = None, **specs: str) -> Policy:
+def policy(config: PolicyConfig | None = None, /, **specs: str) -> Policy:
     source = FakeSource({APP: PREFERRED_FALLBACK, AVX: AVX512, **specs})
     return Policy(config or policy_config(), store_with(CLUSTER), source)
 

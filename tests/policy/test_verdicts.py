@@ -1,4 +1,4 @@
-"""DESIGN §2: sets as alternatives, fit, --set-semantics, filter reasons, normalised scores,
+"""Verdicts: sets as alternatives, fit, --set-semantics, filter reasons, normalised scores,
 no spec, no features, node-side evaluation errors, determinism."""
 
 from __future__ import annotations

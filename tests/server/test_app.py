@@ -16,7 +16,7 @@ from extender.artifacts.spec_map import SpecMapError
 from extender.artifacts.types import ArtifactSource, PullContext, SpecKey, SpecLookup
 from extender.nodes.store import FeatureStore
 from extender.server.app import create_app
-from extender.server.config import Settings
+from extender.server.config import ArtifactSourceKind, FeatureSourceKind, Settings
 from extender.server.routes import POLICY
 from tests.policy.helpers import (
     PREFERRED_FALLBACK,
@@ -275,7 +275,9 @@ async def test_missing_features_file_is_not_ready(aiohttp_client: Any, tmp_path:
 
 
 async def test_without_sources_every_image_is_neutral(aiohttp_client: Any) -> None:
-    settings = Settings(feature_source="none", artifact_source="none")
+    settings = Settings(
+        feature_source=FeatureSourceKind.NONE, artifact_source=ArtifactSourceKind.NONE
+    )
     client = await aiohttp_client(create_app(settings))
     response = await client.post("/filter", json=names_args("a", "b"))
     assert (await response.json())["NodeNames"] == ["a", "b"]
@@ -284,4 +286,4 @@ async def test_without_sources_every_image_is_neutral(aiohttp_client: Any) -> No
 def test_bad_spec_map_fails_create_app(tmp_path: Path) -> None:
     (tmp_path / "map.yaml").write_text("not: a list")
     with pytest.raises(SpecMapError):
-        create_app(Settings(spec_map=tmp_path / "map.yaml", feature_source="none"))
+        create_app(Settings(spec_map=tmp_path / "map.yaml", feature_source=FeatureSourceKind.NONE))

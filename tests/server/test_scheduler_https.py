@@ -13,8 +13,8 @@ from devcluster.controlplane import ControlPlane
 from devcluster.pki import TestCA
 from devcluster.pytest_plugin import MakeNode
 from devcluster.stack import wait_bound
+from tests.deploy.test_scheduler_config import CONFIG_DIR
 from tests.policy.helpers import PREFERRED_FALLBACK
-from tests.server.test_scheduler_config import CONFIG_DIR
 from tests.server.test_serve import NODEFEATURES, Server
 
 

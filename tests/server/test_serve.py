@@ -20,6 +20,7 @@ import pytest
 
 from extender.server.app import create_app, serve
 from extender.server.config import Settings
+from tests._support.polling import eventually_async
 from tests.policy.helpers import PREFERRED_FALLBACK, FakeSource, fast, store_with
 
 NODEFEATURES = """
@@ -201,11 +202,11 @@ async def test_graceful_shutdown_lets_a_running_request_finish(
     )
 
     async def until(condition: str) -> None:
-        for _ in range(2000):
-            if condition in caplog.text:
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"never logged {condition!r}: {caplog.text}")
+        await eventually_async(
+            lambda: condition in caplog.text,
+            lambda: f"the log line {condition!r}: {caplog.text}",
+            interval=0.01,
+        )
 
     with caplog.at_level(logging.INFO, logger="extender.server"):
         serving = asyncio.create_task(serve(app, settings))
@@ -216,11 +217,9 @@ async def test_graceful_shutdown_lets_a_running_request_finish(
             request = asyncio.create_task(
                 session.post(f"http://127.0.0.1:{port}/filter", json=args)
             )
-            for _ in range(2000):
-                if source.load_calls:
-                    break
-                await asyncio.sleep(0.01)
-            assert source.load_calls, "the request never reached the policy"
+            await eventually_async(
+                lambda: source.load_calls, "the request to reach the policy", interval=0.01
+            )
             os.kill(os.getpid(), signal.SIGTERM)
             await until("shutting down")
             gate.set()

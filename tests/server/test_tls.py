@@ -7,8 +7,7 @@ import http.client
 import json
 import os
 import ssl
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from cryptography import x509
 from devcluster.pki import KeyPair, TestCA
 from extender.server.config import Settings
 from extender.server.tls import CertificateReloader, TLSConfigError
+from tests._support.polling import eventually
 from tests.server.test_serve import POD, Server
 
 HOSTS = ["localhost", "127.0.0.1"]
@@ -61,16 +61,6 @@ def call(
         raise RefusedError(f"{type(err).__name__}: {err}") from err
     finally:
         connection.close()
-
-
-def eventually(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    """Wait for an event (a poll to notice a file); not a timing assertion."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"never happened: {what}")
 
 
 def replace(path: Path, data: bytes) -> None:
@@ -184,6 +174,7 @@ def test_replaced_files_reach_new_connections(pki: PKI, mtls: Server) -> None:
     eventually(
         lambda: call(port, pki.trust, pki.client).serial == renewed.cert.serial_number,
         "the renewed certificate is served",
+        within=60,
     )
 
     # A new client CA: its clients are accepted, the old CA's are refused.
@@ -198,14 +189,14 @@ def test_replaced_files_reach_new_connections(pki: PKI, mtls: Server) -> None:
             return False
         return True
 
-    eventually(rotated, "a client of the new CA is accepted")
+    eventually(rotated, "a client of the new CA is accepted", within=60)
     with pytest.raises(RefusedError):
         call(port, pki.trust, pki.client)
 
     # A half-written renewal (a key that does not match the certificate) is not used: the
     # previous certificate goes on being served, and the problem is logged and counted.
     replace(pki.key, pki.ca.issue_server_cert(HOSTS).key_pem)
-    eventually(lambda: "cannot be used" in mtls.log, "the bad files are noticed")
+    eventually(lambda: "cannot be used" in mtls.log, "the bad files are noticed", within=60)
     answer = call(port, pki.trust, new_client, path="/metrics")
     assert answer.serial == renewed.cert.serial_number
     metrics = answer.body.decode()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from extender.server.app import ArtifactSourceError, create_app
-from extender.server.config import ConfigError, Settings, settings_from
+from extender.server.config import ConfigError, FeatureSourceKind, Settings, settings_from
 
 
 def test_defaults_pick_the_registry_and_documented_ttls() -> None:
@@ -49,10 +49,12 @@ def test_bad_values_name_the_flag() -> None:
 
 
 def test_unreadable_registry_config_stops_serve(tmp_path: Path) -> None:
-    settings = Settings(feature_source="none", registry_config=tmp_path / "missing.yaml")
+    settings = Settings(
+        feature_source=FeatureSourceKind.NONE, registry_config=tmp_path / "missing.yaml"
+    )
     with pytest.raises(ArtifactSourceError, match=r"missing\.yaml"):
         create_app(settings)
     (tmp_path / "bad.json").write_text("{not json")
-    settings = Settings(feature_source="none", docker_config=tmp_path / "bad.json")
+    settings = Settings(feature_source=FeatureSourceKind.NONE, docker_config=tmp_path / "bad.json")
     with pytest.raises(ArtifactSourceError, match="--docker-config"):
         create_app(settings)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +10,8 @@ import pytest
 
 from devcluster import nfd
 from devcluster.controlplane import ControlPlane
-from tests.features.test_kubernetes_source import NS, nodefeature, put
+from tests._support.polling import eventually_async
+from tests.nodes.test_kubernetes_source import NS, nodefeature, put
 from tests.policy.helpers import PREFERRED_FALLBACK
 from tests.server.test_serve import POD, Server
 
@@ -52,7 +51,7 @@ async def test_filter_errors_until_synced_then_decides(
                 assert response.status == 503
             async with session.post(f"{base}/filter", json=args) as response:
                 answer = await response.json()
-            assert answer["Error"], answer  # DESIGN §2: not synced is an Error, not a verdict
+            assert answer["Error"], answer  # not synced is an Error, not a verdict
             assert answer["NodeNames"] is None or answer["NodeNames"] == []
 
             nfd.install_crds(bare_cluster)
@@ -65,14 +64,15 @@ async def test_filter_errors_until_synced_then_decides(
             put(bare_cluster, new)
             put(bare_cluster, old)
 
-            deadline = time.monotonic() + 30
-            answer = {}
-            while time.monotonic() < deadline:
+            async def decided() -> bool:
+                nonlocal answer
                 async with session.post(f"{base}/filter", json=args) as response:
                     answer = await response.json()
-                if not answer.get("Error") and answer.get("NodeNames") == ["new"]:
-                    break
-                await asyncio.sleep(0.2)
+                return not answer.get("Error") and answer.get("NodeNames") == ["new"]
+
+            await eventually_async(
+                decided, lambda: f"a decision after sync: {answer}", interval=0.2
+            )
             assert answer.get("NodeNames") == ["new"], answer
             assert "old" in (answer.get("FailedAndUnresolvableNodes") or {})
             async with session.get(f"{base}/readyz") as response:

@@ -1,4 +1,4 @@
-"""Spec-reading fixes found by the NFD differential suite (tests/conformance), one per finding.
+"""Spec-reading fixes found by the NFD differential suite (tests/nfd/conformance), one per finding.
 
 Each expectation is what NFD v0.18.3 (sigs.k8s.io/yaml v1.6.0, Go 1.26 encoding/json) does.
 """

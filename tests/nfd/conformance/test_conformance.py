@@ -1,8 +1,8 @@
-"""Our rule engine against NFD's own code, on generated specs and nodes (issue 9).
+"""Our rule engine against NFD's own code, on generated specs and nodes.
 
 Needs the ``nfd-eval`` binary (built from NFD's Go module on first use, then cached).
 ``IMAGE_COMPAT_CONFORMANCE_CASES`` / ``IMAGE_COMPAT_CONFORMANCE_SEED`` change the size and
-the seed; ``python -m tests.conformance --cases 200000`` runs a big suite outside pytest.
+the seed; ``python -m tests.nfd.conformance --cases 200000`` runs a big suite outside pytest.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conformance.generate import grid_cases, random_scenarios, required_cells
-from tests.conformance.oracle import NfdEval
-from tests.conformance.suite import (
+from tests.nfd.conformance.generate import grid_cases, random_scenarios, required_cells
+from tests.nfd.conformance.oracle import NfdEval
+from tests.nfd.conformance.suite import (
     DEFAULT_CASES,
     DEFAULT_SEED,
     build_cases,
@@ -22,7 +22,7 @@ from tests.conformance.suite import (
     configured_seed,
     run,
 )
-from tests.conformance.yamltext import render
+from tests.nfd.conformance.yamltext import render
 
 MIN_DEFAULT_CASES = 10_000
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tests.conformance.yamltext import (
+from tests.nfd.conformance.yamltext import (
     Document,
     Mapping,
     Node,
@@ -459,7 +459,7 @@ def field_name(rng: random.Random, name: str, odd: float = 0.04) -> Scalar:
     return Scalar(rng.choice(variants), rng.choice(("plain", "double")))
 
 
-def mapping(*items: tuple[Scalar, Node], flow: bool = False) -> Mapping:
+def mapping(*items: tuple[Scalar | Raw, Node], flow: bool = False) -> Mapping:
     return Mapping(tuple(items), flow)
 
 
@@ -950,7 +950,7 @@ def _grid_node(kind: str, key: str, value: str | None, where: str) -> Node_:
     feature = f"g.{kind}"
     node = Node_(attributes={"other.attr": {"k": "v"}})
     present = value is not None
-    element = {key: value} if present else {}
+    element = {key: value} if value is not None else {}
     if kind in ("flag", "multi"):
         node.flags[feature] = ["zz"] + ([key] if present and "F" in where else [])
     if kind in ("attribute", "multi"):

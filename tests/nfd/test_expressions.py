@@ -1,4 +1,4 @@
-"""Single-expression semantics (reference nfd.md §3.5-3.7), table-driven against NFD's rules."""
+"""Single-expression semantics, table-driven against NFD's rules."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``python -m tests.conformance [--cases N] [--seed S] [--binary PATH]``: a larger run."""
+"""``python -m tests.nfd.conformance [--cases N] [--seed S] [--binary PATH]``: a larger run."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from tests.conformance.oracle import NfdEval
-from tests.conformance.suite import configured_cases, configured_seed, run
+from tests.nfd.conformance.oracle import NfdEval
+from tests.nfd.conformance.suite import configured_cases, configured_seed, run
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.conformance", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.nfd.conformance", description=__doc__)
     parser.add_argument("--cases", type=int, default=configured_cases())
     parser.add_argument("--seed", type=int, default=configured_seed())
     parser.add_argument("--binary", type=Path, help="nfd-eval (default: build it via devcluster)")

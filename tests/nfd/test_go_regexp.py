@@ -1,6 +1,6 @@
 """InRegexp patterns read the way Go's regexp package reads them (NFD compiles them in Go).
 
-Found by the NFD differential suite (tests/conformance); expectations are NFD v0.18.3 built
+Found by the NFD differential suite (tests/nfd/conformance); expectations are NFD v0.18.3 built
 with Go 1.26.
 """
 

@@ -1,4 +1,4 @@
-"""NFD's own unit-test vectors (reference nfd.md §5: expression-api, rule and validator tests)."""
+"""NFD's own unit-test vectors: its expression-api, rule and validator tests."""
 
 from __future__ import annotations
 

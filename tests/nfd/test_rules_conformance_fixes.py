@@ -1,4 +1,4 @@
-"""Rule-engine fixes found by the NFD differential suite (tests/conformance).
+"""Rule-engine fixes found by the NFD differential suite (tests/nfd/conformance).
 
 Expectations are what NFD v0.18.3 (``nfd compat validate-node``'s evaluation) does.
 """

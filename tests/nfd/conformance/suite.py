@@ -8,9 +8,9 @@ import random
 import time
 from dataclasses import dataclass
 
-from tests.conformance.differential import Report, reproducer, run_suite, shrink
-from tests.conformance.generate import Case, grid_cases, random_scenarios, required_cells
-from tests.conformance.oracle import NfdEval
+from tests.nfd.conformance.differential import Report, reproducer, run_suite, shrink
+from tests.nfd.conformance.generate import Case, grid_cases, random_scenarios, required_cells
+from tests.nfd.conformance.oracle import NfdEval
 
 DEFAULT_CASES = 12_000
 DEFAULT_SEED = 20240917

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
+import urllib.error
 from collections.abc import AsyncIterator, Callable, Iterator
+from http import HTTPStatus
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from extender.kube.client import kubernetes_api_client
 from extender.kube.nodefeatures import ALL_NAMESPACES
 from extender.nodes.kubesource import KubernetesFeatureSource
 from extender.nodes.store import FeatureStore
+from tests._support.polling import eventually_async
 
 pytestmark = pytest.mark.integration
 
@@ -62,17 +64,6 @@ def delete(cluster: ControlPlane, name: str, ns: str = NS) -> None:
     cluster.request("DELETE", f"{PATH.format(ns=ns)}/{name}")
 
 
-async def eventually(
-    check: Callable[[], bool], within_s: float = 15.0, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def nfd_cluster(devcluster: ControlPlane) -> ControlPlane:
     nfd.install_crds(devcluster)
@@ -94,6 +85,11 @@ class Running:
         return values.get(key)
 
 
+def has_attr(run: Running, node: str, key: str, value: str) -> Callable[[], bool]:
+    """A check that ``node``'s test attribute ``key`` has reached ``value`` in ``run``'s store."""
+    return lambda: run.attr(node, key) == value
+
+
 async def start_source(cluster: ControlPlane, **kwargs: Any) -> Running:
     store = FeatureStore()
     kwargs.setdefault("backoff_s", (0.1, 0.5))
@@ -108,7 +104,7 @@ async def start_source(cluster: ControlPlane, **kwargs: Any) -> Running:
 async def running(nfd_cluster: ControlPlane) -> AsyncIterator[Running]:
     run = await start_source(nfd_cluster)
     try:
-        await eventually(lambda: run.store.snapshot().synced, what="first sync")
+        await eventually_async(lambda: run.store.snapshot().synced, what="first sync")
         yield run
     finally:
         run.source.stop()
@@ -117,13 +113,15 @@ async def running(nfd_cluster: ControlPlane) -> AsyncIterator[Running]:
 
 async def test_create_update_delete(nfd_cluster: ControlPlane, running: Running) -> None:
     put(nfd_cluster, nodefeature("cud-node", "cud-node", attrs={"v": "1"}))
-    await eventually(lambda: running.attr("cud-node", "v") == "1", what="create")
+    await eventually_async(lambda: running.attr("cud-node", "v") == "1", what="create")
     generation = running.store.snapshot().record("cud-node").generation  # type: ignore[union-attr]
     put(nfd_cluster, nodefeature("cud-node", "cud-node", attrs={"v": "2"}))
-    await eventually(lambda: running.attr("cud-node", "v") == "2", what="update")
+    await eventually_async(lambda: running.attr("cud-node", "v") == "2", what="update")
     assert running.store.snapshot().record("cud-node").generation > generation  # type: ignore[union-attr]
     delete(nfd_cluster, "cud-node")
-    await eventually(lambda: running.store.snapshot().record("cud-node") is None, what="delete")
+    await eventually_async(
+        lambda: running.store.snapshot().record("cud-node") is None, what="delete"
+    )
 
 
 async def test_two_objects_for_one_node_merge_in_nfd_order(
@@ -150,19 +148,20 @@ async def test_two_objects_for_one_node_merge_in_nfd_order(
             instances=[{"i": "1"}],
         ),
     )
-    await eventually(
+    await eventually_async(
         lambda: running.attr("merge-node", "b") == "2" and running.attr("merge-node", "c") == "3",
         what="both objects",
     )
     features = running.store.snapshot().record("merge-node").features  # type: ignore[union-attr]
-    assert features.attributes["test.attr"]["a"] == "extra"  # later object wins
+    attributes = features.attributes["test.attr"]
+    assert attributes is not None and attributes["a"] == "extra"  # later object wins
     assert features.flags["test.flag"] == frozenset({"f1", "f2"})  # flags are a union
     assert [dict(i) for i in features.instances["test.inst"]] == [
         {"i": "1"},
         {"i": "2"},
     ]  # appended
     delete(nfd_cluster, "zzz-extra")
-    await eventually(
+    await eventually_async(
         lambda: running.attr("merge-node", "a") == "worker", what="third party removed"
     )
     delete(nfd_cluster, "merge-node")
@@ -173,21 +172,17 @@ async def test_other_namespaces_are_ignored_by_default(
 ) -> None:
     put(nfd_cluster, nodefeature("intruder", "victim-node", ns="default", attrs={"evil": "1"}))
     put(nfd_cluster, nodefeature("marker", "marker-node", attrs={"ok": "1"}))
-    await eventually(lambda: running.attr("marker-node", "ok") == "1", what="marker")
+    await eventually_async(lambda: running.attr("marker-node", "ok") == "1", what="marker")
     assert running.store.snapshot().record("victim-node") is None
     everywhere = await start_source(nfd_cluster, namespaces=(ALL_NAMESPACES,), name="everywhere")
     listed = await start_source(nfd_cluster, namespaces=(NS, "default"), name="listed")
     try:
         for run in (everywhere, listed):
-            await eventually(
-                lambda run=run: run.attr("victim-node", "evil") == "1", what=run.source.name
-            )
-            await eventually(
-                lambda run=run: run.attr("marker-node", "ok") == "1", what=run.source.name
-            )
+            await eventually_async(has_attr(run, "victim-node", "evil", "1"), run.source.name)
+            await eventually_async(has_attr(run, "marker-node", "ok", "1"), run.source.name)
         # Each listed namespace is its own stream: an update in either arrives promptly.
         put(nfd_cluster, nodefeature("intruder", "victim-node", ns="default", attrs={"evil": "2"}))
-        await eventually(lambda: listed.attr("victim-node", "evil") == "2", what="second ns")
+        await eventually_async(lambda: listed.attr("victim-node", "evil") == "2", what="second ns")
     finally:
         for run in (everywhere, listed):
             run.source.stop()
@@ -200,11 +195,13 @@ async def test_node_platforms_from_node_metadata(
     nfd_cluster: ControlPlane, running: Running
 ) -> None:
     nfd_cluster.create_node("arm-node", arch="arm64")
-    await eventually(
+    await eventually_async(
         lambda: running.store.snapshot().platform("arm-node") == "linux/arm64", what="node"
     )
     nfd_cluster.delete_node("arm-node")
-    await eventually(lambda: running.store.snapshot().platform("arm-node") == "", what="node gone")
+    await eventually_async(
+        lambda: running.store.snapshot().platform("arm-node") == "", what="node gone"
+    )
 
 
 # -- disruptive tests on a dedicated control plane -----------------------------------------
@@ -240,9 +237,13 @@ async def test_missing_crd_then_installed(
         assert caplog.text.count("is NFD installed?") == 1  # said once, not every retry
         nfd.install_crds(private_cluster)
         nfd.ensure_namespace(private_cluster, NS)
-        await eventually(lambda: run.store.snapshot().synced, what="recovery after CRD install")
+        await eventually_async(
+            lambda: run.store.snapshot().synced, what="recovery after CRD install"
+        )
         put(private_cluster, nodefeature("late", "late-node", attrs={"v": "1"}))
-        await eventually(lambda: run.attr("late-node", "v") == "1", what="watch after CRD install")
+        await eventually_async(
+            lambda: run.attr("late-node", "v") == "1", what="watch after CRD install"
+        )
     finally:
         run.source.stop()
         await asyncio.wait_for(run.task, 10)
@@ -253,15 +254,19 @@ async def test_apiserver_restart_mid_watch(private_cluster: ControlPlane) -> Non
     nfd.ensure_namespace(private_cluster, NS)
     run = await start_source(private_cluster, backoff_s=(0.2, 0.5))
     try:
-        await eventually(lambda: run.store.snapshot().synced, what="first sync")
+        await eventually_async(lambda: run.store.snapshot().synced, what="first sync")
         await asyncio.to_thread(private_cluster.stop_apiserver, True)
-        await eventually(lambda: not run.store.snapshot().synced, what="readiness dip")
+        await eventually_async(lambda: not run.store.snapshot().synced, what="readiness dip")
         # Started from this thread, not a worker: the child dies with the thread that started
         # it (PR_SET_PDEATHSIG), and executor threads end with the test's event loop.
         private_cluster.start_apiserver(PRIVATE_APISERVER_ARGS)
-        await eventually(lambda: run.store.snapshot().synced, within_s=30, what="readiness back")
+        await eventually_async(
+            lambda: run.store.snapshot().synced, within=30, what="readiness back"
+        )
         put(private_cluster, nodefeature("after-restart", "restart-node", attrs={"v": "1"}))
-        await eventually(lambda: run.attr("restart-node", "v") == "1", what="events after restart")
+        await eventually_async(
+            lambda: run.attr("restart-node", "v") == "1", what="events after restart"
+        )
     finally:
         run.source.stop()
         await asyncio.wait_for(run.task, 10)
@@ -279,13 +284,30 @@ class _StaleFirstList(KubernetesFeatureSource):
         return version
 
 
+def compacted(cluster: ControlPlane, revision: str) -> bool:
+    """True once etcd compaction has removed ``revision``: a list at exactly it is Gone."""
+    query = f"?resourceVersion={revision}&resourceVersionMatch=Exact"
+    try:
+        cluster.request("GET", PATH.format(ns=NS) + query)
+    except urllib.error.HTTPError as err:
+        if err.code == HTTPStatus.GONE:
+            return True
+        raise
+    return False
+
+
 async def test_gone_watch_triggers_a_relist(private_cluster: ControlPlane) -> None:
     nfd.install_crds(private_cluster)
     nfd.ensure_namespace(private_cluster, NS)
     stale = private_cluster.request("GET", PATH.format(ns=NS))["metadata"]["resourceVersion"]
     for i in range(5):
         put(private_cluster, nodefeature("churn", "churn-node", attrs={"v": str(i)}))
-    await asyncio.sleep(3)  # two compactions
+    # The watch that starts at ``stale`` begins with the next revision: once compaction has
+    # removed that one too, the watch is Gone (410) and the source must relist.
+    after_stale = str(int(stale) + 1)
+    await eventually_async(
+        lambda: compacted(private_cluster, after_stale), f"compaction past revision {after_stale}"
+    )
     store = FeatureStore()
     source = _StaleFirstList(
         store, kubernetes_api_client(str(private_cluster.kubeconfig)), backoff_s=(0.1, 0.2)
@@ -293,10 +315,10 @@ async def test_gone_watch_triggers_a_relist(private_cluster: ControlPlane) -> No
     source.stale = stale
     task = asyncio.create_task(source.run())
     try:
-        await eventually(
+        await eventually_async(
             lambda: source.relists_by_kind["nodefeatures"] >= 2, what="relist after 410"
         )
-        await eventually(
+        await eventually_async(
             lambda: store.snapshot().record("churn-node") is not None, what="state after relist"
         )
     finally:

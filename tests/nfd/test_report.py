@@ -1,4 +1,4 @@
-"""Unit tests for extender.report: the validate JSON, the table and the matrix."""
+"""Unit tests for extender.nfd.report: the validate JSON, the table and the matrix."""
 
 from __future__ import annotations
 

@@ -1,11 +1,14 @@
-"""Unit tests for extender.lint: each finding, and no finding where a spec is fine."""
+"""Unit tests for extender.nfd.lint: each finding, and no finding where a spec is fine."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from extender.nfd.lint import Finding, Severity, check_spec
-from tests.cli.conftest import SPECS
+
+SPECS = Path(__file__).resolve().parents[2] / "examples" / "specs"
 
 
 def spec(*sets: str) -> str:

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ class NfdEval:
         )
         self._next_id = 0
 
-    def _pipes(self) -> tuple[TextIO, TextIO]:
+    def _pipes(self) -> tuple[IO[str], IO[str]]:
         assert self._proc.stdin is not None and self._proc.stdout is not None
         return self._proc.stdin, self._proc.stdout
 
@@ -115,7 +115,7 @@ class NfdEval:
         self._next_id += 1
         return json.dumps({"id": self._next_id, **case}, ensure_ascii=False) + "\n"
 
-    def _read(self, stdout: TextIO, expected_id: int) -> NfdResult:
+    def _read(self, stdout: IO[str], expected_id: int) -> NfdResult:
         line = stdout.readline()
         if not line:
             self._stderr.seek(0)

@@ -17,8 +17,10 @@ What is compared (verdicts only, never error text):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import operator
 import re
 import warnings
 from collections import Counter
@@ -32,9 +34,9 @@ from extender.nfd.golang import json_fold
 from extender.nfd.rules import CompiledSpec, evaluate, load_spec
 from extender.nfd.spec import SpecError
 from extender.nodes.model import NodeFeatures
-from tests.conformance.generate import Case, Node_
-from tests.conformance.oracle import NfdEval, NfdResult
-from tests.conformance.yamltext import Document, Mapping, Sequence, render
+from tests.nfd.conformance.generate import Case, Node_
+from tests.nfd.conformance.oracle import NfdEval, NfdResult
+from tests.nfd.conformance.yamltext import Document, Mapping, Sequence, render
 
 # --------------------------------------------------------------------------------------------
 # Our side
@@ -375,7 +377,9 @@ def exposing_nodes(text: str) -> list[Node_]:
     nodes.append(Node_(flags={n: list(e) for n, e in satisfied.items()}))
     nodes.append(Node_(instances={n: [dict(e)] for n, e in satisfied.items()}))
     for probe in ("1", "true", "x", "1.0.0"):
-        constant = {n: dict.fromkeys([*wanted[n], *names.get(n, ())], probe) for n in wanted}
+        constant: dict[str, dict[str, str] | None] = {
+            n: dict.fromkeys([*wanted[n], *names.get(n, ())], probe) for n in wanted
+        }
         nodes.append(Node_(attributes=constant))
     nodes.append(
         Node_(
@@ -461,7 +465,8 @@ def run_suite(oracle: NfdEval, cases: list[Case]) -> Report:
 
     report = Report(cases=len(cases), exposure_cases=len(batch))
     for case, text, mine, theirs in zip(cases, texts, ours, nfd, strict=True):
-        judgement = judge(case, text, theirs, mine, lambda text=text: text in exposed_specs)
+        exposed = functools.partial(operator.contains, exposed_specs, text)
+        judgement = judge(case, text, theirs, mine, exposed)
         report.distribution[judgement.category] += 1
         report.rules.update(judgement.rules)
         if case.origin.startswith("grid:"):
@@ -611,7 +616,7 @@ def reproducer(oracle: NfdEval, case: Case, judgement: Judgement) -> str:
         f"--- tags: {list(case.tags) if case.tags else None}",
         f"--- NFD v0.18.3: {_describe_nfd(nfd)}",
         f"--- ours: {_describe_ours(ours)}",
-        "--- as a unit test (tests/rules/...):",
+        "--- as a unit test (tests/nfd/...):",
         f"def test_nfd_conformance_{digest}() -> None:",
     ]
     if nfd.stage == "spec":

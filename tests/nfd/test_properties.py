@@ -1,5 +1,5 @@
 """Property tests: the parser never crashes, evaluation is deterministic, and the compiled
-engine agrees with a plain transliteration of NFD's evaluator (tests/rules/reference.py)."""
+engine agrees with a plain transliteration of NFD's evaluator (tests/nfd/reference.py)."""
 
 from __future__ import annotations
 
