@@ -26,23 +26,33 @@ rules' ``vars`` change it during evaluation.
 from __future__ import annotations
 
 import difflib
-import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, TypeVar
 
-import re2
-
+from extender.nfd.catalogue import (
+    ALL_DOMAINS,
+    CPUID_VENDOR_STRINGS,
+    FEATURES,
+    HEX_IDS,
+    HUGEPAGES_ELEMENT,
+    Kind,
+    element_kind,
+)
 from extender.nfd.golang import go_atoi, go_lower, parse_version
-from extender.nfd.rules import BACKREF_FEATURE, compile_spec
+from extender.nfd.rules import compile_expression, compile_spec
 from extender.nfd.spec import (
+    COMPARISON_OPS,
+    RANGE_OPS,
     SUPPORTED_VERSION,
+    VALUE_OPS,
+    VERSION_TYPE,
     CompatibilitySet,
     FeatureTerm,
     GroupRule,
     MatchExpression,
+    Op,
     Spec,
     SpecError,
     iter_terms,
@@ -50,7 +60,6 @@ from extender.nfd.spec import (
 )
 
 __all__ = [
-    "KNOWN_DOMAINS",
     "CheckResult",
     "Finding",
     "Severity",
@@ -92,139 +101,6 @@ class CheckResult:
     @property
     def warnings(self) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.severity is Severity.WARNING)
-
-
-# --------------------------------------------------------------------------------------------
-# What NFD reports (reference nfd.md §4.3, checked against the NFD sources)
-
-KNOWN_DOMAINS = ("cpu", "kernel", "memory", "network", "pci", "storage", "system", "usb", "local")
-_ALL_DOMAINS = (*KNOWN_DOMAINS, "rule")
-
-Kind = Literal["flag", "attribute", "instance", "dynamic"]
-
-# feature -> (kind, the element names NFD reports, or None where the set is open)
-_FEATURES: dict[str, tuple[Kind, frozenset[str] | None]] = {
-    "cpu.cpuid": ("flag", None),  # plus the attribute AVX10_VERSION on AVX10 CPUs
-    "cpu.model": ("attribute", frozenset({"vendor_id", "family", "id", "hypervisor"})),
-    "cpu.cstate": ("attribute", frozenset({"enabled"})),
-    "cpu.pstate": ("attribute", frozenset({"status", "turbo", "scaling_governor"})),
-    "cpu.rdt": (
-        "attribute",
-        frozenset(
-            {"RDTMON", "RDTCMT", "RDTMBM", "RDTL3CA", "RDTL3CA_NUM_CLOSID", "RDTL2CA", "RDTMBA"}
-        ),
-    ),
-    "cpu.security": (
-        "attribute",
-        frozenset(
-            {
-                "sgx.enabled",
-                "sgx.epc",
-                "tdx.enabled",
-                "tdx.total_keys",
-                "tdx.protected",
-                "sev.enabled",
-                "sev.asids",
-                "sev.es.enabled",
-                "sev.encrypted_state_ids",
-                "sev.snp.enabled",
-                "se.enabled",
-            }
-        ),
-    ),
-    "cpu.sst": ("attribute", frozenset({"bf.enabled"})),
-    "cpu.topology": ("attribute", frozenset({"hardware_multithreading", "socket_count"})),
-    "cpu.coprocessor": ("attribute", frozenset({"nx_gzip"})),
-    "kernel.config": ("attribute", None),
-    "kernel.loadedmodule": ("flag", None),
-    "kernel.enabledmodule": ("flag", None),
-    "kernel.selinux": ("attribute", frozenset({"enabled"})),
-    "kernel.kvm": ("attribute", frozenset({"enabled"})),
-    "kernel.version": ("attribute", frozenset({"full", "major", "minor", "revision"})),
-    "memory.numa": ("attribute", frozenset({"is_numa", "node_count"})),
-    "memory.swap": ("attribute", frozenset({"enabled"})),
-    "memory.hugepages": ("attribute", None),  # enabled, hugepages-<size>: checked by pattern
-    "memory.nv": ("instance", frozenset({"name", "devtype", "mode"})),
-    "network.device": (
-        "instance",
-        frozenset({"name", "operstate", "speed", "sriov_numvfs", "sriov_totalvfs", "mtu"}),
-    ),
-    "network.virtual": ("instance", frozenset({"name", "operstate", "speed", "mtu"})),
-    "pci.device": (
-        "instance",
-        frozenset(
-            {
-                "class",
-                "vendor",
-                "device",
-                "subsystem_vendor",
-                "subsystem_device",
-                "sriov_totalvfs",
-                "iommu_group/type",
-                "iommu/intel-iommu/version",
-            }
-        ),
-    ),
-    "storage.block": ("instance", frozenset({"name", "dax", "rotational", "nr_zones", "zoned"})),
-    "system.osrelease": ("attribute", None),
-    "system.name": ("attribute", frozenset({"nodename"})),
-    "system.dmiid": (
-        "attribute",
-        frozenset(
-            {
-                "bios_date",
-                "bios_vendor",
-                "bios_version",
-                "board_asset_tag",
-                "board_name",
-                "board_vendor",
-                "board_version",
-                "chassis_asset_tag",
-                "chassis_type",
-                "chassis_vendor",
-                "chassis_version",
-                "product_family",
-                "product_name",
-                "product_sku",
-                "product_version",
-                "sys_vendor",
-            }
-        ),
-    ),
-    "usb.device": ("instance", frozenset({"class", "vendor", "device", "serial"})),
-    "local.label": ("attribute", None),
-    "local.feature": ("attribute", None),
-    BACKREF_FEATURE: ("dynamic", None),
-}
-_CPUID_ATTRIBUTE = "AVX10_VERSION"
-_HUGEPAGES_ELEMENT = re.compile(r"enabled|hugepages-[0-9]+(Ki|Mi|Gi|Ti|Pi)")
-# Lower-case hex as sysfs prints it, without 0x (NFD strips it; PCI class is cut to 4 digits).
-_HEX_IDS: dict[str, dict[str, int]] = {
-    "pci.device": {
-        "class": 4,
-        "vendor": 4,
-        "device": 4,
-        "subsystem_vendor": 4,
-        "subsystem_device": 4,
-    },
-    "usb.device": {"class": 2, "vendor": 4, "device": 4},
-}
-_CPUID_VENDOR_STRINGS = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD", "HygonGenuine": "Hygon"}
-
-VALUE_OPS = frozenset(
-    {"In", "NotIn", "InRegexp", "Gt", "Ge", "Lt", "Le", "GtLt", "GeLe", "IsTrue", "IsFalse"}
-)
-_COMPARISONS = frozenset({"Gt", "Ge", "Lt", "Le", "GtLt", "GeLe"})
-
-
-def _kind(feature: str, name: str) -> Kind | None:
-    """The element kind NFD gives ``feature``'s element ``name``; None for unknown features."""
-    known = _FEATURES.get(feature)
-    if known is None:
-        return None
-    if feature == "cpu.cpuid" and name == _CPUID_ATTRIBUTE:
-        return "attribute"
-    return known[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -452,17 +328,17 @@ def _lint_feature_name(feature: str, path: str) -> list[Finding]:
             )
         )
     domain, dot, _ = key.partition(".")
-    if not dot or domain not in _ALL_DOMAINS:
+    if not dot or domain not in ALL_DOMAINS:
         findings.append(
             _warn(
                 path,
-                f"{feature!r} is not in a domain NFD reports ({', '.join(_ALL_DOMAINS)}); "
+                f"{feature!r} is not in a domain NFD reports ({', '.join(ALL_DOMAINS)}); "
                 "only a third-party NodeFeature could provide it",
                 "unknown-feature",
             )
         )
-    elif domain != "local" and key not in _FEATURES:
-        same_domain = [f for f in _FEATURES if f.startswith(domain + ".")]
+    elif domain != "local" and key not in FEATURES:
+        same_domain = [f for f in FEATURES if f.startswith(domain + ".")]
         hint = _did_you_mean(key, same_domain)
         findings.append(
             _warn(
@@ -486,7 +362,7 @@ def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
 def _lint_element(atom: _Atom) -> list[Finding]:
     key, name = atom.key, atom.name
     findings = []
-    known = _FEATURES.get(key)
+    known = FEATURES.get(key)
     if known is not None and known[1] is not None and name not in known[1]:
         findings.append(
             _warn(
@@ -496,7 +372,7 @@ def _lint_element(atom: _Atom) -> list[Finding]:
                 "unknown-element",
             )
         )
-    if key == "memory.hugepages" and not _HUGEPAGES_ELEMENT.fullmatch(name):
+    if key == "memory.hugepages" and not HUGEPAGES_ELEMENT.fullmatch(name):
         findings.append(
             _warn(
                 atom.path,
@@ -542,10 +418,10 @@ def _lint_element(atom: _Atom) -> list[Finding]:
 
 
 def _lint_values(atom: _Atom) -> list[Finding]:
-    if atom.op not in ("In", "NotIn"):
+    if atom.op not in (Op.IN, Op.NOT_IN):
         return []
     findings = []
-    width = _HEX_IDS.get(atom.key, {}).get(atom.name)
+    width = HEX_IDS.get(atom.key, {}).get(atom.name)
     for i, value in enumerate(atom.expression.value):
         value_path = f"{atom.path}.value[{i}]"
         if width is not None and not re.fullmatch(f"[0-9a-f]{{{width}}}", value):
@@ -557,11 +433,11 @@ def _lint_values(atom: _Atom) -> list[Finding]:
                     "id-format",
                 )
             )
-        if atom.key == "cpu.model" and atom.name == "vendor_id" and value in _CPUID_VENDOR_STRINGS:
+        if atom.key == "cpu.model" and atom.name == "vendor_id" and value in CPUID_VENDOR_STRINGS:
             findings.append(
                 _warn(
                     value_path,
-                    f"NFD reports the vendor as {_CPUID_VENDOR_STRINGS[value]!r}, "
+                    f"NFD reports the vendor as {CPUID_VENDOR_STRINGS[value]!r}, "
                     f"not the CPUID string {value!r}",
                     "id-format",
                 )
@@ -578,7 +454,7 @@ def _hex_hint(value: str, width: int) -> str:
 
 def _lint_match_name(key: str, expression: MatchExpression, path: str) -> list[Finding]:
     findings = []
-    if expression.op == "DoesNotExist":
+    if expression.op == Op.DOES_NOT_EXIST:
         findings.append(
             _warn(
                 path,
@@ -587,7 +463,7 @@ def _lint_match_name(key: str, expression: MatchExpression, path: str) -> list[F
                 "never-matches",
             )
         )
-    if key == "kernel.loadedmodule" and expression.op in ("In", "NotIn"):
+    if key == "kernel.loadedmodule" and expression.op in (Op.IN, Op.NOT_IN):
         for i, value in enumerate(expression.value):
             if "-" in value:
                 findings.append(
@@ -616,7 +492,7 @@ def _dead_reason(atom: _Atom) -> _Dead | None:
     """Why one expression can never match on any node NFD describes, if it cannot."""
     op, expression = atom.op, atom.expression
     where = f"{atom.key}: {atom.describe()}"
-    if _kind(atom.key, atom.name) == "flag" and op in VALUE_OPS:
+    if element_kind(atom.key, atom.name) == "flag" and op in VALUE_OPS:
         return _Dead(
             f"{where} tests the value of a flag",
             f"{op} never matches: {atom.key} elements are flags (present or absent, with no "
@@ -626,8 +502,8 @@ def _dead_reason(atom: _Atom) -> _Dead | None:
     if (
         atom.key == "kernel.version"
         and atom.name == "full"
-        and op in _COMPARISONS
-        and expression.type != "version"
+        and op in COMPARISON_OPS
+        and expression.type != VERSION_TYPE
     ):
         return _Dead(
             f"{where} is an evaluation error on every node",
@@ -636,10 +512,8 @@ def _dead_reason(atom: _Atom) -> _Dead | None:
             "major/minor",
             "never-matches",
         )
-    if expression.type == "version" and op in ("GtLt", "GeLe") and len(expression.value) == 2:
-        low, high = (parse_version(v) for v in expression.value)
-        if low is not None and high is not None and (low > high or (op == "GtLt" and low == high)):
-            return _Dead(f"{where} is an empty range", None, "never-matches")
+    if op in RANGE_OPS and expression.type == VERSION_TYPE and not _some_value([expression]):
+        return _Dead(f"{where} is an empty range", None, "never-matches")
     return None
 
 
@@ -647,8 +521,8 @@ def _version_portability(atom: _Atom) -> Finding | None:
     if (
         atom.key == "kernel.version"
         and atom.name == "full"
-        and atom.op in _COMPARISONS
-        and atom.expression.type == "version"
+        and atom.op in COMPARISON_OPS
+        and atom.expression.type == VERSION_TYPE
     ):
         return _warn(
             atom.path,
@@ -678,7 +552,7 @@ def _term_dead(term: FeatureTerm, path: str, skipped: frozenset[str]) -> str | N
             return f"{dead.reason} ({atom.path})"
     name_path = f"{path}.matchName"
     match_name = term.match_name
-    if match_name is not None and match_name.op == "DoesNotExist" and name_path not in skipped:
+    if match_name is not None and match_name.op == Op.DOES_NOT_EXIST and name_path not in skipped:
         return f"{go_lower(term.feature)}: matchName DoesNotExist ({name_path})"
     return None
 
@@ -758,7 +632,7 @@ def _first_conflict(atoms: Sequence[_Atom], must_include: Sequence[_Atom]) -> li
         groups.setdefault((atom.key, atom.name), []).append(atom)
     wanted = {a.path for a in must_include}
     for (key, name), group in groups.items():
-        kind = _kind(key, name)
+        kind = element_kind(key, name)
         if kind not in ("flag", "attribute") or len(group) < 2:
             continue
         if wanted and not any(a.path in wanted for a in group):
@@ -776,140 +650,68 @@ def _first_conflict(atoms: Sequence[_Atom], must_include: Sequence[_Atom]) -> li
 
 def _satisfiable(kind: Kind, expressions: Sequence[MatchExpression]) -> bool:
     """Can one element (a flag, or an attribute with one value) satisfy every expression?"""
-    ops = [e for e in expressions if e.op != ""]
-    if any(e.op == "DoesNotExist" for e in ops):
-        return all(e.op == "DoesNotExist" for e in ops)  # absent satisfies nothing else
+    ops = [e for e in expressions if e.op != Op.ANY]
+    if any(e.op == Op.DOES_NOT_EXIST for e in ops):
+        return all(e.op == Op.DOES_NOT_EXIST for e in ops)  # absent satisfies nothing else
     if kind == "flag":
-        return all(e.op == "Exists" for e in ops)
-    return _some_value([e for e in ops if e.op != "Exists"])
+        return all(e.op == Op.EXISTS for e in ops)
+    return _some_value([e for e in ops if e.op != Op.EXISTS])
 
 
 def _some_value(expressions: Sequence[MatchExpression]) -> bool:
-    """Is there a string value that satisfies every value expression? Errs towards yes."""
+    """Is there a string value that satisfies every value expression? Errs towards yes.
+
+    The engine's own matchers decide, on a few candidate values: the values In, IsTrue and
+    IsFalse allow, when any of them is present; else each integer or version bound and its
+    neighbours, which include the least value of any range the comparisons leave open.
+    Beside comparisons, NotIn and InRegexp are not tested (they rarely exclude every value).
+    """
     candidates: set[str] | None = None
     for expression in expressions:
-        if expression.op == "In":
+        if expression.op == Op.IN:
             allowed = set(expression.value)
-        elif expression.op == "IsTrue":
+        elif expression.op == Op.IS_TRUE:
             allowed = {"true"}
-        elif expression.op == "IsFalse":
+        elif expression.op == Op.IS_FALSE:
             allowed = {"false"}
         else:
             continue
         candidates = allowed if candidates is None else candidates & allowed
     if candidates is not None:
-        return any(all(_holds(e, value) for e in expressions) for value in candidates)
-    return _integer_range_possible(expressions) and _version_range_possible(expressions)
+        return _any_holds(expressions, candidates)
+    compared = [e for e in expressions if e.op in COMPARISON_OPS]
+    integers = [e for e in compared if not e.type]
+    versions = [e for e in compared if e.type == VERSION_TYPE]
+    return _any_holds(integers, _integer_candidates(integers)) and _any_holds(
+        versions, _version_candidates(versions)
+    )
 
 
-def _holds(expression: MatchExpression, value: str) -> bool:
-    """Does a present attribute with this value satisfy the expression? Unknown cases: yes."""
-    op, values = expression.op, expression.value
-    if op == "In":
-        return value in values
-    if op == "NotIn":
-        return value not in values
-    if op == "IsTrue":
-        return value == "true"
-    if op == "IsFalse":
-        return value == "false"
-    if op == "InRegexp":
-        try:
-            return any(re2.search(pattern, value) is not None for pattern in values)
-        except re2.error:
-            return True
-    if op in _COMPARISONS:
-        if expression.type == "version":
-            node_version = parse_version(value)
-            versions = [b for b in map(parse_version, values) if b is not None]
-            if node_version is None:
-                return False  # an evaluation error is not a match
-            if len(versions) != len(values):
-                return True
-            return _compare(op, node_version, versions)
-        node_integer = go_atoi(value)
-        integers = [b for b in map(go_atoi, values) if b is not None]
-        if node_integer is None:
-            return False
-        if len(integers) != len(values):
-            return True
-        return _compare(op, node_integer, integers)
-    return True
-
-
-_Ordered = TypeVar("_Ordered", int, tuple[int, int, int])
-
-
-def _compare(op: str, value: _Ordered, bounds: Sequence[_Ordered]) -> bool:
-    if op == "Gt":
-        return value > bounds[0]
-    if op == "Ge":
-        return value >= bounds[0]
-    if op == "Lt":
-        return value < bounds[0]
-    if op == "Le":
-        return value <= bounds[0]
-    if op == "GtLt":
-        return bounds[0] < value < bounds[1]
-    return bounds[0] <= value <= bounds[1]  # GeLe
-
-
-def _integer_range_possible(expressions: Sequence[MatchExpression]) -> bool:
-    low, high = -math.inf, math.inf
-    for expression in expressions:
-        if expression.op not in _COMPARISONS or expression.type:
-            continue
-        bounds = [go_atoi(v) for v in expression.value]
-        if any(b is None for b in bounds) or len(bounds) != (
-            2 if expression.op in ("GtLt", "GeLe") else 1
-        ):
-            continue
-        numbers = [b for b in bounds if b is not None]
-        if expression.op == "Gt":
-            low = max(low, numbers[0] + 1)
-        elif expression.op == "Ge":
-            low = max(low, numbers[0])
-        elif expression.op == "Lt":
-            high = min(high, numbers[0] - 1)
-        elif expression.op == "Le":
-            high = min(high, numbers[0])
-        elif expression.op == "GtLt":
-            low, high = max(low, numbers[0] + 1), min(high, numbers[1] - 1)
-        else:
-            low, high = max(low, numbers[0]), min(high, numbers[1])
-    return low <= high
-
-
-def _version_range_possible(expressions: Sequence[MatchExpression]) -> bool:
-    # Bounds as (version, strict); versions are treated as dense, so this errs towards "yes".
-    low: tuple[tuple[int, int, int], bool] | None = None
-    high: tuple[tuple[int, int, int], bool] | None = None
-
-    def tighter_low(bound: tuple[tuple[int, int, int], bool]) -> None:
-        nonlocal low
-        if low is None or bound[0] > low[0] or (bound[0] == low[0] and bound[1]):
-            low = bound
-
-    def tighter_high(bound: tuple[tuple[int, int, int], bool]) -> None:
-        nonlocal high
-        if high is None or bound[0] < high[0] or (bound[0] == high[0] and bound[1]):
-            high = bound
-
-    for expression in expressions:
-        if expression.op not in _COMPARISONS or expression.type != "version":
-            continue
-        parsed = [parse_version(v) for v in expression.value]
-        versions = [v for v in parsed if v is not None]
-        if len(versions) != len(parsed) or not versions:
-            continue
-        op = expression.op
-        if op in ("Gt", "Ge"):
-            tighter_low((versions[0], op == "Gt"))
-        elif op in ("Lt", "Le"):
-            tighter_high((versions[0], op == "Lt"))
-        elif len(versions) == 2:
-            tighter_low((versions[0], op == "GtLt"))
-            tighter_high((versions[1], op == "GtLt"))
-    if low is None or high is None:
+def _any_holds(expressions: Sequence[MatchExpression], candidates: Iterable[str]) -> bool:
+    if not expressions:
         return True
-    return low[0] < high[0] or (low[0] == high[0] and not low[1] and not high[1])
+    tests = [_engine_test(e) for e in expressions]
+    return any(all(test(value) for test in tests) for value in candidates)
+
+
+def _engine_test(expression: MatchExpression) -> Callable[[str], bool]:
+    """The engine's test of a present element's value; one that does not compile holds."""
+    try:
+        return compile_expression(expression).holds
+    except SpecError:
+        return lambda value: True
+
+
+def _integer_candidates(expressions: Sequence[MatchExpression]) -> set[str]:
+    bounds = {go_atoi(v) for e in expressions for v in e.value}
+    return {str(b + step) for b in bounds if b is not None for step in (-1, 0, 1)}
+
+
+def _version_candidates(expressions: Sequence[MatchExpression]) -> set[str]:
+    # Versions are (major, minor, patch): the least one and each bound's successor suffice.
+    found = {"0.0.0"}
+    for version in {parse_version(v) for e in expressions for v in e.value}:
+        if version is not None:
+            major, minor, patch = version
+            found |= {f"{major}.{minor}.{patch}", f"{major}.{minor}.{patch + 1}"}
+    return found
