@@ -9,25 +9,20 @@ Owns the findings about a spec document, each located by a path such as
 * **warnings** from parsing and compiling (unknown fields, case-variant field names, unquoted
   numbers or booleans in value lists, ``type`` on an op that ignores it, version ranges that
   never match);
-* **lint warnings** (this module): names NFD never reports (a hyphen in a
-  ``kernel.loadedmodule`` element, an unknown feature or element, ``CONFIG_`` prefixes, PCI/USB
-  IDs written with ``0x`` or upper case, CPUID vendor strings), expressions that can never match
-  (a value op on a flag, ``matchName: DoesNotExist``, an integer comparison of
-  ``kernel.version.full``), contradictions between expressions on the same element, and the
-  ``matchAny`` alternatives, sets and specs that can therefore never match.
-
-Claims that something *never matches* assume NFD's own feature types (e.g. that
-``kernel.loadedmodule`` holds flags and ``cpu.model`` attributes). Instance features
-(``pci.device``...) are never checked for contradictions across terms, since two terms can
-be satisfied by two different instances, and ``rule.matched`` is left alone because earlier
-rules' ``vars`` change it during evaluation.
+* **lint warnings**: names NFD never reports (this module, against the data in
+  :mod:`.catalogue`: a hyphen in a ``kernel.loadedmodule`` element, an unknown feature or
+  element, ``CONFIG_`` prefixes, PCI/USB IDs written with ``0x`` or upper case, CPUID vendor
+  strings), and expressions that can never match (found by :mod:`.satisfiable`: a value op on
+  a flag, ``matchName: DoesNotExist``, an integer comparison of ``kernel.version.full``,
+  contradictions between expressions on the same element, and the ``matchAny``
+  alternatives, sets and specs that can therefore never match).
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -37,16 +32,13 @@ from extender.nfd.catalogue import (
     FEATURES,
     HEX_IDS,
     HUGEPAGES_ELEMENT,
-    Kind,
-    element_kind,
 )
-from extender.nfd.golang import go_atoi, go_lower, parse_version
-from extender.nfd.rules import compile_expression, compile_spec
+from extender.nfd.golang import go_lower
+from extender.nfd.rules import compile_spec
+from extender.nfd.satisfiable import Atom, dead_reason, set_never_matches
 from extender.nfd.spec import (
     COMPARISON_OPS,
-    RANGE_OPS,
     SUPPORTED_VERSION,
-    VALUE_OPS,
     VERSION_TYPE,
     CompatibilitySet,
     FeatureTerm,
@@ -220,24 +212,6 @@ def _compile_alone(term: FeatureTerm, term_path: str, path: str, result: _Compil
 # Lint
 
 
-@dataclass(frozen=True, slots=True)
-class _Atom:
-    """One matchExpressions entry of one term, where it is, and what it is about."""
-
-    path: str
-    feature: str  # as written
-    key: str  # lower-cased, as NFD looks it up
-    name: str
-    expression: MatchExpression
-
-    @property
-    def op(self) -> str:
-        return self.expression.op
-
-    def describe(self) -> str:
-        return f"{self.name} {self.expression.describe()}"
-
-
 def lint_spec(spec: Spec, *, skip: Iterable[str] = ()) -> list[Finding]:
     """Lint warnings only (no parse or compile findings); ``skip`` lists expression paths
     that did not compile, which are left out of the analysis."""
@@ -264,7 +238,9 @@ def lint_spec(spec: Spec, *, skip: Iterable[str] = ()) -> list[Finding]:
                 )
             for suffix, term in iter_terms(rule):
                 findings.extend(_lint_term(term, f"{rule_path}.{suffix}", skipped))
-        reason = _set_never_matches(compat, set_path, skipped, findings)
+        reason = set_never_matches(
+            compat, set_path, skipped, lambda *found: findings.append(_warn(*found))
+        )
         if reason is not None:
             dead_sets += 1
             findings.append(_warn(set_path, f"this set can never match: {reason}", "never-matches"))
@@ -295,12 +271,12 @@ def _lint_term(term: FeatureTerm, path: str, skipped: frozenset[str]) -> list[Fi
     key = go_lower(term.feature)
     for name, expression in term.match_expressions or ():
         expression_path = f"{path}.matchExpressions.{name}"
-        atom = _Atom(expression_path, term.feature, key, name, expression)
+        atom = Atom(expression_path, term.feature, key, name, expression)
         findings.extend(_lint_element(atom))
         if expression_path in skipped:
             continue  # its values are already reported as an error
         findings.extend(_lint_values(atom))
-        dead = _dead_reason(atom)
+        dead = dead_reason(atom)
         if dead is not None and dead.message is not None:
             findings.append(_warn(expression_path, dead.message, dead.code))
         portability = _version_portability(atom)
@@ -359,7 +335,7 @@ def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _lint_element(atom: _Atom) -> list[Finding]:
+def _lint_element(atom: Atom) -> list[Finding]:
     key, name = atom.key, atom.name
     findings = []
     known = FEATURES.get(key)
@@ -417,7 +393,7 @@ def _lint_element(atom: _Atom) -> list[Finding]:
     return findings
 
 
-def _lint_values(atom: _Atom) -> list[Finding]:
+def _lint_values(atom: Atom) -> list[Finding]:
     if atom.op not in (Op.IN, Op.NOT_IN):
         return []
     findings = []
@@ -477,47 +453,7 @@ def _lint_match_name(key: str, expression: MatchExpression, path: str) -> list[F
     return findings
 
 
-# --------------------------------------------------------------------------------------------
-# Expressions that can never match, alone or together
-
-
-@dataclass(frozen=True, slots=True)
-class _Dead:
-    reason: str  # short, for the set-level finding
-    message: str | None  # the expression's own finding; None where compiling already warns
-    code: str
-
-
-def _dead_reason(atom: _Atom) -> _Dead | None:
-    """Why one expression can never match on any node NFD describes, if it cannot."""
-    op, expression = atom.op, atom.expression
-    where = f"{atom.key}: {atom.describe()}"
-    if element_kind(atom.key, atom.name) == "flag" and op in VALUE_OPS:
-        return _Dead(
-            f"{where} tests the value of a flag",
-            f"{op} never matches: {atom.key} elements are flags (present or absent, with no "
-            "value); use Exists or DoesNotExist",
-            "flag-value-op",
-        )
-    if (
-        atom.key == "kernel.version"
-        and atom.name == "full"
-        and op in COMPARISON_OPS
-        and expression.type != VERSION_TYPE
-    ):
-        return _Dead(
-            f"{where} is an evaluation error on every node",
-            f"{op} compares integers, and kernel.version full (e.g. '5.15.0-91-generic') is "
-            "never one: every node gives an evaluation error; add type: version or compare "
-            "major/minor",
-            "never-matches",
-        )
-    if op in RANGE_OPS and expression.type == VERSION_TYPE and not _some_value([expression]):
-        return _Dead(f"{where} is an empty range", None, "never-matches")
-    return None
-
-
-def _version_portability(atom: _Atom) -> Finding | None:
+def _version_portability(atom: Atom) -> Finding | None:
     if (
         atom.key == "kernel.version"
         and atom.name == "full"
@@ -532,186 +468,3 @@ def _version_portability(atom: _Atom) -> Finding | None:
             "version-portability",
         )
     return None
-
-
-def _atoms(term: FeatureTerm, path: str, skipped: frozenset[str]) -> list[_Atom]:
-    key = go_lower(term.feature)
-    atoms = []
-    for name, expression in term.match_expressions or ():
-        expression_path = f"{path}.matchExpressions.{name}"
-        if expression_path not in skipped:
-            atoms.append(_Atom(expression_path, term.feature, key, name, expression))
-    return atoms
-
-
-def _term_dead(term: FeatureTerm, path: str, skipped: frozenset[str]) -> str | None:
-    """Why no node can satisfy this term on its own, if none can."""
-    for atom in _atoms(term, path, skipped):
-        dead = _dead_reason(atom)
-        if dead is not None:
-            return f"{dead.reason} ({atom.path})"
-    name_path = f"{path}.matchName"
-    match_name = term.match_name
-    if match_name is not None and match_name.op == Op.DOES_NOT_EXIST and name_path not in skipped:
-        return f"{go_lower(term.feature)}: matchName DoesNotExist ({name_path})"
-    return None
-
-
-def _set_never_matches(
-    compat: CompatibilitySet, set_path: str, skipped: frozenset[str], findings: list[Finding]
-) -> str | None:
-    """Why a set can never match, if it cannot; contradictions are added to ``findings``."""
-    required: list[_Atom] = []
-    for rule_index, rule in enumerate(compat.rules):
-        for term_index, term in enumerate(rule.match_features):
-            term_path = f"{set_path}.rules[{rule_index}].matchFeatures[{term_index}]"
-            dead = _term_dead(term, term_path, skipped)
-            if dead is not None:
-                return dead
-            required.extend(_atoms(term, term_path, skipped))
-    core = _first_conflict(required, ())
-    if core is not None:
-        findings.append(_contradiction(core))
-        return _core_reason(core)
-    for rule_index, rule in enumerate(compat.rules):
-        dead_alternatives = 0
-        for any_index, element in enumerate(rule.match_any):
-            element_path = f"{set_path}.rules[{rule_index}].matchAny[{any_index}]"
-            reason = None
-            own: list[_Atom] = []
-            for term_index, term in enumerate(element.match_features):
-                term_path = f"{element_path}.matchFeatures[{term_index}]"
-                reason = _term_dead(term, term_path, skipped)
-                if reason is not None:
-                    break
-                own.extend(_atoms(term, term_path, skipped))
-            if reason is None:
-                core = _first_conflict(required + own, own)
-                if core is not None:
-                    findings.append(_contradiction(core))
-                    reason = _core_reason(core)
-            if reason is not None:
-                dead_alternatives += 1
-                findings.append(
-                    _warn(
-                        element_path,
-                        f"this matchAny alternative can never match: {reason}",
-                        "never-matches",
-                    )
-                )
-        if rule.match_any and dead_alternatives == len(rule.match_any):
-            return f"no matchAny alternative of rules[{rule_index}] can match"
-    return None
-
-
-def _contradiction(core: Sequence[_Atom]) -> Finding:
-    last, others = core[-1], core[:-1]
-    listed = " and ".join(f"{a.expression.describe()} at {a.path}" for a in others)
-    return _warn(
-        last.path,
-        f"{last.expression.describe()} contradicts {listed}: no node has a {last.key} "
-        f"{last.name!r} that satisfies all of them",
-        "contradiction",
-    )
-
-
-def _core_reason(core: Sequence[_Atom]) -> str:
-    first = core[0]
-    expressions = " and ".join(a.expression.describe() for a in core)
-    return f"{first.key}: {first.name} {expressions} cannot all hold"
-
-
-def _first_conflict(atoms: Sequence[_Atom], must_include: Sequence[_Atom]) -> list[_Atom] | None:
-    """A minimal set of atoms on one element that no node satisfies together, if any.
-
-    Only flag and attribute elements of NFD's own features are considered: an element of
-    those has one state per node, so expressions in different terms and rules all apply to it.
-    """
-    groups: dict[tuple[str, str], list[_Atom]] = {}
-    for atom in atoms:
-        groups.setdefault((atom.key, atom.name), []).append(atom)
-    wanted = {a.path for a in must_include}
-    for (key, name), group in groups.items():
-        kind = element_kind(key, name)
-        if kind not in ("flag", "attribute") or len(group) < 2:
-            continue
-        if wanted and not any(a.path in wanted for a in group):
-            continue
-        if _satisfiable(kind, [a.expression for a in group]):
-            continue
-        core = list(group)
-        for atom in list(core):
-            trial = [a for a in core if a is not atom]
-            if trial and not _satisfiable(kind, [a.expression for a in trial]):
-                core = trial
-        return core
-    return None
-
-
-def _satisfiable(kind: Kind, expressions: Sequence[MatchExpression]) -> bool:
-    """Can one element (a flag, or an attribute with one value) satisfy every expression?"""
-    ops = [e for e in expressions if e.op != Op.ANY]
-    if any(e.op == Op.DOES_NOT_EXIST for e in ops):
-        return all(e.op == Op.DOES_NOT_EXIST for e in ops)  # absent satisfies nothing else
-    if kind == "flag":
-        return all(e.op == Op.EXISTS for e in ops)
-    return _some_value([e for e in ops if e.op != Op.EXISTS])
-
-
-def _some_value(expressions: Sequence[MatchExpression]) -> bool:
-    """Is there a string value that satisfies every value expression? Errs towards yes.
-
-    The engine's own matchers decide, on a few candidate values: the values In, IsTrue and
-    IsFalse allow, when any of them is present; else each integer or version bound and its
-    neighbours, which include the least value of any range the comparisons leave open.
-    Beside comparisons, NotIn and InRegexp are not tested (they rarely exclude every value).
-    """
-    candidates: set[str] | None = None
-    for expression in expressions:
-        if expression.op == Op.IN:
-            allowed = set(expression.value)
-        elif expression.op == Op.IS_TRUE:
-            allowed = {"true"}
-        elif expression.op == Op.IS_FALSE:
-            allowed = {"false"}
-        else:
-            continue
-        candidates = allowed if candidates is None else candidates & allowed
-    if candidates is not None:
-        return _any_holds(expressions, candidates)
-    compared = [e for e in expressions if e.op in COMPARISON_OPS]
-    integers = [e for e in compared if not e.type]
-    versions = [e for e in compared if e.type == VERSION_TYPE]
-    return _any_holds(integers, _integer_candidates(integers)) and _any_holds(
-        versions, _version_candidates(versions)
-    )
-
-
-def _any_holds(expressions: Sequence[MatchExpression], candidates: Iterable[str]) -> bool:
-    if not expressions:
-        return True
-    tests = [_engine_test(e) for e in expressions]
-    return any(all(test(value) for test in tests) for value in candidates)
-
-
-def _engine_test(expression: MatchExpression) -> Callable[[str], bool]:
-    """The engine's test of a present element's value; one that does not compile holds."""
-    try:
-        return compile_expression(expression).holds
-    except SpecError:
-        return lambda value: True
-
-
-def _integer_candidates(expressions: Sequence[MatchExpression]) -> set[str]:
-    bounds = {go_atoi(v) for e in expressions for v in e.value}
-    return {str(b + step) for b in bounds if b is not None for step in (-1, 0, 1)}
-
-
-def _version_candidates(expressions: Sequence[MatchExpression]) -> set[str]:
-    # Versions are (major, minor, patch): the least one and each bound's successor suffice.
-    found = {"0.0.0"}
-    for version in {parse_version(v) for e in expressions for v in e.value}:
-        if version is not None:
-            major, minor, patch = version
-            found |= {f"{major}.{minor}.{patch}", f"{major}.{minor}.{patch + 1}"}
-    return found
