@@ -9,40 +9,42 @@ Owns the findings about a spec document, each located by a path such as
 * **warnings** from parsing and compiling (unknown fields, case-variant field names, unquoted
   numbers or booleans in value lists, ``type`` on an op that ignores it, version ranges that
   never match);
-* **lint warnings** (this module): names NFD never reports (a hyphen in a
-  ``kernel.loadedmodule`` element, an unknown feature or element, ``CONFIG_`` prefixes, PCI/USB
-  IDs written with ``0x`` or upper case, CPUID vendor strings), expressions that can never match
-  (a value op on a flag, ``matchName: DoesNotExist``, an integer comparison of
-  ``kernel.version.full``), contradictions between expressions on the same element, and the
-  ``matchAny`` alternatives, sets and specs that can therefore never match.
-
-Claims that something *never matches* assume NFD's own feature types (e.g. that
-``kernel.loadedmodule`` holds flags and ``cpu.model`` attributes). Instance features
-(``pci.device``...) are never checked for contradictions across terms, since two terms can
-be satisfied by two different instances, and ``rule.matched`` is left alone because earlier
-rules' ``vars`` change it during evaluation.
+* **lint warnings**: names NFD never reports (this module, against the data in
+  :mod:`.catalogue`: a hyphen in a ``kernel.loadedmodule`` element, an unknown feature or
+  element, ``CONFIG_`` prefixes, PCI/USB IDs written with ``0x`` or upper case, CPUID vendor
+  strings), and expressions that can never match (found by :mod:`.satisfiable`: a value op on
+  a flag, ``matchName: DoesNotExist``, an integer comparison of ``kernel.version.full``,
+  contradictions between expressions on the same element, and the ``matchAny``
+  alternatives, sets and specs that can therefore never match).
 """
 
 from __future__ import annotations
 
 import difflib
-import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, TypeVar
 
-import re2
-
-from extender.nfd.golang import go_atoi, go_lower, parse_version
-from extender.nfd.rules import BACKREF_FEATURE, compile_spec
+from extender.nfd.catalogue import (
+    ALL_DOMAINS,
+    CPUID_VENDOR_STRINGS,
+    FEATURES,
+    HEX_IDS,
+    HUGEPAGES_ELEMENT,
+)
+from extender.nfd.golang import go_lower
+from extender.nfd.rules import compile_spec
+from extender.nfd.satisfiable import Atom, dead_reason, set_never_matches
 from extender.nfd.spec import (
+    COMPARISON_OPS,
     SUPPORTED_VERSION,
+    VERSION_TYPE,
     CompatibilitySet,
     FeatureTerm,
     GroupRule,
     MatchExpression,
+    Op,
     Spec,
     SpecError,
     iter_terms,
@@ -50,7 +52,6 @@ from extender.nfd.spec import (
 )
 
 __all__ = [
-    "KNOWN_DOMAINS",
     "CheckResult",
     "Finding",
     "Severity",
@@ -92,139 +93,6 @@ class CheckResult:
     @property
     def warnings(self) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.severity is Severity.WARNING)
-
-
-# --------------------------------------------------------------------------------------------
-# What NFD reports (checked against the NFD sources)
-
-KNOWN_DOMAINS = ("cpu", "kernel", "memory", "network", "pci", "storage", "system", "usb", "local")
-_ALL_DOMAINS = (*KNOWN_DOMAINS, "rule")
-
-Kind = Literal["flag", "attribute", "instance", "dynamic"]
-
-# feature -> (kind, the element names NFD reports, or None where the set is open)
-_FEATURES: dict[str, tuple[Kind, frozenset[str] | None]] = {
-    "cpu.cpuid": ("flag", None),  # plus the attribute AVX10_VERSION on AVX10 CPUs
-    "cpu.model": ("attribute", frozenset({"vendor_id", "family", "id", "hypervisor"})),
-    "cpu.cstate": ("attribute", frozenset({"enabled"})),
-    "cpu.pstate": ("attribute", frozenset({"status", "turbo", "scaling_governor"})),
-    "cpu.rdt": (
-        "attribute",
-        frozenset(
-            {"RDTMON", "RDTCMT", "RDTMBM", "RDTL3CA", "RDTL3CA_NUM_CLOSID", "RDTL2CA", "RDTMBA"}
-        ),
-    ),
-    "cpu.security": (
-        "attribute",
-        frozenset(
-            {
-                "sgx.enabled",
-                "sgx.epc",
-                "tdx.enabled",
-                "tdx.total_keys",
-                "tdx.protected",
-                "sev.enabled",
-                "sev.asids",
-                "sev.es.enabled",
-                "sev.encrypted_state_ids",
-                "sev.snp.enabled",
-                "se.enabled",
-            }
-        ),
-    ),
-    "cpu.sst": ("attribute", frozenset({"bf.enabled"})),
-    "cpu.topology": ("attribute", frozenset({"hardware_multithreading", "socket_count"})),
-    "cpu.coprocessor": ("attribute", frozenset({"nx_gzip"})),
-    "kernel.config": ("attribute", None),
-    "kernel.loadedmodule": ("flag", None),
-    "kernel.enabledmodule": ("flag", None),
-    "kernel.selinux": ("attribute", frozenset({"enabled"})),
-    "kernel.kvm": ("attribute", frozenset({"enabled"})),
-    "kernel.version": ("attribute", frozenset({"full", "major", "minor", "revision"})),
-    "memory.numa": ("attribute", frozenset({"is_numa", "node_count"})),
-    "memory.swap": ("attribute", frozenset({"enabled"})),
-    "memory.hugepages": ("attribute", None),  # enabled, hugepages-<size>: checked by pattern
-    "memory.nv": ("instance", frozenset({"name", "devtype", "mode"})),
-    "network.device": (
-        "instance",
-        frozenset({"name", "operstate", "speed", "sriov_numvfs", "sriov_totalvfs", "mtu"}),
-    ),
-    "network.virtual": ("instance", frozenset({"name", "operstate", "speed", "mtu"})),
-    "pci.device": (
-        "instance",
-        frozenset(
-            {
-                "class",
-                "vendor",
-                "device",
-                "subsystem_vendor",
-                "subsystem_device",
-                "sriov_totalvfs",
-                "iommu_group/type",
-                "iommu/intel-iommu/version",
-            }
-        ),
-    ),
-    "storage.block": ("instance", frozenset({"name", "dax", "rotational", "nr_zones", "zoned"})),
-    "system.osrelease": ("attribute", None),
-    "system.name": ("attribute", frozenset({"nodename"})),
-    "system.dmiid": (
-        "attribute",
-        frozenset(
-            {
-                "bios_date",
-                "bios_vendor",
-                "bios_version",
-                "board_asset_tag",
-                "board_name",
-                "board_vendor",
-                "board_version",
-                "chassis_asset_tag",
-                "chassis_type",
-                "chassis_vendor",
-                "chassis_version",
-                "product_family",
-                "product_name",
-                "product_sku",
-                "product_version",
-                "sys_vendor",
-            }
-        ),
-    ),
-    "usb.device": ("instance", frozenset({"class", "vendor", "device", "serial"})),
-    "local.label": ("attribute", None),
-    "local.feature": ("attribute", None),
-    BACKREF_FEATURE: ("dynamic", None),
-}
-_CPUID_ATTRIBUTE = "AVX10_VERSION"
-_HUGEPAGES_ELEMENT = re.compile(r"enabled|hugepages-[0-9]+(Ki|Mi|Gi|Ti|Pi)")
-# Lower-case hex as sysfs prints it, without 0x (NFD strips it; PCI class is cut to 4 digits).
-_HEX_IDS: dict[str, dict[str, int]] = {
-    "pci.device": {
-        "class": 4,
-        "vendor": 4,
-        "device": 4,
-        "subsystem_vendor": 4,
-        "subsystem_device": 4,
-    },
-    "usb.device": {"class": 2, "vendor": 4, "device": 4},
-}
-_CPUID_VENDOR_STRINGS = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD", "HygonGenuine": "Hygon"}
-
-VALUE_OPS = frozenset(
-    {"In", "NotIn", "InRegexp", "Gt", "Ge", "Lt", "Le", "GtLt", "GeLe", "IsTrue", "IsFalse"}
-)
-_COMPARISONS = frozenset({"Gt", "Ge", "Lt", "Le", "GtLt", "GeLe"})
-
-
-def _kind(feature: str, name: str) -> Kind | None:
-    """The element kind NFD gives ``feature``'s element ``name``; None for unknown features."""
-    known = _FEATURES.get(feature)
-    if known is None:
-        return None
-    if feature == "cpu.cpuid" and name == _CPUID_ATTRIBUTE:
-        return "attribute"
-    return known[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,24 +212,6 @@ def _compile_alone(term: FeatureTerm, term_path: str, path: str, result: _Compil
 # Lint
 
 
-@dataclass(frozen=True, slots=True)
-class _Atom:
-    """One matchExpressions entry of one term, where it is, and what it is about."""
-
-    path: str
-    feature: str  # as written
-    key: str  # lower-cased, as NFD looks it up
-    name: str
-    expression: MatchExpression
-
-    @property
-    def op(self) -> str:
-        return self.expression.op
-
-    def describe(self) -> str:
-        return f"{self.name} {self.expression.describe()}"
-
-
 def lint_spec(spec: Spec, *, skip: Iterable[str] = ()) -> list[Finding]:
     """Lint warnings only (no parse or compile findings); ``skip`` lists expression paths
     that did not compile, which are left out of the analysis."""
@@ -388,7 +238,9 @@ def lint_spec(spec: Spec, *, skip: Iterable[str] = ()) -> list[Finding]:
                 )
             for suffix, term in iter_terms(rule):
                 findings.extend(_lint_term(term, f"{rule_path}.{suffix}", skipped))
-        reason = _set_never_matches(compat, set_path, skipped, findings)
+        reason = set_never_matches(
+            compat, set_path, skipped, lambda *found: findings.append(_warn(*found))
+        )
         if reason is not None:
             dead_sets += 1
             findings.append(_warn(set_path, f"this set can never match: {reason}", "never-matches"))
@@ -419,12 +271,12 @@ def _lint_term(term: FeatureTerm, path: str, skipped: frozenset[str]) -> list[Fi
     key = go_lower(term.feature)
     for name, expression in term.match_expressions or ():
         expression_path = f"{path}.matchExpressions.{name}"
-        atom = _Atom(expression_path, term.feature, key, name, expression)
+        atom = Atom(expression_path, term.feature, key, name, expression)
         findings.extend(_lint_element(atom))
         if expression_path in skipped:
             continue  # its values are already reported as an error
         findings.extend(_lint_values(atom))
-        dead = _dead_reason(atom)
+        dead = dead_reason(atom)
         if dead is not None and dead.message is not None:
             findings.append(_warn(expression_path, dead.message, dead.code))
         portability = _version_portability(atom)
@@ -452,17 +304,17 @@ def _lint_feature_name(feature: str, path: str) -> list[Finding]:
             )
         )
     domain, dot, _ = key.partition(".")
-    if not dot or domain not in _ALL_DOMAINS:
+    if not dot or domain not in ALL_DOMAINS:
         findings.append(
             _warn(
                 path,
-                f"{feature!r} is not in a domain NFD reports ({', '.join(_ALL_DOMAINS)}); "
+                f"{feature!r} is not in a domain NFD reports ({', '.join(ALL_DOMAINS)}); "
                 "only a third-party NodeFeature could provide it",
                 "unknown-feature",
             )
         )
-    elif domain != "local" and key not in _FEATURES:
-        same_domain = [f for f in _FEATURES if f.startswith(domain + ".")]
+    elif domain != "local" and key not in FEATURES:
+        same_domain = [f for f in FEATURES if f.startswith(domain + ".")]
         hint = _did_you_mean(key, same_domain)
         findings.append(
             _warn(
@@ -483,10 +335,10 @@ def _did_you_mean(word: str, candidates: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _lint_element(atom: _Atom) -> list[Finding]:
+def _lint_element(atom: Atom) -> list[Finding]:
     key, name = atom.key, atom.name
     findings = []
-    known = _FEATURES.get(key)
+    known = FEATURES.get(key)
     if known is not None and known[1] is not None and name not in known[1]:
         findings.append(
             _warn(
@@ -496,7 +348,7 @@ def _lint_element(atom: _Atom) -> list[Finding]:
                 "unknown-element",
             )
         )
-    if key == "memory.hugepages" and not _HUGEPAGES_ELEMENT.fullmatch(name):
+    if key == "memory.hugepages" and not HUGEPAGES_ELEMENT.fullmatch(name):
         findings.append(
             _warn(
                 atom.path,
@@ -541,11 +393,11 @@ def _lint_element(atom: _Atom) -> list[Finding]:
     return findings
 
 
-def _lint_values(atom: _Atom) -> list[Finding]:
-    if atom.op not in ("In", "NotIn"):
+def _lint_values(atom: Atom) -> list[Finding]:
+    if atom.op not in (Op.IN, Op.NOT_IN):
         return []
     findings = []
-    width = _HEX_IDS.get(atom.key, {}).get(atom.name)
+    width = HEX_IDS.get(atom.key, {}).get(atom.name)
     for i, value in enumerate(atom.expression.value):
         value_path = f"{atom.path}.value[{i}]"
         if width is not None and not re.fullmatch(f"[0-9a-f]{{{width}}}", value):
@@ -557,11 +409,11 @@ def _lint_values(atom: _Atom) -> list[Finding]:
                     "id-format",
                 )
             )
-        if atom.key == "cpu.model" and atom.name == "vendor_id" and value in _CPUID_VENDOR_STRINGS:
+        if atom.key == "cpu.model" and atom.name == "vendor_id" and value in CPUID_VENDOR_STRINGS:
             findings.append(
                 _warn(
                     value_path,
-                    f"NFD reports the vendor as {_CPUID_VENDOR_STRINGS[value]!r}, "
+                    f"NFD reports the vendor as {CPUID_VENDOR_STRINGS[value]!r}, "
                     f"not the CPUID string {value!r}",
                     "id-format",
                 )
@@ -578,7 +430,7 @@ def _hex_hint(value: str, width: int) -> str:
 
 def _lint_match_name(key: str, expression: MatchExpression, path: str) -> list[Finding]:
     findings = []
-    if expression.op == "DoesNotExist":
+    if expression.op == Op.DOES_NOT_EXIST:
         findings.append(
             _warn(
                 path,
@@ -587,7 +439,7 @@ def _lint_match_name(key: str, expression: MatchExpression, path: str) -> list[F
                 "never-matches",
             )
         )
-    if key == "kernel.loadedmodule" and expression.op in ("In", "NotIn"):
+    if key == "kernel.loadedmodule" and expression.op in (Op.IN, Op.NOT_IN):
         for i, value in enumerate(expression.value):
             if "-" in value:
                 findings.append(
@@ -601,54 +453,12 @@ def _lint_match_name(key: str, expression: MatchExpression, path: str) -> list[F
     return findings
 
 
-# --------------------------------------------------------------------------------------------
-# Expressions that can never match, alone or together
-
-
-@dataclass(frozen=True, slots=True)
-class _Dead:
-    reason: str  # short, for the set-level finding
-    message: str | None  # the expression's own finding; None where compiling already warns
-    code: str
-
-
-def _dead_reason(atom: _Atom) -> _Dead | None:
-    """Why one expression can never match on any node NFD describes, if it cannot."""
-    op, expression = atom.op, atom.expression
-    where = f"{atom.key}: {atom.describe()}"
-    if _kind(atom.key, atom.name) == "flag" and op in VALUE_OPS:
-        return _Dead(
-            f"{where} tests the value of a flag",
-            f"{op} never matches: {atom.key} elements are flags (present or absent, with no "
-            "value); use Exists or DoesNotExist",
-            "flag-value-op",
-        )
+def _version_portability(atom: Atom) -> Finding | None:
     if (
         atom.key == "kernel.version"
         and atom.name == "full"
-        and op in _COMPARISONS
-        and expression.type != "version"
-    ):
-        return _Dead(
-            f"{where} is an evaluation error on every node",
-            f"{op} compares integers, and kernel.version full (e.g. '5.15.0-91-generic') is "
-            "never one: every node gives an evaluation error; add type: version or compare "
-            "major/minor",
-            "never-matches",
-        )
-    if expression.type == "version" and op in ("GtLt", "GeLe") and len(expression.value) == 2:
-        low, high = (parse_version(v) for v in expression.value)
-        if low is not None and high is not None and (low > high or (op == "GtLt" and low == high)):
-            return _Dead(f"{where} is an empty range", None, "never-matches")
-    return None
-
-
-def _version_portability(atom: _Atom) -> Finding | None:
-    if (
-        atom.key == "kernel.version"
-        and atom.name == "full"
-        and atom.op in _COMPARISONS
-        and atom.expression.type == "version"
+        and atom.op in COMPARISON_OPS
+        and atom.expression.type == VERSION_TYPE
     ):
         return _warn(
             atom.path,
@@ -658,258 +468,3 @@ def _version_portability(atom: _Atom) -> Finding | None:
             "version-portability",
         )
     return None
-
-
-def _atoms(term: FeatureTerm, path: str, skipped: frozenset[str]) -> list[_Atom]:
-    key = go_lower(term.feature)
-    atoms = []
-    for name, expression in term.match_expressions or ():
-        expression_path = f"{path}.matchExpressions.{name}"
-        if expression_path not in skipped:
-            atoms.append(_Atom(expression_path, term.feature, key, name, expression))
-    return atoms
-
-
-def _term_dead(term: FeatureTerm, path: str, skipped: frozenset[str]) -> str | None:
-    """Why no node can satisfy this term on its own, if none can."""
-    for atom in _atoms(term, path, skipped):
-        dead = _dead_reason(atom)
-        if dead is not None:
-            return f"{dead.reason} ({atom.path})"
-    name_path = f"{path}.matchName"
-    match_name = term.match_name
-    if match_name is not None and match_name.op == "DoesNotExist" and name_path not in skipped:
-        return f"{go_lower(term.feature)}: matchName DoesNotExist ({name_path})"
-    return None
-
-
-def _set_never_matches(
-    compat: CompatibilitySet, set_path: str, skipped: frozenset[str], findings: list[Finding]
-) -> str | None:
-    """Why a set can never match, if it cannot; contradictions are added to ``findings``."""
-    required: list[_Atom] = []
-    for rule_index, rule in enumerate(compat.rules):
-        for term_index, term in enumerate(rule.match_features):
-            term_path = f"{set_path}.rules[{rule_index}].matchFeatures[{term_index}]"
-            dead = _term_dead(term, term_path, skipped)
-            if dead is not None:
-                return dead
-            required.extend(_atoms(term, term_path, skipped))
-    core = _first_conflict(required, ())
-    if core is not None:
-        findings.append(_contradiction(core))
-        return _core_reason(core)
-    for rule_index, rule in enumerate(compat.rules):
-        dead_alternatives = 0
-        for any_index, element in enumerate(rule.match_any):
-            element_path = f"{set_path}.rules[{rule_index}].matchAny[{any_index}]"
-            reason = None
-            own: list[_Atom] = []
-            for term_index, term in enumerate(element.match_features):
-                term_path = f"{element_path}.matchFeatures[{term_index}]"
-                reason = _term_dead(term, term_path, skipped)
-                if reason is not None:
-                    break
-                own.extend(_atoms(term, term_path, skipped))
-            if reason is None:
-                core = _first_conflict(required + own, own)
-                if core is not None:
-                    findings.append(_contradiction(core))
-                    reason = _core_reason(core)
-            if reason is not None:
-                dead_alternatives += 1
-                findings.append(
-                    _warn(
-                        element_path,
-                        f"this matchAny alternative can never match: {reason}",
-                        "never-matches",
-                    )
-                )
-        if rule.match_any and dead_alternatives == len(rule.match_any):
-            return f"no matchAny alternative of rules[{rule_index}] can match"
-    return None
-
-
-def _contradiction(core: Sequence[_Atom]) -> Finding:
-    last, others = core[-1], core[:-1]
-    listed = " and ".join(f"{a.expression.describe()} at {a.path}" for a in others)
-    return _warn(
-        last.path,
-        f"{last.expression.describe()} contradicts {listed}: no node has a {last.key} "
-        f"{last.name!r} that satisfies all of them",
-        "contradiction",
-    )
-
-
-def _core_reason(core: Sequence[_Atom]) -> str:
-    first = core[0]
-    expressions = " and ".join(a.expression.describe() for a in core)
-    return f"{first.key}: {first.name} {expressions} cannot all hold"
-
-
-def _first_conflict(atoms: Sequence[_Atom], must_include: Sequence[_Atom]) -> list[_Atom] | None:
-    """A minimal set of atoms on one element that no node satisfies together, if any.
-
-    Only flag and attribute elements of NFD's own features are considered: an element of
-    those has one state per node, so expressions in different terms and rules all apply to it.
-    """
-    groups: dict[tuple[str, str], list[_Atom]] = {}
-    for atom in atoms:
-        groups.setdefault((atom.key, atom.name), []).append(atom)
-    wanted = {a.path for a in must_include}
-    for (key, name), group in groups.items():
-        kind = _kind(key, name)
-        if kind not in ("flag", "attribute") or len(group) < 2:
-            continue
-        if wanted and not any(a.path in wanted for a in group):
-            continue
-        if _satisfiable(kind, [a.expression for a in group]):
-            continue
-        core = list(group)
-        for atom in list(core):
-            trial = [a for a in core if a is not atom]
-            if trial and not _satisfiable(kind, [a.expression for a in trial]):
-                core = trial
-        return core
-    return None
-
-
-def _satisfiable(kind: Kind, expressions: Sequence[MatchExpression]) -> bool:
-    """Can one element (a flag, or an attribute with one value) satisfy every expression?"""
-    ops = [e for e in expressions if e.op != ""]
-    if any(e.op == "DoesNotExist" for e in ops):
-        return all(e.op == "DoesNotExist" for e in ops)  # absent satisfies nothing else
-    if kind == "flag":
-        return all(e.op == "Exists" for e in ops)
-    return _some_value([e for e in ops if e.op != "Exists"])
-
-
-def _some_value(expressions: Sequence[MatchExpression]) -> bool:
-    """Is there a string value that satisfies every value expression? Errs towards yes."""
-    candidates: set[str] | None = None
-    for expression in expressions:
-        if expression.op == "In":
-            allowed = set(expression.value)
-        elif expression.op == "IsTrue":
-            allowed = {"true"}
-        elif expression.op == "IsFalse":
-            allowed = {"false"}
-        else:
-            continue
-        candidates = allowed if candidates is None else candidates & allowed
-    if candidates is not None:
-        return any(all(_holds(e, value) for e in expressions) for value in candidates)
-    return _integer_range_possible(expressions) and _version_range_possible(expressions)
-
-
-def _holds(expression: MatchExpression, value: str) -> bool:
-    """Does a present attribute with this value satisfy the expression? Unknown cases: yes."""
-    op, values = expression.op, expression.value
-    if op == "In":
-        return value in values
-    if op == "NotIn":
-        return value not in values
-    if op == "IsTrue":
-        return value == "true"
-    if op == "IsFalse":
-        return value == "false"
-    if op == "InRegexp":
-        try:
-            return any(re2.search(pattern, value) is not None for pattern in values)
-        except re2.error:
-            return True
-    if op in _COMPARISONS:
-        if expression.type == "version":
-            node_version = parse_version(value)
-            versions = [b for b in map(parse_version, values) if b is not None]
-            if node_version is None:
-                return False  # an evaluation error is not a match
-            if len(versions) != len(values):
-                return True
-            return _compare(op, node_version, versions)
-        node_integer = go_atoi(value)
-        integers = [b for b in map(go_atoi, values) if b is not None]
-        if node_integer is None:
-            return False
-        if len(integers) != len(values):
-            return True
-        return _compare(op, node_integer, integers)
-    return True
-
-
-_Ordered = TypeVar("_Ordered", int, tuple[int, int, int])
-
-
-def _compare(op: str, value: _Ordered, bounds: Sequence[_Ordered]) -> bool:
-    if op == "Gt":
-        return value > bounds[0]
-    if op == "Ge":
-        return value >= bounds[0]
-    if op == "Lt":
-        return value < bounds[0]
-    if op == "Le":
-        return value <= bounds[0]
-    if op == "GtLt":
-        return bounds[0] < value < bounds[1]
-    return bounds[0] <= value <= bounds[1]  # GeLe
-
-
-def _integer_range_possible(expressions: Sequence[MatchExpression]) -> bool:
-    low, high = -math.inf, math.inf
-    for expression in expressions:
-        if expression.op not in _COMPARISONS or expression.type:
-            continue
-        bounds = [go_atoi(v) for v in expression.value]
-        if any(b is None for b in bounds) or len(bounds) != (
-            2 if expression.op in ("GtLt", "GeLe") else 1
-        ):
-            continue
-        numbers = [b for b in bounds if b is not None]
-        if expression.op == "Gt":
-            low = max(low, numbers[0] + 1)
-        elif expression.op == "Ge":
-            low = max(low, numbers[0])
-        elif expression.op == "Lt":
-            high = min(high, numbers[0] - 1)
-        elif expression.op == "Le":
-            high = min(high, numbers[0])
-        elif expression.op == "GtLt":
-            low, high = max(low, numbers[0] + 1), min(high, numbers[1] - 1)
-        else:
-            low, high = max(low, numbers[0]), min(high, numbers[1])
-    return low <= high
-
-
-def _version_range_possible(expressions: Sequence[MatchExpression]) -> bool:
-    # Bounds as (version, strict); versions are treated as dense, so this errs towards "yes".
-    low: tuple[tuple[int, int, int], bool] | None = None
-    high: tuple[tuple[int, int, int], bool] | None = None
-
-    def tighter_low(bound: tuple[tuple[int, int, int], bool]) -> None:
-        nonlocal low
-        if low is None or bound[0] > low[0] or (bound[0] == low[0] and bound[1]):
-            low = bound
-
-    def tighter_high(bound: tuple[tuple[int, int, int], bool]) -> None:
-        nonlocal high
-        if high is None or bound[0] < high[0] or (bound[0] == high[0] and bound[1]):
-            high = bound
-
-    for expression in expressions:
-        if expression.op not in _COMPARISONS or expression.type != "version":
-            continue
-        parsed = [parse_version(v) for v in expression.value]
-        versions = [v for v in parsed if v is not None]
-        if len(versions) != len(parsed) or not versions:
-            continue
-        op = expression.op
-        if op in ("Gt", "Ge"):
-            tighter_low((versions[0], op == "Gt"))
-        elif op in ("Lt", "Le"):
-            tighter_high((versions[0], op == "Lt"))
-        elif len(versions) == 2:
-            tighter_low((versions[0], op == "GtLt"))
-            tighter_high((versions[1], op == "GtLt"))
-    if low is None or high is None:
-        return True
-    return low[0] < high[0] or (low[0] == high[0] and not low[1] and not high[1])

@@ -21,19 +21,26 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import re2
 
 from extender.nfd.golang import GoRegexpError, go_atoi, go_lower, go_regexp_to_re2, parse_version
 from extender.nfd.spec import (
+    NO_VALUE_OPS,
+    RANGE_OPS,
+    SET_OPS,
+    SINGLE_BOUND_OPS,
+    VERSION_TYPE,
     CompatibilitySet,
     FeatureTerm,
     GroupRule,
     MatchExpression,
+    Op,
     Spec,
     SpecError,
     SpecIssue,
+    known_op,
     parse_spec,
 )
 
@@ -47,6 +54,7 @@ __all__ = [
     "SetOutcome",
     "SetSemantics",
     "TermOutcome",
+    "compile_expression",
     "compile_spec",
     "evaluate",
     "load_spec",
@@ -54,12 +62,7 @@ __all__ = [
 
 BACKREF_FEATURE = "rule.matched"
 
-OPS_WITHOUT_VALUES = frozenset({"", "Exists", "DoesNotExist", "IsTrue", "IsFalse"})
-SET_OPS = frozenset({"In", "NotIn", "InRegexp"})
-SINGLE_BOUND_OPS = frozenset({"Gt", "Ge", "Lt", "Le"})
-RANGE_OPS = frozenset({"GtLt", "GeLe"})
-KNOWN_OPS = OPS_WITHOUT_VALUES | SET_OPS | SINGLE_BOUND_OPS | RANGE_OPS
-VERSION_TYPE = "version"
+_T = TypeVar("_T")
 
 
 class SetSemantics(StrEnum):
@@ -115,11 +118,11 @@ class CompiledExpression:
 
     def on_value(self, present: bool, value: str | None) -> bool:
         op = self.expression.op
-        if op == "":
+        if op == Op.ANY:
             return True
-        if op == "Exists":
+        if op == Op.EXISTS:
             return present
-        if op == "DoesNotExist":
+        if op == Op.DOES_NOT_EXIST:
             return not present
         if not present or value is None:
             return False
@@ -127,14 +130,15 @@ class CompiledExpression:
 
     def on_flag(self, present: bool) -> bool:
         # NFD evaluates flag keys with a nil value: value ops never match a flag.
-        op = self.expression.op
-        if op == "":
-            return True
-        if op == "Exists":
-            return present
-        if op == "DoesNotExist":
-            return not present
-        return False
+        return self.on_value(present, None)
+
+    def holds(self, value: str) -> bool:
+        """Does an element that exists with this value satisfy the expression? A value NFD
+        cannot compare does not (on a node it is an evaluation error of the rule)."""
+        try:
+            return self.on_value(True, value)
+        except EvaluationError:
+            return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,18 +182,19 @@ class CompiledSpec:
 def _compile_test(
     expression: MatchExpression, path: str, warnings: list[SpecIssue]
 ) -> ValueMatcher:
-    op, values, value_type = expression.op, expression.value, expression.type
-    if op not in KNOWN_OPS:
-        raise SpecError(path, f"unknown op {op!r} (ops are case-sensitive: {_OP_LIST})")
-    if op in OPS_WITHOUT_VALUES:
-        shown = op or '""'
+    text, values, value_type = expression.op, expression.value, expression.type
+    op = known_op(text)
+    if op is None:
+        raise SpecError(path, f"unknown op {text!r} (ops are case-sensitive: {_OP_LIST})")
+    if op in NO_VALUE_OPS:
+        shown = text or '""'
         if values:
             raise SpecError(path, f"op {shown} takes no values (have {len(values)})")
         if value_type:
             warnings.append(SpecIssue(path, f"type {value_type!r} has no effect on op {shown}"))
-        if op == "IsTrue":
+        if op is Op.IS_TRUE:
             return lambda value: value == "true"
-        if op == "IsFalse":
+        if op is Op.IS_FALSE:
             return lambda value: value == "false"
         return lambda value: True  # "", Exists, DoesNotExist never reach the value test
     if op in SET_OPS:
@@ -197,10 +202,10 @@ def _compile_test(
             raise SpecError(path, f"op {op} needs at least one value")
         if value_type:
             warnings.append(SpecIssue(path, f"type {value_type!r} has no effect on op {op}"))
-        if op == "In":
+        if op is Op.IN:
             members = frozenset(values)
             return members.__contains__
-        if op == "NotIn":
+        if op is Op.NOT_IN:
             excluded = frozenset(values)
             return lambda value: value not in excluded
         patterns = []
@@ -223,10 +228,25 @@ def _compile_test(
     return _integer_test(op, values, path)
 
 
-_OP_LIST = ", ".join(sorted(KNOWN_OPS - {""})) + ' and ""'
+_OP_LIST = ", ".join(sorted(frozenset(Op) - {Op.ANY})) + ' and ""'
+
+# value, bounds -> holds; one table serves integers and versions.
+_COMPARE: dict[Op, Callable[[Any, Sequence[Any]], bool]] = {
+    Op.GT: lambda value, bounds: value > bounds[0],
+    Op.GE: lambda value, bounds: value >= bounds[0],
+    Op.LT: lambda value, bounds: value < bounds[0],
+    Op.LE: lambda value, bounds: value <= bounds[0],
+    Op.GT_LT: lambda value, bounds: bounds[0] < value < bounds[1],
+    Op.GE_LE: lambda value, bounds: bounds[0] <= value <= bounds[1],
+}
 
 
-def _integer_test(op: str, values: tuple[str, ...], path: str) -> ValueMatcher:
+def _comparison(op: Op, bounds: Sequence[_T], node_value: Callable[[str], _T]) -> ValueMatcher:
+    compare = _COMPARE[op]
+    return lambda value: compare(node_value(value), bounds)
+
+
+def _integer_test(op: Op, values: tuple[str, ...], path: str) -> ValueMatcher:
     bounds = []
     for i, text in enumerate(values):
         bound = go_atoi(text)
@@ -234,6 +254,9 @@ def _integer_test(op: str, values: tuple[str, ...], path: str) -> ValueMatcher:
             hint = " (add type: version to compare versions)" if parse_version(text) else ""
             raise SpecError(f"{path}.value[{i}]", f"{text!r} is not an integer{hint}")
         bounds.append(bound)
+    if op in RANGE_OPS and bounds[0] >= bounds[1]:
+        low, high = bounds
+        raise SpecError(path, f"op {op} needs value[0] < value[1] (have {low}, {high})")
 
     def node_integer(value: str) -> int:
         number = go_atoi(value)
@@ -241,26 +264,11 @@ def _integer_test(op: str, values: tuple[str, ...], path: str) -> ValueMatcher:
             raise EvaluationError(f"not a number {value!r}")
         return number
 
-    if op in RANGE_OPS:
-        low, high = bounds
-        if low >= high:
-            raise SpecError(path, f"op {op} needs value[0] < value[1] (have {low}, {high})")
-        if op == "GtLt":
-            return lambda value: low < node_integer(value) < high
-        return lambda value: low <= node_integer(value) <= high
-    bound = bounds[0]
-    comparisons: dict[str, Callable[[int], bool]] = {
-        "Gt": lambda n: n > bound,
-        "Ge": lambda n: n >= bound,
-        "Lt": lambda n: n < bound,
-        "Le": lambda n: n <= bound,
-    }
-    compare = comparisons[op]
-    return lambda value: compare(node_integer(value))
+    return _comparison(op, bounds, node_integer)
 
 
 def _version_test(
-    op: str, values: tuple[str, ...], path: str, warnings: list[SpecIssue]
+    op: Op, values: tuple[str, ...], path: str, warnings: list[SpecIssue]
 ) -> ValueMatcher:
     bounds = []
     for i, text in enumerate(values):
@@ -268,6 +276,11 @@ def _version_test(
         if bound is None:
             raise SpecError(f"{path}.value[{i}]", f"{text!r} is not a version")
         bounds.append(bound)
+    if op in RANGE_OPS:
+        low, high = bounds
+        if low > high or (op is Op.GT_LT and low == high):
+            # NFD does not check version bounds: such an expression simply never matches.
+            warnings.append(SpecIssue(path, f"op {op} bounds {values[0]}..{values[1]} never match"))
 
     def node_version(value: str) -> tuple[int, int, int]:
         version = parse_version(value)
@@ -275,23 +288,12 @@ def _version_test(
             raise EvaluationError(f"not a version {value!r}")
         return version
 
-    if op in RANGE_OPS:
-        low, high = bounds
-        if low > high or (op == "GtLt" and low == high):
-            # NFD does not check version bounds: such an expression simply never matches.
-            warnings.append(SpecIssue(path, f"op {op} bounds {values[0]}..{values[1]} never match"))
-        if op == "GtLt":
-            return lambda value: low < node_version(value) < high
-        return lambda value: low <= node_version(value) <= high
-    bound = bounds[0]
-    comparisons: dict[str, Callable[[tuple[int, int, int]], bool]] = {
-        "Gt": lambda v: v > bound,
-        "Ge": lambda v: v >= bound,
-        "Lt": lambda v: v < bound,
-        "Le": lambda v: v <= bound,
-    }
-    compare = comparisons[op]
-    return lambda value: compare(node_version(value))
+    return _comparison(op, bounds, node_version)
+
+
+def compile_expression(expression: MatchExpression, path: str = "") -> CompiledExpression:
+    """One expression compiled as the engine compiles it; raises SpecError where it would."""
+    return CompiledExpression("", expression, _compile_test(expression, path, []))
 
 
 def _compile_term(term: FeatureTerm, path: str, warnings: list[SpecIssue]) -> CompiledTerm:
@@ -501,7 +503,7 @@ def _match_multi(
         skip_values = False
         if flags is not None:
             matched_flag = compiled.on_flag(compiled.name in flags)
-            if not matched_flag and compiled.op == "DoesNotExist":
+            if not matched_flag and compiled.op == Op.DOES_NOT_EXIST:
                 union_match, skip_values = False, True
         if attributes is not None and not skip_values:
             present = compiled.name in attributes
@@ -509,7 +511,7 @@ def _match_multi(
                 matched_value = compiled.on_value(present, attributes.get(compiled.name))
             except EvaluationError as err:
                 raise _located(err, feature, compiled) from None
-            if not matched_value and compiled.op == "DoesNotExist":
+            if not matched_value and compiled.op == Op.DOES_NOT_EXIST:
                 union_match = False
         if not matched_flag and not matched_value:
             union_match = False

@@ -18,6 +18,10 @@ outside 0..100, null expressions, and the rule checks done in :mod:`.rules`) we 
 :class:`SpecError` with the path of the offending element. docs/semantics.md lists them.
 Nothing here knows about Kubernetes, HTTP or registries.
 
+It also owns the operator vocabulary, :class:`Op` and its groups, used by the engine, the
+lint and the tests. Expressions keep their ``op`` as the string the document holds, so
+that an unknown op is an error of the engine with a path, not of the parser.
+
 The Go parsing helpers it relies on live in :mod:`.golang`. The module stays whole (over 500
 lines) because the decoder and the model it builds are one concept: splitting them would put
 each field's type and its reading rules in two places.
@@ -30,6 +34,7 @@ import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import yaml
@@ -47,20 +52,30 @@ from extender.nfd.golang import (
 
 __all__ = [
     "ARTIFACT_TYPE",
+    "COMPARISON_OPS",
     "DEFAULT_LIMITS",
     "MAX_WEIGHT",
+    "NO_VALUE_OPS",
+    "PRESENCE_OPS",
+    "RANGE_OPS",
+    "SET_OPS",
+    "SINGLE_BOUND_OPS",
     "SPEC_MEDIA_TYPE",
     "SUPPORTED_VERSION",
+    "VALUE_OPS",
+    "VERSION_TYPE",
     "CompatibilitySet",
     "FeatureTerm",
     "GroupRule",
     "MatchAnyElem",
     "MatchExpression",
+    "Op",
     "Spec",
     "SpecError",
     "SpecIssue",
     "SpecLimits",
     "iter_terms",
+    "known_op",
     "parse_spec",
 ]
 
@@ -68,7 +83,45 @@ ARTIFACT_TYPE = "application/vnd.nfd.image-compatibility.v1alpha1"
 SPEC_MEDIA_TYPE = "application/vnd.nfd.image-compatibility.spec.v1alpha1+yaml"
 SUPPORTED_VERSION = "v1alpha1"
 MAX_WEIGHT = 100
+VERSION_TYPE = "version"  # the one ``type`` NFD knows: compare versions, not integers
 _MAX_SHOWN_PATH = 160
+
+
+class Op(StrEnum):
+    """NFD's match operators, spelled as NFD spells them (case-sensitive)."""
+
+    ANY = ""  # NFD's MatchAny: holds whether or not the element exists
+    IN = "In"
+    NOT_IN = "NotIn"
+    IN_REGEXP = "InRegexp"
+    EXISTS = "Exists"
+    DOES_NOT_EXIST = "DoesNotExist"
+    GT = "Gt"
+    GE = "Ge"
+    LT = "Lt"
+    LE = "Le"
+    GT_LT = "GtLt"
+    GE_LE = "GeLe"
+    IS_TRUE = "IsTrue"
+    IS_FALSE = "IsFalse"
+
+
+# Ops that only ask whether the element exists.
+PRESENCE_OPS = frozenset({Op.ANY, Op.EXISTS, Op.DOES_NOT_EXIST})
+NO_VALUE_OPS = PRESENCE_OPS | {Op.IS_TRUE, Op.IS_FALSE}
+SET_OPS = frozenset({Op.IN, Op.NOT_IN, Op.IN_REGEXP})
+SINGLE_BOUND_OPS = frozenset({Op.GT, Op.GE, Op.LT, Op.LE})  # integer or version comparisons
+RANGE_OPS = frozenset({Op.GT_LT, Op.GE_LE})
+COMPARISON_OPS = SINGLE_BOUND_OPS | RANGE_OPS
+VALUE_OPS = frozenset(Op) - PRESENCE_OPS  # they look at a value, so never match a flag
+
+
+def known_op(text: str) -> Op | None:
+    """The operator ``text`` names, None for an unknown one (ops are case-sensitive)."""
+    try:
+        return Op(text)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)

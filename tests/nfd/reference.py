@@ -11,6 +11,7 @@ from typing import Any
 import re2
 
 from extender.nfd.golang import go_atoi, parse_version
+from extender.nfd.spec import COMPARISON_OPS, PRESENCE_OPS, SINGLE_BOUND_OPS, Op
 
 
 class RefError(Exception):
@@ -19,26 +20,26 @@ class RefError(Exception):
 
 def _eval_expr(e: dict[str, Any], valid: bool, value: str | None) -> bool:
     op, values, typ = e.get("op", ""), e.get("value") or [], e.get("type", "")
-    if op in ("", "Exists", "DoesNotExist"):
+    if op in PRESENCE_OPS:
         if values:
             raise RefError("values")
-        return True if op == "" else (valid if op == "Exists" else not valid)
+        return True if op == Op.ANY else (valid if op == Op.EXISTS else not valid)
     if not (valid and value is not None):
         return False
-    if op == "In":
+    if op == Op.IN:
         if not values:
             raise RefError("empty")
         return value in values
-    if op == "NotIn":
+    if op == Op.NOT_IN:
         if not values:
             raise RefError("empty")
         return value not in values
-    if op == "InRegexp":
+    if op == Op.IN_REGEXP:
         if not values:
             raise RefError("empty")
         return any(re2.search(p, value) for p in values)
-    if op in ("Gt", "Ge", "Lt", "Le", "GtLt", "GeLe"):
-        n = 1 if op in ("Gt", "Ge", "Lt", "Le") else 2
+    if op in COMPARISON_OPS:
+        n = 1 if op in SINGLE_BOUND_OPS else 2
         if len(values) != n:
             raise RefError("count")
         parse = parse_version if typ == "version" else go_atoi
@@ -52,15 +53,15 @@ def _eval_expr(e: dict[str, Any], valid: bool, value: str | None) -> bool:
             raise RefError("bound")
         if n == 1:
             r = bounds[0]
-            return {"Gt": left > r, "Ge": left >= r, "Lt": left < r, "Le": left <= r}[op]  # type: ignore[operator]
+            return {Op.GT: left > r, Op.GE: left >= r, Op.LT: left < r, Op.LE: left <= r}[op]  # type: ignore[operator]
         lo, hi = bounds
         if typ == "" and lo >= hi:  # type: ignore[operator]
             raise RefError("order")
-        return lo < left < hi if op == "GtLt" else lo <= left <= hi  # type: ignore[operator]
-    if op in ("IsTrue", "IsFalse"):
+        return lo < left < hi if op == Op.GT_LT else lo <= left <= hi  # type: ignore[operator]
+    if op in (Op.IS_TRUE, Op.IS_FALSE):
         if values:
             raise RefError("values")
-        return value == ("true" if op == "IsTrue" else "false")
+        return value == ("true" if op == Op.IS_TRUE else "false")
     raise RefError("op")
 
 
@@ -72,12 +73,12 @@ def _match_multi(
         mk = mv = False
         if keys is not None:
             mk = _eval_expr(e, n in keys, None)
-            if not mk and e.get("op") == "DoesNotExist":
+            if not mk and e.get("op") == Op.DOES_NOT_EXIST:
                 is_match = False
                 continue
         if values is not None:
             mv = _eval_expr(e, n in values, values.get(n))
-            if not mv and e.get("op") == "DoesNotExist":
+            if not mv and e.get("op") == Op.DOES_NOT_EXIST:
                 is_match = False
                 continue
         if not mk and not mv:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from extender.nfd.lint import Finding, Severity, check_spec
+from extender.nfd.rules import compile_expression
+from extender.nfd.spec import VERSION_TYPE, MatchExpression, Op
 
 SPECS = Path(__file__).resolve().parents[2] / "examples" / "specs"
 
@@ -281,6 +284,20 @@ MODEL = "cpu.model"
             '{op: Le, value: ["5.0"], type: version}',
             True,
         ),
+        # Versions are (major, minor, patch) to the engine: none lies between 1.2.3 and 1.2.4.
+        (
+            '{op: Gt, value: ["1.2.3"], type: version}',
+            '{op: Lt, value: ["1.2.4"], type: version}',
+            True,
+        ),
+        (
+            '{op: Gt, value: ["1.2.3"], type: version}',
+            '{op: Lt, value: ["1.2.5"], type: version}',
+            False,
+        ),
+        # Patterns are read the Go way, as the engine reads them: \p{letter} is \p{L}.
+        ("{op: InRegexp, value: ['^\\p{letter}+$']}", '{op: In, value: ["123"]}', True),
+        ("{op: InRegexp, value: ['^\\p{letter}+$']}", '{op: In, value: ["abc"]}', False),
     ],
 )
 def test_contradictions_across_rules(first: str, second: str, contradiction: bool) -> None:
@@ -395,3 +412,57 @@ def test_finding_text() -> None:
     finding = Finding(Severity.WARNING, "a.b", "message", "code")
     assert str(finding) == "warning: a.b: message [code]"
     assert str(Finding(Severity.ERROR, "", "message", "x")) == "error: message [x]"
+
+
+# -- contradictions are the engine's answer --------------------------------------------------
+
+_INTEGER_EXPRESSIONS = [
+    MatchExpression(Op.GT, ("5",)),
+    MatchExpression(Op.GE, ("6",)),
+    MatchExpression(Op.LT, ("6",)),
+    MatchExpression(Op.LE, ("5",)),
+    MatchExpression(Op.GT_LT, ("4", "6")),
+    MatchExpression(Op.GE_LE, ("5", "6")),
+]
+_VERSION_EXPRESSIONS = [
+    MatchExpression(op, values, VERSION_TYPE)
+    for op, values in [
+        (Op.GT, ("1.2.3",)),
+        (Op.LT, ("1.2.4",)),
+        (Op.GE, ("1.2.4",)),
+        (Op.LE, ("1.3.0",)),
+        (Op.GT_LT, ("1.2.3", "1.3.0")),
+    ]
+]
+_LISTED = [MatchExpression(Op.IN, ("5", "7")), MatchExpression(Op.IS_TRUE)]
+# Every value that can satisfy two of the expressions above, and more.
+_PROBES = [str(n) for n in range(-2, 12)] + [
+    "0.0.0",
+    "1.2.3",
+    "1.2.4",
+    "1.2.5",
+    "1.3.0",
+    "1.3.1",
+    "true",
+]
+
+
+@pytest.mark.parametrize(
+    "first", _INTEGER_EXPRESSIONS + _VERSION_EXPRESSIONS + _LISTED, ids=MatchExpression.describe
+)
+def test_contradictions_agree_with_the_engine(first: MatchExpression) -> None:
+    """Lint claims a contradiction exactly when the engine matches no value, for comparisons
+    of one kind and for listed values; across kinds it may only err towards no claim."""
+    for second in _INTEGER_EXPRESSIONS + _VERSION_EXPRESSIONS + _LISTED:
+        text = spec(
+            a_set(
+                rule(term(MODEL, id=json.dumps(first.to_json())), name="a"),
+                rule(term(MODEL, id=json.dumps(second.to_json())), name="b"),
+            )
+        )
+        tests = [compile_expression(first).holds, compile_expression(second).holds]
+        engine_matches = any(all(test(value) for test in tests) for value in _PROBES)
+        claimed = bool(find(text, "contradiction"))
+        listed = first in _LISTED or second in _LISTED
+        if claimed or listed or first.type == second.type:
+            assert claimed is not engine_matches, (first.describe(), second.describe())

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extender.nfd.rules import evaluate, load_spec
-from extender.nfd.spec import SpecError, parse_spec
+from extender.nfd.spec import COMPARISON_OPS, RANGE_OPS, Op, SpecError, parse_spec
 from extender.nodes.model import NodeFeatures
 
 from .reference import evaluate_reference
@@ -18,50 +18,35 @@ from .reference import evaluate_reference
 FEATURES = ["a.flag", "a.attr", "a.inst", "a.multi", "rule.matched", "a.missing"]
 NAMES = ["k1", "k2", "k3", "5", "true"]
 VALUES = ["1", "5", "10", "-3", "true", "false", "x", "1.2", "5.15.0-91-generic", "v2", "", "0x1"]
-OPS = [
-    "",
-    "In",
-    "NotIn",
-    "InRegexp",
-    "Exists",
-    "DoesNotExist",
-    "Gt",
-    "Ge",
-    "Lt",
-    "Le",
-    "GtLt",
-    "GeLe",
-    "IsTrue",
-    "IsFalse",
-]
+OPS = list(Op)
 
 
 @st.composite
 def expressions(draw: st.DrawFn) -> dict[str, Any]:
     op = draw(st.sampled_from(OPS))
     count = {
-        "In": (1, 3),
-        "NotIn": (1, 3),
-        "InRegexp": (1, 2),
-        "Gt": (1, 1),
-        "Ge": (1, 1),
-        "Lt": (1, 1),
-        "Le": (1, 1),
-        "GtLt": (2, 2),
-        "GeLe": (2, 2),
+        Op.IN: (1, 3),
+        Op.NOT_IN: (1, 3),
+        Op.IN_REGEXP: (1, 2),
+        Op.GT: (1, 1),
+        Op.GE: (1, 1),
+        Op.LT: (1, 1),
+        Op.LE: (1, 1),
+        Op.GT_LT: (2, 2),
+        Op.GE_LE: (2, 2),
     }.get(op, (0, 0))
     pool = (
         ["^k", "1$", "x|5", "[0-9]+"]
-        if op == "InRegexp"
+        if op == Op.IN_REGEXP
         else ["1", "5", "10", "-3", "2.0", "x", "true"]
     )
     expr: dict[str, Any] = {"op": op}
     values = draw(st.lists(st.sampled_from(pool), min_size=count[0], max_size=count[1]))
-    if op in ("GtLt", "GeLe"):
+    if op in RANGE_OPS:
         values = sorted(values, key=lambda v: (len(v), v))
     if values:
         expr["value"] = values
-    if op in ("Gt", "Ge", "Lt", "Le", "GtLt", "GeLe") and draw(st.booleans()):
+    if op in COMPARISON_OPS and draw(st.booleans()):
         expr["type"] = "version"
     return expr
 

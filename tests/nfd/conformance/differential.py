@@ -32,7 +32,7 @@ import yaml
 
 from extender.nfd.golang import json_fold
 from extender.nfd.rules import CompiledSpec, evaluate, load_spec
-from extender.nfd.spec import SpecError
+from extender.nfd.spec import COMPARISON_OPS, Op, SpecError
 from extender.nodes.model import NodeFeatures
 from tests.nfd.conformance.generate import Case, Node_
 from tests.nfd.conformance.oracle import NfdEval, NfdResult
@@ -299,13 +299,13 @@ def satisfying_value(expression: Any) -> str | None:
     values = [_text(v) for v in _field(expression, "value") or [] if not isinstance(v, list | dict)]
     is_version = _text(_field(expression, "type")) == "version"
     first = values[0] if values else "1"
-    if op == "DoesNotExist":
+    if op == Op.DOES_NOT_EXIST:
         return None
-    if op == "In":
+    if op == Op.IN:
         return first
-    if op == "NotIn":
+    if op == Op.NOT_IN:
         return "\u2603"
-    if op == "InRegexp":
+    if op == Op.IN_REGEXP:
         # A pattern's own text, anchors and escapes removed, often matches it.
         literals = [re.sub(r"\\(.)", r"\1", v.strip("^$")) for v in values]
         with warnings.catch_warnings():
@@ -318,10 +318,11 @@ def satisfying_value(expression: Any) -> str | None:
                     except (re.error, RecursionError):
                         continue
         return "x"
-    if op in ("IsTrue", "IsFalse"):
-        return "true" if op == "IsTrue" else "false"
-    if op in ("Gt", "Ge", "Lt", "Le", "GtLt", "GeLe"):
-        step = {"Gt": 1, "Lt": -1, "GtLt": 1}.get(op, 0)
+    if op in (Op.IS_TRUE, Op.IS_FALSE):
+        return "true" if op == Op.IS_TRUE else "false"
+    if op in COMPARISON_OPS:
+        steps: dict[str, int] = {Op.GT: 1, Op.LT: -1, Op.GT_LT: 1}
+        step = steps.get(op, 0)
         if is_version:
             parts = _version(first)
             if parts is None:

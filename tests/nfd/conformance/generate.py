@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from extender.nfd.spec import NO_VALUE_OPS, PRESENCE_OPS, SET_OPS, SINGLE_BOUND_OPS, Op
 from tests.nfd.conformance.yamltext import (
     Document,
     Mapping,
@@ -33,27 +34,8 @@ from tests.nfd.conformance.yamltext import (
     plain_ok,
 )
 
-OPS = (
-    "",
-    "In",
-    "NotIn",
-    "InRegexp",
-    "Exists",
-    "DoesNotExist",
-    "Gt",
-    "Ge",
-    "Lt",
-    "Le",
-    "GtLt",
-    "GeLe",
-    "IsTrue",
-    "IsFalse",
-)
+OPS = tuple(Op)  # in declaration order: the weights in _aimed_op follow it
 BAD_OPS = ("in", "exists", "Equals", "IN", "isTrue", "gt")
-NO_VALUE_OPS = ("", "Exists", "DoesNotExist", "IsTrue", "IsFalse")
-SET_OPS = ("In", "NotIn", "InRegexp")
-ONE_BOUND_OPS = ("Gt", "Ge", "Lt", "Le")
-RANGE_OPS = ("GtLt", "GeLe")
 
 # Feature name -> the types it has on a node: F(lags), A(ttributes), I(nstances).
 UNIVERSE = {
@@ -550,15 +532,15 @@ def _aimed_op(rng: random.Random, state: _SpecState, feature: str, key: str | No
         return rng.choices(OPS, weights=(3, 12, 8, 6, 10, 6, 5, 4, 4, 4, 4, 4, 5, 4))[0]
     values = state.node.values_of(feature, key)
     if key not in state.node.keys_of(feature):
-        return rng.choice(("DoesNotExist", "DoesNotExist", "Exists", "In", "NotIn"))
+        return rng.choice((Op.DOES_NOT_EXIST, Op.DOES_NOT_EXIST, Op.EXISTS, Op.IN, Op.NOT_IN))
     if not values:  # a flag
-        return rng.choice(("Exists", "Exists", "", "DoesNotExist", "In"))
+        return rng.choice((Op.EXISTS, Op.EXISTS, Op.ANY, Op.DOES_NOT_EXIST, Op.IN))
     value = values[0]
     if value in ("true", "false"):
-        return rng.choice(("IsTrue", "IsFalse", "In"))
+        return rng.choice((Op.IS_TRUE, Op.IS_FALSE, Op.IN))
     if _is_int(value):
-        return rng.choice(("Gt", "Ge", "Lt", "Le", "GtLt", "GeLe", "In", "NotIn"))
-    return rng.choice(("In", "NotIn", "InRegexp", "Exists", "Gt", "Ge"))
+        return rng.choice((Op.GT, Op.GE, Op.LT, Op.LE, Op.GT_LT, Op.GE_LE, Op.IN, Op.NOT_IN))
+    return rng.choice((Op.IN, Op.NOT_IN, Op.IN_REGEXP, Op.EXISTS, Op.GT, Op.GE))
 
 
 def _aimed_expression(
@@ -566,29 +548,29 @@ def _aimed_expression(
 ) -> tuple[str, list[str] | None, str | None]:
     """An expression meant to hold for ``key`` on the guiding node (YAML may retype values)."""
     if key not in state.node.keys_of(feature):
-        return rng.choice((("DoesNotExist", None, None), ("", None, None)))
+        return rng.choice(((Op.DOES_NOT_EXIST, None, None), (Op.ANY, None, None)))
     values = state.node.values_of(feature, key)
     if not values:  # only a flag
-        return rng.choice((("Exists", None, None), ("", None, None), ("Exists", [], None)))
+        return rng.choice(((Op.EXISTS, None, None), (Op.ANY, None, None), (Op.EXISTS, [], None)))
     value = rng.choice(values)
     choices: list[tuple[str, list[str] | None, str | None]] = [
-        ("Exists", None, None),
-        ("In", [value, rng.choice(NODE_VALUES)], None),
-        ("NotIn", [rng.choice(NODE_VALUES) + "~"], None),
-        ("InRegexp", ["^" + re.escape(value) + "$"], None),
+        (Op.EXISTS, None, None),
+        (Op.IN, [value, rng.choice(NODE_VALUES)], None),
+        (Op.NOT_IN, [rng.choice(NODE_VALUES) + "~"], None),
+        (Op.IN_REGEXP, ["^" + re.escape(value) + "$"], None),
     ]
     if value in ("true", "false"):
-        choices.append(("IsTrue" if value == "true" else "IsFalse", None, None))
+        choices.append((Op.IS_TRUE if value == "true" else Op.IS_FALSE, None, None))
     if _is_int(value):
         number = int(value)
         low, high = str(number - rng.randint(1, 3)), str(number + rng.randint(1, 3))
         choices += [
-            ("Gt", [low], None),
-            ("Ge", [value], None),
-            ("Lt", [high], None),
-            ("Le", [str(number)], None),
-            ("GtLt", [low, high], None),
-            ("GeLe", [str(number), high], None),
+            (Op.GT, [low], None),
+            (Op.GE, [value], None),
+            (Op.LT, [high], None),
+            (Op.LE, [str(number)], None),
+            (Op.GT_LT, [low, high], None),
+            (Op.GE_LE, [str(number), high], None),
         ]
     version = re.fullmatch(r"v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:-[0-9A-Za-z.-]+)?", value)
     if version:
@@ -596,9 +578,9 @@ def _aimed_expression(
         below = ".".join(str(p) for p in (parts[0], parts[1], max(parts[2] - 1, 0)))
         above = f"{parts[0]}.{parts[1] + 1}"
         choices += [
-            ("Ge", [below], "version"),
-            ("Lt", [above], "version"),
-            ("GeLe", [below, above], "version"),
+            (Op.GE, [below], "version"),
+            (Op.LT, [above], "version"),
+            (Op.GE_LE, [below, above], "version"),
         ]
     return rng.choice(choices)
 
@@ -621,18 +603,18 @@ def _random_expression(
             values = [seed]
     elif op in SET_OPS:
         count = rng.choice((1, 1, 2, 3)) if not odd_count else 0
-        if op == "InRegexp":
+        if op == Op.IN_REGEXP:
             pool = [re.escape(seed), "^" + re.escape(seed) + "$", *VALID_REGEXES]
             values = [rng.choice(pool) for _ in range(count)]
             if values and state.fault(0.3):
                 values[rng.randrange(count)] = rng.choice(INVALID_REGEXES)
         else:
             aim = rng.random() < 0.6
-            first = seed if aim == (op == "In") else rng.choice(NODE_VALUES + SPEC_ONLY_VALUES)
+            first = seed if aim == (op == Op.IN) else rng.choice(NODE_VALUES + SPEC_ONLY_VALUES)
             values = [first] + [rng.choice(NODE_VALUES + SPEC_ONLY_VALUES) for _ in range(3)]
             values = values[:count]
     else:
-        count = 1 if op in ONE_BOUND_OPS else 2
+        count = 1 if op in SINGLE_BOUND_OPS else 2
         if odd_count:
             count = rng.choice((0, 3) if count == 1 else (0, 1, 3))
         if rng.random() < 0.3:
@@ -684,13 +666,13 @@ def _name_expression(rng: random.Random, state: _SpecState, feature: str) -> Nod
     name = rng.choice(names)
     op, values = rng.choice(
         (
-            ("In", [name]),
-            ("In", [name, rng.choice(KEYS)]),
-            ("NotIn", [name]),
-            ("InRegexp", ["^" + re.escape(name)]),
-            ("Exists", None),
-            ("DoesNotExist", None),
-            ("IsTrue", None),
+            (Op.IN, [name]),
+            (Op.IN, [name, rng.choice(KEYS)]),
+            (Op.NOT_IN, [name]),
+            (Op.IN_REGEXP, ["^" + re.escape(name)]),
+            (Op.EXISTS, None),
+            (Op.DOES_NOT_EXIST, None),
+            (Op.IS_TRUE, None),
         )
     )
     return expression_node(rng, op, values, None)
@@ -897,36 +879,36 @@ class _OpPlan:
 # Values are chosen so that their meaning does not depend on how they are written (plain or
 # quoted); the random cases take care of YAML scalar forms.
 _PLANS: dict[str, _OpPlan] = {
-    "": _OpPlan(None, None, "x", None, None, ((("x",), None),)),
-    "Exists": _OpPlan(None, None, "x", None, None, ((("x",), None),)),
-    "DoesNotExist": _OpPlan(None, None, None, "x", None, ((("x",), None),)),
-    "In": _OpPlan(("a", "b"), None, "b", "c", None, (((), None), (None, None))),
-    "NotIn": _OpPlan(("a", "b"), None, "c", "a", None, (((), None),)),
-    "InRegexp": _OpPlan(("^v?1\\.", "z$"), None, "v1.2", "2.1", None, ((("(",), None),)),
-    "Gt": _OpPlan(("5",), None, "6", "5", "5.0", ((("x",), None), (("5",), "int"))),
-    "Ge": _OpPlan(("+5",), None, "5", "4", "0x5", ((("5", "6"), None),)),
-    "Lt": _OpPlan(("-3",), None, "-4", "-3", " 1", ((("1.0",), None),)),
-    "Le": _OpPlan(("007",), None, "7", "8", "", (((), None),)),
-    "GtLt": _OpPlan(("1", "10"), None, "2", "10", "x", ((("10", "1"), None),)),
-    "GeLe": _OpPlan(("1", "10"), None, "10", "0", "1e1", ((("1", "1"), None),)),
-    "IsTrue": _OpPlan(None, None, "true", "True", None, ((("true",), None),)),
-    "IsFalse": _OpPlan((), None, "false", "0", None, ((("false",), None),)),
+    Op.ANY: _OpPlan(None, None, "x", None, None, ((("x",), None),)),
+    Op.EXISTS: _OpPlan(None, None, "x", None, None, ((("x",), None),)),
+    Op.DOES_NOT_EXIST: _OpPlan(None, None, None, "x", None, ((("x",), None),)),
+    Op.IN: _OpPlan(("a", "b"), None, "b", "c", None, (((), None), (None, None))),
+    Op.NOT_IN: _OpPlan(("a", "b"), None, "c", "a", None, (((), None),)),
+    Op.IN_REGEXP: _OpPlan(("^v?1\\.", "z$"), None, "v1.2", "2.1", None, ((("(",), None),)),
+    Op.GT: _OpPlan(("5",), None, "6", "5", "5.0", ((("x",), None), (("5",), "int"))),
+    Op.GE: _OpPlan(("+5",), None, "5", "4", "0x5", ((("5", "6"), None),)),
+    Op.LT: _OpPlan(("-3",), None, "-4", "-3", " 1", ((("1.0",), None),)),
+    Op.LE: _OpPlan(("007",), None, "7", "8", "", (((), None),)),
+    Op.GT_LT: _OpPlan(("1", "10"), None, "2", "10", "x", ((("10", "1"), None),)),
+    Op.GE_LE: _OpPlan(("1", "10"), None, "10", "0", "1e1", ((("1", "1"), None),)),
+    Op.IS_TRUE: _OpPlan(None, None, "true", "True", None, ((("true",), None),)),
+    Op.IS_FALSE: _OpPlan((), None, "false", "0", None, ((("false",), None),)),
 }
 _VERSION_PLANS: dict[str, _OpPlan] = {
-    "Gt": _OpPlan(
+    Op.GT: _OpPlan(
         ("1.2",), "version", "1.10.0", "1.2.0-rc.1", "1.2.3.4", ((("1.2.3.4",), "version"),)
     ),
-    "Ge": _OpPlan(
+    Op.GE: _OpPlan(
         ("v5.15",), "version", "5.15.0-91-generic", "5.14.99", "-1", ((("",), "version"),)
     ),
-    "Lt": _OpPlan(
+    Op.LT: _OpPlan(
         ("6.8.0",), "version", "6.7", "6.8.0+b", "4.18.0-553.el8_10", ((("6.8.0.1",), "version"),)
     ),
-    "Le": _OpPlan(
+    Op.LE: _OpPlan(
         ("1.2.3",), "version", "1.2.3-05x", "1.2.4", "1.2.3-05", ((("1.2.3-05",), "version"),)
     ),
-    "GtLt": _OpPlan(("1.0", "2.0"), "version", "1.5", "2.0.0", "x", ((("1", "x"), "version"),)),
-    "GeLe": _OpPlan(
+    Op.GT_LT: _OpPlan(("1.0", "2.0"), "version", "1.5", "2.0.0", "x", ((("1", "x"), "version"),)),
+    Op.GE_LE: _OpPlan(
         ("1.0", "2.0"),
         "version",
         "2.0.0",
@@ -1030,7 +1012,7 @@ def grid_cases(rng: random.Random) -> list[Case]:
                 cases.append(Case(doc, _name_node(kind, name), None, origin))
     # Regexp dialect: Go's regexp (NFD) against RE2 (ours), pattern by value.
     for pattern in (*VALID_REGEXES, *REGEX_EXTRAS):
-        expression = expression_node(rng, "InRegexp", [pattern], None)
+        expression = expression_node(rng, Op.IN_REGEXP, [pattern], None)
         doc = _term_doc(rng, "g.attribute", "key", expression)
         for value in REGEX_PROBES:
             node = Node_(attributes={"g.attribute": {"key": value}})
@@ -1055,20 +1037,20 @@ def _listed(values: tuple[str, ...] | None) -> list[str] | None:
 
 # matchName plans per op: (the only element name on the node, None for no elements; values)
 _NAME_PLANS: dict[str, list[tuple[str | None, tuple[str, ...] | None]]] = {
-    "": [(None, None), ("a", None), ("a", ("a",))],
-    "Exists": [(None, None), ("a", None), ("a", ("a",))],
-    "DoesNotExist": [(None, None), ("a", None), ("a", ("a",))],
-    "In": [(None, ("a",)), ("a", ("a",)), ("b", ("a",)), ("a", ())],
-    "NotIn": [(None, ("zz",)), ("a", ("zz",)), ("zz", ("zz",)), ("a", ())],
-    "InRegexp": [(None, ("^a",)), ("ab", ("^a",)), ("b", ("^a",)), ("a", ("[",))],
-    "Gt": [(None, ("5",)), ("1", ("-1",)), ("1", ("5",)), ("a", ("5",)), ("1", ("x",))],
-    "Ge": [(None, ("5",)), ("7", ("007",)), ("1", ("2",)), ("1", ("5", "6"))],
-    "Lt": [(None, ("5",)), ("1", ("5",)), ("9", ("5",)), ("1", ())],
-    "Le": [(None, ("5",)), ("5", ("5",)), ("6", ("5",)), ("x", ("5",))],
-    "GtLt": [(None, ("1", "9")), ("5", ("1", "9")), ("9", ("1", "9")), ("5", ("9", "1"))],
-    "GeLe": [(None, ("1", "9")), ("9", ("1", "9")), ("10", ("1", "9")), ("5", ("1",))],
-    "IsTrue": [(None, None), ("true", None), ("a", None), ("true", ("true",))],
-    "IsFalse": [(None, None), ("false", None), ("true", None), ("x", ("x",))],
+    Op.ANY: [(None, None), ("a", None), ("a", ("a",))],
+    Op.EXISTS: [(None, None), ("a", None), ("a", ("a",))],
+    Op.DOES_NOT_EXIST: [(None, None), ("a", None), ("a", ("a",))],
+    Op.IN: [(None, ("a",)), ("a", ("a",)), ("b", ("a",)), ("a", ())],
+    Op.NOT_IN: [(None, ("zz",)), ("a", ("zz",)), ("zz", ("zz",)), ("a", ())],
+    Op.IN_REGEXP: [(None, ("^a",)), ("ab", ("^a",)), ("b", ("^a",)), ("a", ("[",))],
+    Op.GT: [(None, ("5",)), ("1", ("-1",)), ("1", ("5",)), ("a", ("5",)), ("1", ("x",))],
+    Op.GE: [(None, ("5",)), ("7", ("007",)), ("1", ("2",)), ("1", ("5", "6"))],
+    Op.LT: [(None, ("5",)), ("1", ("5",)), ("9", ("5",)), ("1", ())],
+    Op.LE: [(None, ("5",)), ("5", ("5",)), ("6", ("5",)), ("x", ("5",))],
+    Op.GT_LT: [(None, ("1", "9")), ("5", ("1", "9")), ("9", ("1", "9")), ("5", ("9", "1"))],
+    Op.GE_LE: [(None, ("1", "9")), ("9", ("1", "9")), ("10", ("1", "9")), ("5", ("1",))],
+    Op.IS_TRUE: [(None, None), ("true", None), ("a", None), ("true", ("true",))],
+    Op.IS_FALSE: [(None, None), ("false", None), ("true", None), ("x", ("x",))],
 }
 
 
@@ -1082,18 +1064,17 @@ def required_cells() -> set[tuple[str, str, str]]:
     element, DoesNotExist cannot hold for one on a flag or attribute.
     """
     cells: set[tuple[str, str, str]] = set()
-    no_value = ("", "Exists", "DoesNotExist")
-    labels = [(op, op_label(op)) for op in OPS]
+    labels: list[tuple[str, str]] = [(op, op_label(op)) for op in OPS]
     labels += [(op, op_label(op, "version")) for op in _VERSION_PLANS]
     for op, label in labels:
         for kind in KINDS:
             cells.add((kind, label, "absent"))
-            if kind == "flag" and op not in no_value:
+            if kind == "flag" and op not in PRESENCE_OPS:
                 cells.add((kind, label, "nomatch"))
                 continue
-            if op != "DoesNotExist":
+            if op != Op.DOES_NOT_EXIST:
                 cells.add((kind, label, "match"))
-            if op not in ("", "Exists"):
+            if op not in ("", Op.EXISTS):
                 cells.add((kind, label, "nomatch"))
             cells.add((kind, label, "error"))
     for op in OPS:
@@ -1101,9 +1082,9 @@ def required_cells() -> set[tuple[str, str, str]]:
         for kind in KINDS:
             cells.add((kind, label, "absent"))
             cells.add((kind, label, "error"))
-            if op != "DoesNotExist":
+            if op != Op.DOES_NOT_EXIST:
                 cells.add((kind, label, "match"))
-            if op not in ("", "Exists"):
+            if op not in ("", Op.EXISTS):
                 cells.add((kind, label, "nomatch"))
     for kind in KINDS:
         for bad in ("in", "Equals", "null"):
