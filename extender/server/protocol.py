@@ -39,6 +39,7 @@ __all__ = [
     "PreemptionRequest",
     "ProtocolError",
     "RequestNode",
+    "Victims",
     "decode_binding_args",
     "decode_extender_args",
     "decode_preemption_args",
