@@ -1,4 +1,4 @@
-"""Filter and score: the decisions, and what each failure becomes.
+"""Filter, score and preemption candidates: the decisions, and what each failure becomes.
 
 Owns :class:`Policy`: how specs are obtained (through an
 :class:`~extender.artifacts.types.ArtifactSource`, waiting at most a small budget), how
@@ -101,6 +101,7 @@ class PolicyStats:
 
     filter_requests: int = 0
     prioritize_requests: int = 0
+    preempt_requests: int = 0
     nodes_rejected: int = 0
     subset_problems: int = 0
     spec_waits: int = 0
@@ -133,8 +134,9 @@ class _Resolved:
 
 
 class Policy:
-    """Filter and prioritize (docs/semantics.md) as two async calls, :meth:`filter` and
-    :meth:`prioritize`.
+    """Filter, prioritize and preempt (docs/semantics.md) as async calls: :meth:`filter`,
+    :meth:`prioritize`, and :meth:`preempt`, which is filter's answer on the scheduler's
+    preemption candidates.
 
     When every spec a request needs is cached, neither call suspends: no awaits, no I/O,
     no locks. Otherwise loads start (single-flight per key) and the call waits at most
@@ -160,14 +162,38 @@ class Policy:
     async def filter(self, pod: Pod, nodes: Sequence[Candidate]) -> FilterDecision:
         """Which nodes may run the pod. Raises :class:`PolicyUnavailableError`."""
         self.stats.filter_requests += 1
+        return await self._filter(pod, nodes, self.stats)
+
+    async def preempt(self, pod: Pod, nodes: Sequence[str]) -> tuple[str, ...]:
+        """Which of the scheduler's preemption candidates may run the pod: exactly the nodes
+        :meth:`filter` would pass, in request order. Raises :class:`PolicyUnavailableError`.
+
+        Candidates are the nodes where evicting pods would make room, so the scheduler's
+        in-tree filters had removed them before our filter could reject them. The filter's
+        counters and the subset check are left out: these calls are not scheduling attempts,
+        and a candidate list is a subset of the cluster by design.
+        """
+        self.stats.preempt_requests += 1
+        candidates = [_NamedNode(name) for name in nodes]
+        decision = await self._filter(pod, candidates, PolicyStats(), subset_check=False)
+        return tuple(nodes[i] for i in decision.passing)
+
+    async def _filter(
+        self,
+        pod: Pod,
+        nodes: Sequence[Candidate],
+        stats: PolicyStats,
+        *,
+        subset_check: bool = True,
+    ) -> FilterDecision:
         plan = self.plan(pod)
         kind = "invalid" if plan.problem else plan.mode.value if plan.ours else "not_ours"
-        self.stats.pods[kind] += 1
+        stats.pods[kind] += 1
         everyone = FilterDecision(tuple(range(len(nodes))), {})
         if not plan.ours or (plan.mode is Mode.OFF and not plan.problem):
             return everyone
         if plan.problem:
-            return self._reject_all(nodes, plan.problem, "invalid_annotation")
+            return _reject_all(stats, nodes, plan.problem, "invalid_annotation")
         if not plan.requirements or not nodes:
             return everyone
         snapshot = self.store.snapshot()
@@ -179,7 +205,7 @@ class Policy:
         if resolved.bad_annotation:
             return self._reject_all(nodes, resolved.bad_annotation, "invalid_annotation")
         if resolved.invalid:
-            return self._reject_all(nodes, resolved.invalid, "invalid_spec")
+            return _reject_all(stats, nodes, resolved.invalid, "invalid_spec")
         if resolved.unavailable:
             raise PolicyUnavailableError(REASON_PREFIX + resolved.unavailable)
         if not resolved.any_spec:
@@ -218,18 +244,12 @@ class Policy:
                     break
             else:
                 passing.append(index)
-        self.stats.nodes_rejected += len(nodes) - len(passing)
+        stats.nodes_rejected += len(nodes) - len(passing)
         for outcome, no_record, count in rejected.values():
-            self.stats.rejections[_rejection_class(outcome, no_record)] += count
-        if not passing:
+            stats.rejections[_rejection_class(outcome, no_record)] += count
+        if not passing and subset_check:
             await self._check_subset(plan, resolved, snapshot, len(nodes))
         return FilterDecision(tuple(passing), failed)
-
-    def _reject_all(self, nodes: Sequence[Candidate], reason: str, kind: str) -> FilterDecision:
-        self.stats.nodes_rejected += len(nodes)
-        self.stats.rejections[kind] += len(nodes)
-        text = REASON_PREFIX + reason
-        return FilterDecision((), {node.name: text for node in nodes})
 
     async def _check_subset(
         self, plan: PodPlan, resolved: _Resolved, snapshot: FeatureSnapshot, offered: int
@@ -478,6 +498,23 @@ class _Slicer:
             await asyncio.sleep(0)
             self._until = time.perf_counter() + self.SLICE_S
         self.misses = misses
+
+
+@dataclass(frozen=True, slots=True)
+class _NamedNode:
+    """A candidate known by name only; its platform comes from the feature store."""
+
+    name: str
+    platform: str = ""
+
+
+def _reject_all(
+    stats: PolicyStats, nodes: Sequence[Candidate], reason: str, kind: str
+) -> FilterDecision:
+    stats.nodes_rejected += len(nodes)
+    stats.rejections[kind] += len(nodes)
+    text = REASON_PREFIX + reason
+    return FilterDecision((), {node.name: text for node in nodes})
 
 
 def _rejection_class(verdict: ImageVerdict, no_record: bool) -> str:

@@ -12,6 +12,9 @@ HTTP answers:
   which the scheduler treats as a failed attempt and retries;
 * ``POST {prefix}prioritize``: 200 with a ``HostPriorityList``; 503 when the policy cannot
   decide (the scheduler then gives no extender score);
+* ``POST {prefix}preempt``: 200 with an ``ExtenderPreemptionResult``: the candidate nodes
+  filter would pass, with their victims unchanged; when the policy cannot decide, an empty
+  map (no pod is evicted for this attempt);
 * a body that is not a valid request: 400; larger than ``--max-body-bytes``: 413; always a
   JSON ``{"error": ...}``, never a traceback;
 * ``GET /healthz``: the process serves; ``GET /readyz``: every source has loaded;
@@ -66,6 +69,7 @@ from extender.server.routes import (
     handle_filter,
     handle_healthz,
     handle_metrics,
+    handle_preempt,
     handle_prioritize,
     handle_readyz,
     observe_middleware,
@@ -343,6 +347,7 @@ def create_app(
     prefix = settings.path_prefix
     app.router.add_post(prefix + "filter", handle_filter, name="filter")
     app.router.add_post(prefix + "prioritize", handle_prioritize, name="prioritize")
+    app.router.add_post(prefix + "preempt", handle_preempt, name="preempt")
     app.router.add_get("/healthz", handle_healthz, name="healthz")
     app.router.add_get("/readyz", handle_readyz, name="readyz")
     app.router.add_get("/metrics", handle_metrics, name="metrics")

@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-VERBS = ("filter", "prioritize")
+VERBS = ("filter", "prioritize", "preempt")
 OUTCOMES = ("ok", "unavailable", "bad_request", "error")
 RELIST_KINDS = ("nodefeatures", "nodes")
 TLS_RESULTS = ("ok", "error")

@@ -28,16 +28,24 @@ __all__ = [
     "ExtenderBindingArgs",
     "ExtenderBindingResult",
     "ExtenderFilterResult",
+    "ExtenderPreemptionArgs",
+    "ExtenderPreemptionResult",
     "FilterRequest",
     "HostPriority",
+    "MetaPod",
+    "MetaVictims",
     "NodeItem",
     "NodeList",
+    "PreemptionRequest",
     "ProtocolError",
     "RequestNode",
+    "Victims",
     "decode_binding_args",
     "decode_extender_args",
+    "decode_preemption_args",
     "encode",
     "encode_filter_result",
+    "encode_preemption_result",
     "encode_priorities",
 ]
 
@@ -101,6 +109,42 @@ class ExtenderBindingResult(msgspec.Struct, frozen=True):
     Error: str = ""
 
 
+class MetaPod(msgspec.Struct, frozen=True):
+    UID: str = ""
+
+
+class MetaVictims(msgspec.Struct, frozen=True):
+    """A node's victims by UID (``nodeCacheCapable: true``, and every preempt answer)."""
+
+    Pods: list[MetaPod] | None = None
+    NumPDBViolations: int = 0
+
+
+class _VictimMeta(msgspec.Struct, frozen=True):
+    uid: str | None = None
+
+
+class _VictimPod(msgspec.Struct, frozen=True):
+    """A full victim Pod (``nodeCacheCapable: false``): only its UID is read."""
+
+    metadata: _VictimMeta | None = None
+
+
+class Victims(msgspec.Struct, frozen=True):
+    Pods: list[_VictimPod] | None = None
+    NumPDBViolations: int = 0
+
+
+class ExtenderPreemptionArgs(msgspec.Struct, frozen=True):
+    Pod: Pod | None = None
+    NodeNameToVictims: dict[str, Victims] | None = None
+    NodeNameToMetaVictims: dict[str, MetaVictims] | None = None
+
+
+class ExtenderPreemptionResult(msgspec.Struct, frozen=True):
+    NodeNameToMetaVictims: dict[str, MetaVictims]
+
+
 # --------------------------------------------------------------------------------------------
 # Decoding
 
@@ -143,6 +187,7 @@ class FilterRequest:
 _ARGS_DECODER = msgspec.json.Decoder(ExtenderArgs)
 _NODE_DECODER = msgspec.json.Decoder(NodeItem)
 _BINDING_DECODER = msgspec.json.Decoder(ExtenderBindingArgs)
+_PREEMPTION_DECODER = msgspec.json.Decoder(ExtenderPreemptionArgs)
 _NO_LABELS: Mapping[str, str] = {}
 
 
@@ -194,6 +239,42 @@ def decode_extender_args(body: bytes) -> FilterRequest:
     if not names_mode and not nodes_mode:
         names_mode = True
     return FilterRequest(args.Pod, tuple(nodes), names_mode, nodes_mode, list_metadata)
+
+
+@dataclass(frozen=True, slots=True)
+class PreemptionRequest:
+    """A decoded preempt request: the pod and each candidate node's victims by UID, in the
+    order sent. Full victim Pods (``NodeNameToVictims``) are reduced to their UIDs, since
+    the answer is always ``NodeNameToMetaVictims``."""
+
+    pod: Pod
+    victims: dict[str, MetaVictims]
+
+
+def decode_preemption_args(body: bytes) -> PreemptionRequest:
+    """Decode an ``ExtenderPreemptionArgs`` body. Raises :class:`ProtocolError`."""
+    if not body.strip():
+        raise ProtocolError("invalid ExtenderPreemptionArgs: empty request body")
+    try:
+        args = _PREEMPTION_DECODER.decode(body)
+    except msgspec.MsgspecError as err:
+        raise _decode_error(err, "ExtenderPreemptionArgs") from None
+    if args.Pod is None:
+        raise ProtocolError("invalid ExtenderPreemptionArgs: Pod is missing or null")
+    victims: dict[str, MetaVictims] = {}
+    for node, full in (args.NodeNameToVictims or {}).items():
+        pods = []
+        for index, victim in enumerate(full.Pods or ()):
+            uid = victim.metadata.uid if victim.metadata else None
+            if not uid:
+                raise ProtocolError(
+                    f"invalid NodeNameToVictims[{node!r}].Pods[{index}]: metadata.uid is missing"
+                )
+            pods.append(MetaPod(uid))
+        victims[node] = MetaVictims(pods, full.NumPDBViolations)
+    # kube-scheduler sends one map or the other; were both sent, the UIDs it sent win.
+    victims.update(args.NodeNameToMetaVictims or {})
+    return PreemptionRequest(args.Pod, victims)
 
 
 def decode_binding_args(body: bytes) -> ExtenderBindingArgs:
@@ -251,6 +332,11 @@ def encode_filter_result(
             Error=error,
         )
     )
+
+
+def encode_preemption_result(victims: Mapping[str, MetaVictims]) -> bytes:
+    """An ``ExtenderPreemptionResult``; an empty map means no node may preempt."""
+    return _ENCODER.encode(ExtenderPreemptionResult(NodeNameToMetaVictims=dict(victims)))
 
 
 def encode_priorities(scores: Sequence[tuple[str, int]]) -> bytes:

@@ -1,9 +1,10 @@
 """The HTTP handlers and middlewares: from a request to the policy and back to an answer.
 
-Owns the verb handlers (``filter``, ``prioritize``), ``/healthz``, ``/readyz`` and ``/metrics``,
-the typed application state they read (``web.AppKey`` constants, set by :mod:`.app`), the one
-error middleware that maps domain exceptions to HTTP answers (400 for a bad body, 413 over
-the size limit, 503 when the policy cannot decide, never a traceback), and the observing
+Owns the verb handlers (``filter``, ``prioritize``, ``preempt``), ``/healthz``, ``/readyz``
+and ``/metrics``, the typed application state they read (``web.AppKey`` constants, set by
+:mod:`.app`), the one error middleware that maps domain exceptions to HTTP answers (400 for a
+bad body, 413 over the size limit, 503 when the policy cannot decide, except where the verb
+has its own way to say so, never a traceback), and the observing
 middleware that times and counts every verb call and writes its access-log line.
 """
 
@@ -89,6 +90,16 @@ async def handle_prioritize(request: web.Request) -> web.Response:
     return web.Response(body=protocol.encode_priorities(scores), content_type=JSON)
 
 
+async def handle_preempt(request: web.Request) -> web.Response:
+    args = protocol.decode_preemption_args(await request.read())
+    call = request[CALL]
+    call.pod, call.nodes = args.pod.key, len(args.victims)
+    keep = await request.app[POLICY].preempt(args.pod, list(args.victims))
+    call.rejected = len(args.victims) - len(keep)
+    body = protocol.encode_preemption_result({node: args.victims[node] for node in keep})
+    return web.Response(body=body, content_type=JSON)
+
+
 async def handle_metrics(request: web.Request) -> web.Response:
     body = request.app[METRICS].exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
@@ -134,6 +145,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             return web.Response(
                 body=protocol.encode_filter_result(None, error=str(err)), content_type=JSON
             )
+        if route == "preempt":
+            # No candidate left: no pod is evicted for this attempt. An error status would do
+            # the same only with ignorable: false; with ignorable: true the scheduler would
+            # skip us and evict on nodes nobody checked.
+            return web.Response(body=protocol.encode_preemption_result({}), content_type=JSON)
         return _error(503, str(err))
     except web.HTTPException as err:
         if err.status < 400:

@@ -59,6 +59,7 @@ def test_dedicated_scheduler_with_the_extender(path: Path) -> None:
     [extender] = config["extenders"]
     assert extender["filterVerb"] == "filter"
     assert extender["prioritizeVerb"] == "prioritize"
+    assert extender["preemptVerb"] == "preempt"
     assert extender["nodeCacheCapable"] is True
     assert extender["ignorable"] is False
     assert isinstance(extender["weight"], int) and extender["weight"] > 0

@@ -7,7 +7,13 @@ import re
 from pathlib import Path
 
 from extender.policy.decide import Policy
-from extender.server.protocol import FilterRequest, encode_filter_result, encode_priorities
+from extender.server.protocol import (
+    FilterRequest,
+    decode_preemption_args,
+    encode_filter_result,
+    encode_preemption_result,
+    encode_priorities,
+)
 from tests.policy.helpers import FakeSource, features, nodes, pod, policy_config, store_with
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "semantics.md"
@@ -19,7 +25,7 @@ def blocks(language: str) -> list[str]:
 
 async def test_worked_example_matches_the_policy() -> None:
     spec = blocks("yaml")[0]
-    filter_json, prioritize_json = blocks("json")[:2]
+    filter_json, prioritize_json, preempt_args, preempt_json = blocks("json")[:4]
     cluster = {
         "node-a": features(
             flags={"kernel.loadedmodule": ["vfio_pci"]},
@@ -37,3 +43,7 @@ async def test_worked_example_matches_the_policy() -> None:
     assert json.loads(answer) == json.loads(filter_json)
     scores = encode_priorities(await policy.prioritize(pod(image), candidates))
     assert json.loads(scores) == json.loads(prioritize_json)
+    args = decode_preemption_args(preempt_args.encode())
+    keep = await policy.preempt(args.pod, list(args.victims))
+    answer = encode_preemption_result({node: args.victims[node] for node in keep})
+    assert json.loads(answer) == json.loads(preempt_json)

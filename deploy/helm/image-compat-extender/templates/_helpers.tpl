@@ -53,6 +53,7 @@ extenders:
   - urlPrefix: {{ printf "%s://%s:%d/" (ternary "https" "http" .Values.tls.enabled) (include "ice.extender.host" .) (int .Values.extender.port) | quote }}
     filterVerb: filter
     prioritizeVerb: prioritize
+    preemptVerb: preempt
     nodeCacheCapable: true
     httpTimeout: {{ .Values.scheduler.httpTimeout }}
     ignorable: {{ .Values.scheduler.ignorable }}
