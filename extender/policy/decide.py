@@ -203,7 +203,7 @@ class Policy:
             return everyone
         resolved = await self._resolve(plan, set(platforms), strict=True)
         if resolved.bad_annotation:
-            return self._reject_all(nodes, resolved.bad_annotation, "invalid_annotation")
+            return _reject_all(stats, nodes, resolved.bad_annotation, "invalid_annotation")
         if resolved.invalid:
             return _reject_all(stats, nodes, resolved.invalid, "invalid_spec")
         if resolved.unavailable:

@@ -152,10 +152,10 @@ def test_preemption_evicts_only_on_compatible_nodes(
     # Node A: compatible (vfio_pci), two pods of priority 100. Node B: incompatible, two pods
     # of priority 10, the cheaper victims. Each node has 2 CPUs, each pod asks for 1, and the
     # priority-1000 pod asks for 1: one victim on A is enough.
-    outcomes = []
+    outcomes: list[tuple[str, list[str]]] = []
     for index in range(ROUNDS):
-        node, evicted = _round(stack, ns, priority_classes, index)
-        outcomes.append((node, sorted(evicted)))
+        node, evicted_set = _round(stack, ns, priority_classes, index)
+        outcomes.append((node, sorted(evicted_set)))
     for index, (node, evicted) in enumerate(outcomes):
         assert node.startswith("e2e-pre-a-"), outcomes
         assert not [n for n in evicted if n.startswith("b")], f"evicted on B: {outcomes}"
