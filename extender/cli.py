@@ -350,6 +350,17 @@ def _closed_pipe() -> int:
     return EXIT_ERROR
 
 
+def _command(name: str, run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a subcommand: its own errors become one line and exit 1; a closed pipe is quiet."""
+    try:
+        return run(args)
+    except _CommandError as err:
+        print(f"image-compat-extender {name}: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
 def _run_validate(args: argparse.Namespace) -> int:
     if not args.spec and not args.image:
         print(
@@ -357,13 +368,7 @@ def _run_validate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    try:
-        return _validate(args)
-    except _CommandError as err:
-        print(f"image-compat-extender validate: error: {err}", file=sys.stderr)
-        return EXIT_ERROR
-    except BrokenPipeError:
-        return _closed_pipe()
+    return _command("validate", _validate, args)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -448,10 +453,7 @@ def _add_check_spec(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def _run_check_spec(args: argparse.Namespace) -> int:
-    try:
-        return _check_spec(args)
-    except BrokenPipeError:
-        return _closed_pipe()
+    return _command("check-spec", _check_spec, args)
 
 
 def _check_spec(args: argparse.Namespace) -> int:
@@ -553,13 +555,7 @@ def _add_attach(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _run_attach(args: argparse.Namespace) -> int:
-    try:
-        return _attach(args)
-    except _CommandError as err:
-        print(f"image-compat-extender attach: error: {err}", file=sys.stderr)
-        return EXIT_ERROR
-    except BrokenPipeError:
-        return _closed_pipe()
+    return _command("attach", _attach, args)
 
 
 def _attach(args: argparse.Namespace) -> int:
