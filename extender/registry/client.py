@@ -9,9 +9,10 @@ through :class:`~extender.registry.hosts.HostPolicy`: every request and every re
 goes through ``RegistryClient._http``, which checks the host before connecting, keeps
 credentials with the host they are for, and turns network failures into short reasons.
 
-It is over 500 lines because it is one class: resolving, listing, reading, pushing and the token flow
-share the session, the token cache, the per-host limits and the size checks. References,
-hosts, credentials and errors, which it only uses, live beside it in their own modules.
+It is over 500 lines because it is one class: resolving, listing, reading, pushing and the
+token flow share the session, the token cache, the per-host limits and the size checks.
+References, hosts, credentials and errors, which it only uses, live beside it in their own
+modules.
 """
 
 from __future__ import annotations
