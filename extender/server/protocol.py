@@ -161,6 +161,8 @@ def decode_extender_args(body: bytes) -> FilterRequest:
         args = _ARGS_DECODER.decode(body)
     except msgspec.MsgspecError as err:
         raise _decode_error(err, "ExtenderArgs") from None
+    except RecursionError:  # msgspec's depth guard: JSON nested deeper than Python recurses
+        raise ProtocolError("invalid ExtenderArgs: JSON nested too deeply") from None
     if args.Pod is None:
         raise ProtocolError("invalid ExtenderArgs: Pod is missing or null")
     nodes: list[RequestNode] = []
@@ -178,6 +180,10 @@ def decode_extender_args(body: bytes) -> FilterRequest:
                 item = _NODE_DECODER.decode(raw)
             except msgspec.MsgspecError as err:
                 raise _decode_error(err, f"Nodes.items[{index}]") from None
+            except RecursionError:
+                raise ProtocolError(
+                    f"invalid Nodes.items[{index}]: JSON nested too deeply"
+                ) from None
             meta = item.metadata
             if meta is None or not meta.name:
                 raise ProtocolError(f"invalid Nodes.items[{index}]: metadata.name is missing")
@@ -203,6 +209,8 @@ def decode_binding_args(body: bytes) -> ExtenderBindingArgs:
         return _BINDING_DECODER.decode(body)
     except msgspec.MsgspecError as err:
         raise _decode_error(err, "ExtenderBindingArgs") from None
+    except RecursionError:
+        raise ProtocolError("invalid ExtenderBindingArgs: JSON nested too deeply") from None
 
 
 # --------------------------------------------------------------------------------------------
