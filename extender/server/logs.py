@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import sys
 import time
 from typing import Any, TextIO
 
 __all__ = [
+    "AcceptErrorLimiter",
     "ConsoleFormatter",
     "JsonFormatter",
     "RedactingFilter",
@@ -142,6 +144,41 @@ def _indented(traceback: str) -> str:
     return "".join(f"\n    {escape_controls(line)}" for line in traceback.splitlines())
 
 
+class AcceptErrorLimiter(logging.Filter):
+    """Keeps one of asyncio's failed-``accept()`` records per ``interval``.
+
+    When file descriptors run out, asyncio logs every failed ``accept()`` with a traceback:
+    thousands of records a second, for as long as idle connections hold the descriptors. The
+    one kept says how many were dropped and what frees descriptors.
+    """
+
+    PREFIX = "socket.accept() out of system resource"
+
+    def __init__(self, interval: float = 10.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self._last = -math.inf
+        self._dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "asyncio" or not str(record.msg).startswith(self.PREFIX):
+            return True
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            self._dropped += 1
+            return False
+        self._last = now
+        error = record.exc_info[1] if record.exc_info else None
+        record.msg = (
+            "cannot accept connections (%s); %d such records dropped since the last; idle "
+            "connections are closed after --keepalive-timeout"
+        )
+        record.args = (error or "out of system resource", self._dropped)
+        record.exc_info, record.exc_text = None, None
+        self._dropped = 0
+        return True
+
+
 def _timestamp(record: logging.LogRecord) -> str:
     seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
     return f"{seconds}.{int(record.msecs):03d}Z"
@@ -199,6 +236,7 @@ def configure_logging(level: str, fmt: str = "console", stream: TextIO | None = 
     """Send every log record (ours and the libraries') to ``stream`` (stderr) in ``fmt``."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    handler.addFilter(AcceptErrorLimiter())
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
