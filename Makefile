@@ -62,8 +62,9 @@ lock:
 	pip-compile -q --strip-extras --generate-hashes --allow-unsafe --extra dev --extra demo -o requirements-dev.lock pyproject.toml
 
 # Known vulnerabilities in the locked runtime dependencies. Not part of `make test`: pip-audit
-# reads advisories from PyPI's JSON API (pypi.org/pypi/NAME/VERSION/json), a service beyond the
-# package index, and without it every package would be skipped (--strict makes that an error).
+# reads advisories from PyPI's JSON API (pypi.org/pypi/NAME/VERSION/json) or OSV (api.osv.dev),
+# services beyond the package index; where they do not answer, every package would be skipped,
+# which --strict makes an error rather than a pass.
 AUDIT_VENV := .venv-audit
 audit:
 	@test -x $(AUDIT_VENV)/bin/pip-audit || { $(PYTHON) -m venv $(AUDIT_VENV) && $(AUDIT_VENV)/bin/pip install -q pip-audit==2.10.1; }

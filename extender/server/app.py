@@ -12,8 +12,10 @@ HTTP answers:
   which the scheduler treats as a failed attempt and retries;
 * ``POST {prefix}prioritize``: 200 with a ``HostPriorityList``; 503 when the policy cannot
   decide (the scheduler then gives no extender score);
-* a body that is not a valid request: 400; larger than ``--max-body-bytes``: 413; always a
-  JSON ``{"error": ...}``, never a traceback;
+* a body that is not a valid request (or does not inflate): 400; larger than
+  ``--max-body-bytes`` once inflated: 413; not received within ``--request-read-timeout``:
+  408; more body bytes in flight than ``--max-inflight-body-bytes``: 503; always a JSON
+  ``{"error": ...}``, never a traceback;
 * ``GET /healthz``: the process serves; ``GET /readyz``: every source has loaded;
 * ``GET /metrics``: Prometheus metrics (:mod:`.metrics`).
 
