@@ -337,8 +337,8 @@ OPTIONS: tuple[Option, ...] = (
         "request_read_timeout",
         "--request-read-timeout",
         "10s",
-        "Longest time to receive a request's headers (from the connection's start or its "
-        "previous answer) and, separately, its body; slower clients are disconnected.",
+        "Longest time to receive a request's body once its headers are in (408 beyond, and "
+        "the connection is closed).",
         parse_duration,
         "DURATION",
     ),
@@ -346,7 +346,9 @@ OPTIONS: tuple[Option, ...] = (
         "keepalive_timeout",
         "--keepalive-timeout",
         "30s",
-        "How long an idle keep-alive connection stays open; kube-scheduler reconnects.",
+        "How long a connection may wait for its next request's headers to be complete, from "
+        "its start or its previous answer: idle keep-alive connections and slowly sent "
+        "headers are closed after it (kube-scheduler reconnects).",
         parse_duration,
         "DURATION",
     ),
