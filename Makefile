@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 
-.PHONY: all venv devcluster image lint typecheck test unit demo bench lock docs clean
+.PHONY: all venv devcluster image lint typecheck test unit demo bench lock docs clean audit
 
 all: test
 
@@ -68,8 +68,17 @@ lock:
 	pip-compile -q --strip-extras --generate-hashes --allow-unsafe -o requirements.lock pyproject.toml
 	pip-compile -q --strip-extras --generate-hashes --allow-unsafe --extra dev --extra demo -o requirements-dev.lock pyproject.toml
 
+# Known vulnerabilities in the locked runtime dependencies. Not part of `make test`: pip-audit
+# reads advisories from PyPI's JSON API (pypi.org/pypi/NAME/VERSION/json) or OSV (api.osv.dev),
+# services beyond the package index; where they do not answer, every package would be skipped,
+# which --strict makes an error rather than a pass.
+AUDIT_VENV := .venv-audit
+audit:
+	@test -x $(AUDIT_VENV)/bin/pip-audit || { $(PYTHON) -m venv $(AUDIT_VENV) && $(AUDIT_VENV)/bin/pip install -q pip-audit==2.10.1; }
+	$(AUDIT_VENV)/bin/pip-audit -r requirements.lock --require-hashes --disable-pip --strict
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(AUDIT_VENV) .mypy_cache .ruff_cache .pytest_cache
 
 # docs/configuration.md and docs/metrics.md are generated from the option and metric tables;
 # tests/server/test_docs.py fails when they are stale.

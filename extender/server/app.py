@@ -15,8 +15,10 @@ HTTP answers:
 * ``POST {prefix}preempt``: 200 with an ``ExtenderPreemptionResult``: the candidate nodes
   filter would pass, with their victims unchanged; when the policy cannot decide, an empty
   map (no pod is evicted for this attempt);
-* a body that is not a valid request: 400; larger than ``--max-body-bytes``: 413; always a
-  JSON ``{"error": ...}``, never a traceback;
+* a body that is not a valid request (or does not inflate): 400; larger than
+  ``--max-body-bytes`` once inflated: 413; not received within ``--request-read-timeout``:
+  408; more body bytes in flight than ``--max-inflight-body-bytes``: 503; always a JSON
+  ``{"error": ...}``, never a traceback;
 * ``GET /healthz``: the process serves; ``GET /readyz``: every source has loaded;
 * ``GET /metrics``: Prometheus metrics (:mod:`.metrics`).
 
@@ -61,10 +63,12 @@ from extender.server.logs import configure_logging
 from extender.server.metrics import Metrics
 from extender.server.routes import (
     ARTIFACT_SOURCE,
+    BODY_BUDGET,
     FEATURE_STORE,
     METRICS,
     POLICY,
     SETTINGS,
+    BodyBudget,
     error_middleware,
     handle_filter,
     handle_healthz,
@@ -330,6 +334,7 @@ def create_app(
     if kubernetes is not None:
         app.cleanup_ctx.append(_kubernetes_context(kubernetes, settings))
     app[SETTINGS] = settings
+    app[BODY_BUDGET] = BodyBudget(settings.max_inflight_body_bytes)
     app[FEATURE_STORE] = feature_store
     app[ARTIFACT_SOURCE] = artifact_source
     app[POLICY] = Policy(settings.policy_config(), feature_store, artifact_source)
@@ -366,8 +371,15 @@ async def serve(app: web.Application, settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     # Our own access log (one line per verb call, see _observe_middleware) replaces aiohttp's.
+    # keepalive_timeout also bounds the wait for a request's headers: aiohttp closes a
+    # connection whose next request is not complete when it fires. The body's own limit is
+    # --request-read-timeout (routes.request_body).
     runner = web.AppRunner(
-        app, handle_signals=False, shutdown_timeout=settings.shutdown_timeout, access_log=None
+        app,
+        handle_signals=False,
+        shutdown_timeout=settings.shutdown_timeout,
+        access_log=None,
+        keepalive_timeout=settings.keepalive_timeout,
     )
     try:
         async with contextlib.AsyncExitStack() as stack:

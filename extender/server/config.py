@@ -324,6 +324,35 @@ OPTIONS: tuple[Option, ...] = (
         "SIZE",
     ),
     Option(
+        "max_inflight_body_bytes",
+        "--max-inflight-body-bytes",
+        "256Mi",
+        "Request body bytes held at once over all connections (503 beyond, and the "
+        "scheduler retries); with four --max-body-bytes bodies at once the extender stays "
+        "within a 1Gi memory limit. Compressed bodies count inflated.",
+        parse_size,
+        "SIZE",
+    ),
+    Option(
+        "request_read_timeout",
+        "--request-read-timeout",
+        "10s",
+        "Longest time to receive a request's body once its headers are in (408 beyond, and "
+        "the connection is closed).",
+        parse_duration,
+        "DURATION",
+    ),
+    Option(
+        "keepalive_timeout",
+        "--keepalive-timeout",
+        "30s",
+        "How long a connection may wait for its next request's headers to be complete, from "
+        "its start or its previous answer: idle keep-alive connections and slowly sent "
+        "headers are closed after it (kube-scheduler reconnects).",
+        parse_duration,
+        "DURATION",
+    ),
+    Option(
         "memo_size",
         "--memo-size",
         "65536",
@@ -644,6 +673,9 @@ class Settings:
     on_registry_error: RegistryErrorPolicy = _default("on_registry_error")
     spec_wait_budget: float = _default("spec_wait_budget")
     max_body_bytes: int = _default("max_body_bytes")
+    max_inflight_body_bytes: int = _default("max_inflight_body_bytes")
+    request_read_timeout: float = _default("request_read_timeout")
+    keepalive_timeout: float = _default("keepalive_timeout")
     memo_size: int = _default("memo_size")
     feature_source: FeatureSourceKind = _default("feature_source")
     features_file: Path | None = _default("features_file")
@@ -698,6 +730,13 @@ class Settings:
             raise ConfigError(str(err)) from None
         if self.max_body_bytes < 1024:
             raise ConfigError("--max-body-bytes: at least 1Ki is needed")
+        if self.max_inflight_body_bytes < self.max_body_bytes:
+            raise ConfigError(
+                "--max-inflight-body-bytes must be at least --max-body-bytes, or no body of "
+                "the largest accepted size could ever be read"
+            )
+        if self.request_read_timeout <= 0 or self.keepalive_timeout <= 0:
+            raise ConfigError("--request-read-timeout and --keepalive-timeout must be positive")
         if self.feature_source is FeatureSourceKind.FILE and self.features_file is None:
             raise ConfigError("--feature-source=file needs --features-file")
         if self.artifact_source is ArtifactSourceKind.SPEC_MAP and self.spec_map is None:

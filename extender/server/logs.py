@@ -16,22 +16,31 @@ What could carry a secret, and what is done about it:
 * the Kubernetes client logs whole response bodies at debug level (Secrets read for
   ``imagePullSecrets`` would be among them): its ``rest`` logger and urllib3 are kept at
   info or above whatever ``--log-level`` says.
+
+Pod names, annotations and registry answers are chosen by others and reach messages and
+fields. Both formatters write one record as one line: control characters (newlines, carriage
+returns, terminal escapes, Unicode line separators) are written as escapes, so a value cannot
+start a line that reads like a record of its own. A console traceback keeps its lines, each
+indented, so none of them starts like a record either.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import sys
 import time
 from typing import Any, TextIO
 
 __all__ = [
+    "AcceptErrorLimiter",
     "ConsoleFormatter",
     "JsonFormatter",
     "RedactingFilter",
     "configure_logging",
+    "escape_controls",
     "fields",
     "redact",
 ]
@@ -107,6 +116,69 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: anything a terminal
+# or a line-based log reader could take as the end of a line or as a command.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    return _SHORT_ESCAPES.get(char) or (
+        f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    )
+
+
+def escape_controls(text: str) -> str:
+    """``text`` on one line: each control character written as a backslash escape."""
+    return _CONTROL.sub(_escape_char, text)
+
+
+def _json_line(text: str) -> str:
+    # json.dumps escapes C0 controls itself; with ensure_ascii=False it leaves DEL, C1 and the
+    # Unicode separators as they are. \uXXXX keeps the JSON valid and its value unchanged.
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _indented(traceback: str) -> str:
+    return "".join(f"\n    {escape_controls(line)}" for line in traceback.splitlines())
+
+
+class AcceptErrorLimiter(logging.Filter):
+    """Keeps one of asyncio's failed-``accept()`` records per ``interval``.
+
+    When file descriptors run out, asyncio logs every failed ``accept()`` with a traceback:
+    thousands of records a second, for as long as idle connections hold the descriptors. The
+    one kept says how many were dropped and what frees descriptors.
+    """
+
+    PREFIX = "socket.accept() out of system resource"
+
+    def __init__(self, interval: float = 10.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self._last = -math.inf
+        self._dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "asyncio" or not str(record.msg).startswith(self.PREFIX):
+            return True
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            self._dropped += 1
+            return False
+        self._last = now
+        error = record.exc_info[1] if record.exc_info else None
+        record.msg = (
+            "cannot accept connections (%s); %d such records dropped since the last; idle "
+            "connections are closed after --keepalive-timeout"
+        )
+        record.args = (error or "out of system resource", self._dropped)
+        record.exc_info, record.exc_text = None, None
+        self._dropped = 0
+        return True
+
+
 def _timestamp(record: logging.LogRecord) -> str:
     seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
     return f"{seconds}.{int(record.msecs):03d}Z"
@@ -116,20 +188,26 @@ class ConsoleFormatter(logging.Formatter):
     """``2026-11-24T15:27:01.123Z INFO extender.access: filter pod=shop/web nodes=3 ...``"""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{_timestamp(record)} {record.levelname} {record.name}: {record.getMessage()}"
+        message = escape_controls(record.getMessage())
+        line = f"{_timestamp(record)} {record.levelname} {escape_controls(record.name)}: {message}"
         extra = getattr(record, FIELDS, None)
         if isinstance(extra, dict):
-            line += "".join(f" {key}={_console_value(value)}" for key, value in extra.items())
+            line += "".join(
+                f" {escape_controls(str(key))}={_console_value(value)}"
+                for key, value in extra.items()
+            )
         if record.exc_text:
-            line += "\n" + record.exc_text
+            line += _indented(record.exc_text)
         elif record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += _indented(self.formatException(record.exc_info))
         return line
 
 
 def _console_value(value: object) -> str:
     text = str(value)
-    return json.dumps(text) if not text or any(c in text for c in ' "=\n') else text
+    if not text or any(c in text for c in ' "=') or _CONTROL.search(text):
+        return _json_line(json.dumps(text, ensure_ascii=False))
+    return text
 
 
 class JsonFormatter(logging.Formatter):
@@ -151,13 +229,14 @@ class JsonFormatter(logging.Formatter):
             document["exception"] = record.exc_text
         elif record.exc_info:
             document["exception"] = self.formatException(record.exc_info)
-        return json.dumps(document, default=str, ensure_ascii=False)
+        return _json_line(json.dumps(document, default=str, ensure_ascii=False))
 
 
 def configure_logging(level: str, fmt: str = "console", stream: TextIO | None = None) -> None:
     """Send every log record (ours and the libraries') to ``stream`` (stderr) in ``fmt``."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    handler.addFilter(AcceptErrorLimiter())
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     for old in list(root.handlers):

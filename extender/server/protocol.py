@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -184,6 +184,8 @@ class FilterRequest:
     list_metadata: msgspec.Raw | None = None  # Nodes.metadata as sent
 
 
+T = TypeVar("T")
+
 _ARGS_DECODER = msgspec.json.Decoder(ExtenderArgs)
 _NODE_DECODER = msgspec.json.Decoder(NodeItem)
 _BINDING_DECODER = msgspec.json.Decoder(ExtenderBindingArgs)
@@ -198,14 +200,21 @@ def _decode_error(err: msgspec.MsgspecError, what: str) -> ProtocolError:
     return ProtocolError(f"invalid {what}: {message}")
 
 
+def _decode(decoder: msgspec.json.Decoder[T], body: bytes | msgspec.Raw, what: str) -> T:
+    """One JSON value of the request, or :class:`ProtocolError` with a short reason."""
+    if isinstance(body, bytes) and not body.strip():
+        raise ProtocolError(f"invalid {what}: empty request body")
+    try:
+        return decoder.decode(body)
+    except msgspec.MsgspecError as err:
+        raise _decode_error(err, what) from None
+    except RecursionError:  # msgspec's depth guard: JSON nested deeper than Python recurses
+        raise ProtocolError(f"invalid {what}: JSON nested too deeply") from None
+
+
 def decode_extender_args(body: bytes) -> FilterRequest:
     """Decode an ``ExtenderArgs`` body. Raises :class:`ProtocolError` with a short reason."""
-    if not body.strip():
-        raise ProtocolError("invalid ExtenderArgs: empty request body")
-    try:
-        args = _ARGS_DECODER.decode(body)
-    except msgspec.MsgspecError as err:
-        raise _decode_error(err, "ExtenderArgs") from None
+    args = _decode(_ARGS_DECODER, body, "ExtenderArgs")
     if args.Pod is None:
         raise ProtocolError("invalid ExtenderArgs: Pod is missing or null")
     nodes: list[RequestNode] = []
@@ -219,10 +228,7 @@ def decode_extender_args(body: bytes) -> FilterRequest:
             list_metadata = args.Nodes.metadata
         from_items = []
         for index, raw in enumerate(args.Nodes.items or ()):
-            try:
-                item = _NODE_DECODER.decode(raw)
-            except msgspec.MsgspecError as err:
-                raise _decode_error(err, f"Nodes.items[{index}]") from None
+            item = _decode(_NODE_DECODER, raw, f"Nodes.items[{index}]")
             meta = item.metadata
             if meta is None or not meta.name:
                 raise ProtocolError(f"invalid Nodes.items[{index}]: metadata.name is missing")
@@ -253,12 +259,7 @@ class PreemptionRequest:
 
 def decode_preemption_args(body: bytes) -> PreemptionRequest:
     """Decode an ``ExtenderPreemptionArgs`` body. Raises :class:`ProtocolError`."""
-    if not body.strip():
-        raise ProtocolError("invalid ExtenderPreemptionArgs: empty request body")
-    try:
-        args = _PREEMPTION_DECODER.decode(body)
-    except msgspec.MsgspecError as err:
-        raise _decode_error(err, "ExtenderPreemptionArgs") from None
+    args = _decode(_PREEMPTION_DECODER, body, "ExtenderPreemptionArgs")
     if args.Pod is None:
         raise ProtocolError("invalid ExtenderPreemptionArgs: Pod is missing or null")
     victims: dict[str, MetaVictims] = {}
@@ -278,12 +279,7 @@ def decode_preemption_args(body: bytes) -> PreemptionRequest:
 
 
 def decode_binding_args(body: bytes) -> ExtenderBindingArgs:
-    if not body.strip():
-        raise ProtocolError("invalid ExtenderBindingArgs: empty request body")
-    try:
-        return _BINDING_DECODER.decode(body)
-    except msgspec.MsgspecError as err:
-        raise _decode_error(err, "ExtenderBindingArgs") from None
+    return _decode(_BINDING_DECODER, body, "ExtenderBindingArgs")
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,19 +4,29 @@ Owns the verb handlers (``filter``, ``prioritize``, ``preempt``), ``/healthz``, 
 and ``/metrics``, the typed application state they read (``web.AppKey`` constants, set by
 :mod:`.app`), the one error middleware that maps domain exceptions to HTTP answers (400 for a
 bad body, 413 over the size limit, 503 when the policy cannot decide, except where the verb
-has its own way to say so, never a traceback), and the observing
-middleware that times and counts every verb call and writes its access-log line.
+has its own way to say so; never a traceback), the observing middleware that times and counts
+every verb call and writes its access-log line, and how a request body is read
+(:func:`request_body`).
+
+A body is read chunk by chunk as aiohttp inflates it (``Content-Encoding: gzip``/``deflate``),
+so ``--max-body-bytes`` bounds the inflated size, checked while it streams: a small
+compression bomb is refused after ``--max-body-bytes`` of output, not after inflating all of
+it. Every chunk held is also taken from one :class:`BodyBudget` shared by all requests
+(``--max-inflight-body-bytes``) and given back when the call ends; when it is spent the
+request gets 503 (the scheduler retries), so many large bodies at once cannot take the
+process past its memory limit. The body must arrive within ``--request-read-timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from aiohttp import web
+from aiohttp import hdrs, http_exceptions, web
 from aiohttp.typedefs import Middleware
 
 from extender.artifacts.types import ArtifactSource
@@ -29,10 +39,12 @@ from extender.server.metrics import CONTENT_TYPE, VERBS, Metrics
 
 __all__ = [
     "ARTIFACT_SOURCE",
+    "BODY_BUDGET",
     "FEATURE_STORE",
     "METRICS",
     "POLICY",
     "SETTINGS",
+    "BodyBudget",
 ]
 
 log = logging.getLogger(__name__)
@@ -43,6 +55,27 @@ POLICY = web.AppKey("policy", Policy)
 FEATURE_STORE: web.AppKey[FeatureReader] = web.AppKey("feature_store")
 ARTIFACT_SOURCE: web.AppKey[ArtifactSource] = web.AppKey("artifact_source")
 METRICS = web.AppKey("metrics", Metrics)
+
+
+class BodyBudget:
+    """Bytes of request bodies held in memory at once, over all requests (one event loop, so
+    no lock). Taking never waits: a request that does not fit is refused, not queued."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        if self.used + size > self.limit:
+            return False
+        self.used += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.used -= size
+
+
+BODY_BUDGET = web.AppKey("body_budget", BodyBudget)
 
 
 @dataclass(slots=True)
@@ -65,6 +98,63 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 # --------------------------------------------------------------------------------------------
+# Request bodies
+
+
+def _refuse(status: int, text: str, **headers: str) -> web.HTTPException:
+    # The rest of the body is not wanted: the connection is closed after the answer.
+    error = web.HTTPException(text=text, headers={hdrs.CONNECTION: "close", **headers})
+    error.set_status(status)
+    return error
+
+
+@contextlib.asynccontextmanager
+async def request_body(request: web.Request) -> AsyncIterator[bytes]:
+    """The whole body, inflated, read within the size limit, the shared budget and the read
+    timeout; its bytes are given back to the budget when the block ends."""
+    settings, budget = request.app[SETTINGS], request.app[BODY_BUDGET]
+    limit = settings.max_body_bytes
+    declared = request.content_length
+    if declared is not None and declared > limit and not request.headers.get(hdrs.CONTENT_ENCODING):
+        raise _refuse(413, f"body of {declared} bytes over {limit}")
+    chunks: list[bytes] = []
+    held = 0
+    try:
+        try:
+            async with asyncio.timeout(settings.request_read_timeout):
+                while chunk := await request.content.readany():
+                    if held + len(chunk) > limit:
+                        raise _refuse(
+                            413,
+                            f"body over {limit} bytes (after decompression)",
+                        )
+                    if not budget.take(len(chunk)):
+                        raise _refuse(
+                            503,
+                            "too many request bodies in flight; retry",
+                            **{hdrs.RETRY_AFTER: "1"},
+                        )
+                    held += len(chunk)
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise _refuse(
+                408,
+                f"body not received within {settings.request_read_timeout:g}s",
+            ) from None
+        except (web.RequestPayloadError, http_exceptions.HttpProcessingError) as err:
+            # A body that does not inflate or breaks the framing: nothing more can be read
+            # from it. Marked finished, so aiohttp does not read it again after the answer.
+            request.content.feed_eof()
+            reason = str(err).replace("\n", " ").split(", message: ")[-1].strip()
+            raise _refuse(400, f"unreadable request body: {reason}") from None
+        body = b"".join(chunks)
+        chunks.clear()
+        yield body
+    finally:
+        budget.give(held)
+
+
+# --------------------------------------------------------------------------------------------
 # Handlers
 
 
@@ -75,7 +165,8 @@ def _call(request: web.Request, args: protocol.FilterRequest) -> Call:
 
 
 async def handle_filter(request: web.Request) -> web.Response:
-    args = protocol.decode_extender_args(await request.read())
+    async with request_body(request) as body:
+        args = protocol.decode_extender_args(body)
     call = _call(request, args)
     decision = await request.app[POLICY].filter(args.pod, args.nodes)
     call.rejected = len(decision.unresolvable)
@@ -84,14 +175,16 @@ async def handle_filter(request: web.Request) -> web.Response:
 
 
 async def handle_prioritize(request: web.Request) -> web.Response:
-    args = protocol.decode_extender_args(await request.read())
+    async with request_body(request) as body:
+        args = protocol.decode_extender_args(body)
     _call(request, args)
     scores = await request.app[POLICY].prioritize(args.pod, args.nodes)
     return web.Response(body=protocol.encode_priorities(scores), content_type=JSON)
 
 
 async def handle_preempt(request: web.Request) -> web.Response:
-    args = protocol.decode_preemption_args(await request.read())
+    async with request_body(request) as body:
+        args = protocol.decode_preemption_args(body)
     call = request[CALL]
     call.pod, call.nodes = args.pod.key, len(args.victims)
     keep = await request.app[POLICY].preempt(args.pod, list(args.victims))
@@ -125,6 +218,9 @@ async def handle_readyz(request: web.Request) -> web.Response:
 # The one error middleware
 
 
+_KEPT_HEADERS = (hdrs.ALLOW, hdrs.RETRY_AFTER)
+
+
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers)
 
@@ -154,11 +250,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as err:
         if err.status < 400:
             raise
-        allow = {"Allow": err.headers["Allow"]} if "Allow" in err.headers else None
+        kept = {str(k): err.headers[k] for k in _KEPT_HEADERS if k in err.headers}
         message = err.text if err.text and not err.text.startswith("<") else err.reason
-        if isinstance(err, web.HTTPRequestEntityTooLarge):
+        if err.status == 413:
             log.warning("request body on %s over the limit: %s", request.path, err.text)
-        return _error(err.status, message or err.reason, allow)
+        elif err.status in (408, 503):
+            log.warning("request body on %s refused: %s", request.path, err.text)
+        response = _error(err.status, message or err.reason, kept or None)
+        if err.headers.get(hdrs.CONNECTION, "").lower() == "close":
+            response.force_close()
+        return response
     except asyncio.CancelledError:
         raise
     except Exception:

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,13 +16,26 @@ import aiohttp
 import pytest
 
 from extender.server.logs import ConsoleFormatter, JsonFormatter, RedactingFilter, fields, redact
-from tests.server.test_serve import POD, Server
+from tests.server.test_serve import NODEFEATURES, POD, Server
 
 # Credentials as they could reach a log: a bearer token, a registry password, docker config auth.
 TOKEN = "eyJhbGciOiJFUzI1NiJ9.c2VjcmV0LXRva2Vu.c2lnbmF0dXJl"
 PASSWORD = "hunter2-Kx9q"
 DOCKER_AUTH = "Ym9iOmh1bnRlcjItS3g5cQ=="
 SECRETS = (TOKEN, PASSWORD, DOCKER_AUTH)
+
+# Required: a new kernel. Node "new" has one, "old" not.
+AVX_OR_NEW_KERNEL = """
+version: v1alpha1
+compatibilities:
+- description: new kernel
+  rules:
+  - name: kernel
+    matchFeatures:
+    - feature: kernel.version
+      matchExpressions:
+        major: {op: Ge, value: ["5"]}
+"""
 
 
 def capture(formatter: logging.Formatter) -> tuple[logging.Logger, io.StringIO]:
@@ -174,3 +188,61 @@ def test_kubernetes_client_bodies_stay_out_of_debug_logs(tmp_path: Path) -> None
     )
     assert "still here" in result.stderr
     assert "response body" not in result.stderr
+
+
+# A value that, written raw, would end the line and start a forged record of its own.
+FORGED = "web\n2026-12-01T00:00:00.000Z ERROR extender.server.app: forged\r\x1b[2K\u2028x"
+
+
+@pytest.mark.parametrize("formatter", [ConsoleFormatter(), JsonFormatter()])
+def test_hostile_values_stay_on_one_line(formatter: logging.Formatter) -> None:
+    logger, stream = capture(formatter)
+    logger.warning("pod %s: no spec", FORGED, extra=fields(pod=FORGED, **{FORGED: 1}))
+    try:
+        raise RuntimeError(f"registry said {FORGED}")
+    except RuntimeError:
+        logger.exception("loading failed")
+    lines = stream.getvalue().splitlines()
+    timestamp = re.compile(r'^(\{"time": ")?2\d{3}-\d\d-\d\dT')
+    records = [line for line in lines if timestamp.match(line)]
+    assert len(records) == 2, lines
+    for line in lines:
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]", line), repr(line)
+        assert not line.startswith("2026-12-01T00:00:00.000Z"), lines
+    if isinstance(formatter, JsonFormatter):
+        first = json.loads(lines[0])
+        assert first["message"] == f"pod {FORGED}: no spec" and first["pod"] == FORGED
+    else:
+        assert all(line.startswith("    ") for line in lines[2:]), lines  # the traceback
+
+
+async def test_a_pod_name_cannot_forge_a_log_line(tmp_path: Path) -> None:
+    """The subset-problem warning names the pod in its message; the access line in a field."""
+    (tmp_path / "nodes.yaml").write_text(
+        NODEFEATURES.format(node="new", major=6)
+        + "---\n"
+        + NODEFEATURES.format(node="old", major=4)
+    )
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "app.yaml").write_text(AVX_OR_NEW_KERNEL)
+    (tmp_path / "map.yaml").write_text("- image: 'registry.example/*'\n  spec: specs/app.yaml\n")
+    server = Server(
+        ["--listen=127.0.0.1:0", f"--features-file={tmp_path / 'nodes.yaml'}", "--access-log"],
+        {"IMAGE_COMPAT_SPEC_MAP": str(tmp_path / "map.yaml")},
+    )
+    try:
+        base = f"http://127.0.0.1:{server.port()}"
+        pod = json.loads(json.dumps(POD))
+        pod["metadata"]["name"] = FORGED
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/readyz") as response:
+                assert response.status == 200
+            args = {"Pod": pod, "Nodes": None, "NodeNames": ["old"]}
+            async with session.post(f"{base}/filter", json=args) as response:
+                assert (await response.json())["NodeNames"] == []
+    finally:
+        assert server.stop() == 0
+    forged = [line for line in server.lines if "forged" in line]
+    assert any("subset problem" in line for line in forged), server.log
+    assert len(forged) == 2, server.log  # the warning and the access line, nothing else
+    assert not any(line.startswith("2026-12-01T00:00:00.000Z") for line in server.lines)

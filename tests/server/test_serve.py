@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -44,13 +44,20 @@ STARTUP_LINES = 200
 class Server:
     """A ``serve`` subprocess; stderr is collected by a thread so the pipe never fills."""
 
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        preexec: Callable[[], None] | None = None,
+    ) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "extender", "serve", *argv],
             env={**os.environ, **env},
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,
+            # preexec only sets resource limits (setrlimit), safe between fork and exec.
+            preexec_fn=preexec,  # noqa: PLW1509
         )
         self.lines: list[str] = []
         self._listening = threading.Event()
