@@ -1,4 +1,5 @@
-"""The unbound-pod watch: pods of our schedulers, handed over as soon as they appear."""
+"""Pod watches: unbound pods of our schedulers, handed over as soon as they appear (prefetch),
+and running pods bound to a node (drift)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 from extender.kube.watch import ListWatch, failure_reason
 
 __all__ = [
+    "ALL_SCHEDULERS",
+    "BoundPodWatch",
     "PodPrefetcher",
 ]
 
@@ -100,3 +103,111 @@ class PodPrefetcher(ListWatch):
             self._on_pod(obj)
         except Exception:
             log.exception("prefetch of a pod failed")
+
+
+# --------------------------------------------------------------------------------------------
+# Drift: running pods bound to a node
+
+ALL_SCHEDULERS = ""  # the stream name of BoundPodWatch that watches pods of every scheduler
+_TERMINATED = "status.phase!=Succeeded,status.phase!=Failed"
+
+PodEvent = Callable[[str, Mapping[str, Any] | None, str], None]
+ListedCallback = Callable[[str, frozenset[str]], None]
+
+
+class BoundPodWatch(ListWatch):
+    """Watches pods that are bound to a node and not terminated.
+
+    One stream per scheduler name (field selector ``spec.schedulerName=NAME,spec.nodeName!=``
+    and the phase not Succeeded or Failed), or one stream over every pod when the names are
+    :data:`ALL_SCHEDULERS`. On the event loop, ``on_pod(uid, obj, stream)`` receives each
+    pod as it is listed, added or modified, with ``obj`` None once it is deleted, terminated
+    or no longer matches; ``on_listed(stream, uids)`` follows each complete list with the
+    uids it held, so pods deleted while the watch was down can be forgotten.
+    """
+
+    def __init__(
+        self,
+        api_client: Any,
+        scheduler_names: Sequence[str],
+        on_pod: PodEvent,
+        on_listed: ListedCallback,
+        *,
+        page_size: int = 500,
+        watch_timeout_s: int = 240,
+        backoff_s: tuple[float, float] = (0.5, 30.0),
+    ) -> None:
+        super().__init__(
+            tuple(dict.fromkeys(scheduler_names)),
+            page_size=page_size,
+            watch_timeout_s=watch_timeout_s,
+            backoff_s=backoff_s,
+            list_timeout_s=30,
+        )
+        self._api_client = api_client
+        self._on_pod = on_pod
+        self._on_listed = on_listed
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listing: dict[str, set[str]] = {}
+
+    async def run(self, *, iterations: int | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().run(iterations=iterations)
+
+    # -- ListWatch hooks -------------------------------------------------------------------
+
+    def call(self, stream: str, **kwargs: Any) -> Any:
+        from kubernetes import client  # noqa: PLC0415 - only when serving with a cluster
+
+        selector = f"spec.nodeName!=,{_TERMINATED}"
+        if stream != ALL_SCHEDULERS:
+            selector = f"spec.schedulerName={stream},{selector}"
+        return client.CoreV1Api(self._api_client).list_pod_for_all_namespaces(
+            field_selector=selector, **kwargs
+        )
+
+    def on_list_start(self, stream: str) -> None:
+        self._listing[stream] = set()
+
+    def on_list_item(self, stream: str, item: Mapping[str, Any]) -> None:
+        uid = _uid(item)
+        if uid:
+            self._listing[stream].add(uid)
+            self._hand_over(self._on_pod, uid, _live(item), stream)
+
+    def on_listed(self, stream: str) -> None:
+        self._hand_over(self._on_listed, stream, frozenset(self._listing.pop(stream, ())))
+
+    def on_event(self, stream: str, kind: str, obj: Mapping[str, Any]) -> None:
+        uid = _uid(obj)
+        if uid:
+            self._hand_over(self._on_pod, uid, None if kind == "DELETED" else _live(obj), stream)
+
+    def on_failure(self, stream: str, err: Exception) -> None:
+        log.warning("pod watch (drift) failed (%s); retrying", failure_reason(err))
+
+    def _hand_over(self, callback: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                loop.call_soon_threadsafe(_deliver, callback, args)
+
+
+def _uid(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("uid") or "")
+
+
+def _live(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The pod, or None once it is being deleted or has terminated."""
+    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return None
+    return obj
+
+
+def _deliver(callback: Callable[..., None], args: tuple[Any, ...]) -> None:
+    try:
+        callback(*args)
+    except Exception:
+        log.exception("handling a bound pod failed")

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import msgspec
+
 from extender._util import BoundedDict
 from extender.artifacts.types import NO_SPEC, ArtifactSource, PullContext, SpecKey, SpecLookup
 from extender.nfd.rules import CompiledSpec, ImageVerdict
@@ -301,6 +303,48 @@ class Policy:
                 return name
         return None
 
+    # -- drift -------------------------------------------------------------------------------
+
+    async def drift_on(self, pod: Pod, node: str, *, any_scheduler: bool = False) -> str | None:
+        """Why ``node``, where the pod already runs, would no longer pass filter for its images;
+        None when it would, or when there is nothing the node could be blamed for.
+
+        The same specs, memo and verdicts as :meth:`filter`. Only enforce pods drift: prefer
+        pods were never promised a compatible node. An invalid spec or annotation is None
+        too: the pod's to fix, and not a change of the node. ``any_scheduler`` judges pods
+        of other schedulers as if they were ours. Raises :class:`PolicyUnavailableError` when
+        it cannot decide now (features not synced, spec not loaded within the budget).
+        """
+        names = self.config.scheduler_names
+        if any_scheduler and pod.pod_spec.scheduler_name not in names:
+            as_ours = msgspec.structs.replace(pod.pod_spec, scheduler_name=min(names))
+            pod = msgspec.structs.replace(pod, spec=as_ours)
+        plan = self.plan(pod)
+        if not plan.ours or plan.mode is not Mode.ENFORCE or plan.problem:
+            return None
+        if not plan.requirements:
+            return None
+        snapshot = self.store.snapshot()
+        if not snapshot.synced:
+            raise PolicyUnavailableError(_not_synced(snapshot))
+        platform = snapshot.platform(node)
+        resolved = await self._resolve(plan, {platform}, strict=True)
+        if resolved.bad_annotation or resolved.invalid:
+            return None
+        if resolved.unavailable:
+            raise PolicyUnavailableError(REASON_PREFIX + resolved.unavailable)
+        record = snapshot.nodes.get(node)
+        for index, requirement in enumerate(plan.requirements):
+            spec = resolved.specs.get((index, platform))
+            if spec is None:
+                continue
+            outcome = self.memo.verdict(spec, plan.tags, record)
+            if not outcome.compatible:
+                rule = _failing_rule(outcome)
+                named = f"rule {rule!r}: " if rule else ""
+                return f"{requirement.image}: {named}{outcome.reason}"
+        return None
+
     # -- prioritize --------------------------------------------------------------------------
 
     async def prioritize(self, pod: Pod, nodes: Sequence[Candidate]) -> list[tuple[str, int]]:
@@ -529,6 +573,16 @@ def _platforms(nodes: Sequence[Candidate], snapshot: FeatureSnapshot) -> list[st
     if not known:
         return [node.platform for node in nodes]
     return [node.platform or known.get(node.name, "") for node in nodes]
+
+
+def _failing_rule(verdict: ImageVerdict) -> str:
+    """The name of the rule the verdict's reason comes from ("" when none does, e.g. a node
+    without features or no set with the pod's tags)."""
+    for outcome in verdict.sets:
+        for rule in outcome.rules:
+            if not rule.matched and rule.first_failure() == verdict.reason:
+                return rule.name
+    return ""
 
 
 def _not_synced(snapshot: FeatureSnapshot) -> str:

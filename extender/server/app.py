@@ -47,7 +47,8 @@ from extender.artifacts.registry_source import RegistrySource
 from extender.artifacts.spec_map import SpecMapError, SpecMapSource
 from extender.artifacts.types import ArtifactSource, NoArtifacts
 from extender.kube.client import kubernetes_client_module, load_configuration
-from extender.kube.pods import PodPrefetcher
+from extender.kube.events import KubernetesEvents
+from extender.kube.pods import ALL_SCHEDULERS, BoundPodWatch, PodPrefetcher
 from extender.kube.secrets import KubernetesSecrets
 from extender.kube.watch import ListWatch
 from extender.nodes.filesource import FeaturesFileSource
@@ -57,6 +58,7 @@ from extender.policy.decide import Policy
 from extender.registry.auth import DockerConfig
 from extender.registry.client import RegistryClient, RegistryLimits
 from extender.registry.hosts import HostPolicy, RegistryHostConfig, load_registry_hosts
+from extender.server import drift as drift_
 from extender.server import protocol
 from extender.server.config import ArtifactSourceKind, FeatureSourceKind, Settings
 from extender.server.logs import configure_logging
@@ -200,8 +202,10 @@ class _KubernetesUse:
     store: FeatureStore | None = None  # the NodeFeature/Node watch feeds it
     registry_source: RegistrySource | None = None  # reads pull secrets
     prefetch: bool = False  # watch unbound pods of our schedulers
+    drift: bool = False  # watch bound pods, report those whose node no longer suits them
     feature_watch: KubernetesFeatureSource | None = field(default=None, init=False)
     prefetcher: PodPrefetcher | None = field(default=None, init=False)
+    drift_monitor: drift_.DriftMonitor | None = field(default=None, init=False)
 
     def relists(self) -> Mapping[str, int]:
         watch = self.feature_watch
@@ -209,6 +213,10 @@ class _KubernetesUse:
 
     def prefetched_pods(self) -> int:
         return self.prefetcher.pods_seen if self.prefetcher is not None else 0
+
+    def drifted(self) -> Mapping[str, int]:
+        monitor = self.drift_monitor
+        return monitor.drifted_by_namespace() if monitor is not None else {}
 
 
 def _kubernetes_context(use: _KubernetesUse, settings: Settings) -> CleanupContext:
@@ -245,6 +253,22 @@ def _kubernetes_context(use: _KubernetesUse, settings: Settings) -> CleanupConte
 
                     use.prefetcher = PodPrefetcher(api_client, settings.scheduler_names, on_pod)
                     await running.enter_async_context(_watching(use.prefetcher, "prefetch-pods"))
+                if use.drift:
+                    monitor = drift_.DriftMonitor(
+                        app[POLICY],
+                        KubernetesEvents(api_client),
+                        any_scheduler=settings.drift_all_pods,
+                        interval=settings.drift_interval,
+                    )
+                    use.drift_monitor = monitor
+                    streams = (
+                        (ALL_SCHEDULERS,) if settings.drift_all_pods else settings.scheduler_names
+                    )
+                    bound = BoundPodWatch(
+                        api_client, streams, monitor.pod_changed, monitor.pods_listed
+                    )
+                    await running.enter_async_context(drift_.running(monitor))
+                    await running.enter_async_context(_watching(bound, "drift-pods"))
                 yield
         finally:
             await asyncio.to_thread(api_client.close)
@@ -332,6 +356,7 @@ def create_app(
             log.warning("no artifact source configured: every image is neutral")
             artifact_source = NoArtifacts()
     if kubernetes is not None:
+        kubernetes.drift = settings.drift
         app.cleanup_ctx.append(_kubernetes_context(kubernetes, settings))
     app[SETTINGS] = settings
     app[BODY_BUDGET] = BodyBudget(settings.max_inflight_body_bytes)
@@ -344,6 +369,7 @@ def create_app(
         artifact_source,
         relists=kubernetes.relists if kubernetes is not None else None,
         prefetched_pods=kubernetes.prefetched_pods if kubernetes is not None else None,
+        drifted=kubernetes.drifted if kubernetes is not None else None,
     )
     app.cleanup_ctx.append(_policy_context)
     access_level = logging.INFO if settings.access_log else logging.DEBUG

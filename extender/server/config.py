@@ -560,6 +560,35 @@ OPTIONS: tuple[Option, ...] = (
         boolean=True,
     ),
     Option(
+        "drift",
+        "--drift",
+        "true",
+        "Watch running pods bound by our schedulers and report those whose node no longer "
+        "satisfies their images' specs: a metric and a Warning event on the pod "
+        "(docs/drift.md; needs create on events; with a Kubernetes configuration). The "
+        "extender never evicts.",
+        _parse_bool,
+        boolean=True,
+    ),
+    Option(
+        "drift_all_pods",
+        "--drift-all-pods",
+        "false",
+        "With --drift, judge every bound pod whose images have a spec, whatever its "
+        "schedulerName, as if our scheduler had placed it.",
+        _parse_bool,
+        boolean=True,
+    ),
+    Option(
+        "drift_interval",
+        "--drift-interval",
+        "5s",
+        "How often drift is looked at again: every pod after a change of node features, "
+        "else only pods that changed.",
+        parse_duration,
+        "DURATION",
+    ),
+    Option(
         "scheduler_http_timeout",
         "--scheduler-http-timeout",
         "2s",
@@ -699,6 +728,9 @@ class Settings:
     artifact_cache_size: int = _default("artifact_cache_size")
     spec_cache_size: int = _default("spec_cache_size")
     prefetch: bool = _default("prefetch")
+    drift: bool = _default("drift")
+    drift_all_pods: bool = _default("drift_all_pods")
+    drift_interval: float = _default("drift_interval")
     scheduler_http_timeout: float = _default("scheduler_http_timeout")
     file_check_interval: float = _default("file_check_interval")
     shutdown_timeout: float = _default("shutdown_timeout")
@@ -757,6 +789,8 @@ class Settings:
             raise ConfigError("--client-ca needs --tls-cert and --tls-key (mTLS is TLS first)")
         if self.tls_reload_interval <= 0:
             raise ConfigError("--tls-reload-interval must be positive")
+        if self.drift_interval <= 0:
+            raise ConfigError("--drift-interval must be positive")
         return self
 
     def artifact_cache_config(self) -> ArtifactCacheConfig:

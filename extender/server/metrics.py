@@ -12,7 +12,8 @@ Two kinds of metric:
   relist counters, the artifact source's readiness): the request path pays nothing for them.
 
 Label values come from fixed sets (verbs, outcomes, pod modes, rejection classes, relist
-kinds): never a pod, node or image name, so the number of series stays bounded.
+kinds) or the cluster's namespaces: never a pod, node or image name, so the number of series
+stays bounded.
 """
 
 from __future__ import annotations
@@ -204,6 +205,13 @@ METRICS: tuple[MetricDoc, ...] = (
         "Pod events (unbound pods of our schedulers) that started a spec prefetch.",
     ),
     _doc(
+        "image_compat_drifted_pods",
+        "gauge",
+        "Running pods whose node no longer satisfies their images' specs (docs/drift.md), "
+        "by the pod's namespace; a namespace without drifted pods has no series.",
+        namespace=("the pod's namespace",),
+    ),
+    _doc(
         "image_compat_tls_reloads_total",
         "counter",
         "Serving certificate reloads after a change of --tls-cert, --tls-key or --client-ca: "
@@ -229,7 +237,10 @@ class _StateCollector(Collector):
         source: ArtifactSource,
         relists: Callable[[], Mapping[str, int]] | None,
         prefetched_pods: Callable[[], int] | None,
+        *,
+        drifted: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
+        self._drifted = drifted
         self._policy = policy
         self._store = store
         self._source = source
@@ -261,6 +272,12 @@ class _StateCollector(Collector):
         yield from self._artifact_metrics()
         pods = self._prefetched_pods() if self._prefetched_pods is not None else 0
         yield _counter("image_compat_prefetch_pods_total", pods)
+        drifted = GaugeMetricFamily(
+            "image_compat_drifted_pods", _help("image_compat_drifted_pods"), labels=["namespace"]
+        )
+        for namespace, count in sorted((self._drifted() if self._drifted else {}).items()):
+            drifted.add_metric([namespace], count)
+        yield drifted
 
     def _artifact_metrics(self) -> Iterable[Metric]:
         source = self._source
@@ -304,6 +321,7 @@ class Metrics:
         *,
         relists: Callable[[], Mapping[str, int]] | None = None,
         prefetched_pods: Callable[[], int] | None = None,
+        drifted: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
         duration = _BY_NAME["image_compat_request_duration_seconds"]
@@ -331,7 +349,9 @@ class Metrics:
                 self._observers[verb, outcome] = _observer(histogram.observe, counter.inc)
         for result in TLS_RESULTS:
             self._tls_reloads.labels(result)
-        self.registry.register(_StateCollector(policy, store, source, relists, prefetched_pods))
+        self.registry.register(
+            _StateCollector(policy, store, source, relists, prefetched_pods, drifted=drifted)
+        )
 
     def observe(self, verb: str, outcome: str, seconds: float) -> None:
         """One verb call. Unknown verbs or outcomes are ignored (labels stay bounded)."""

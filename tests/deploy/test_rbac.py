@@ -37,6 +37,8 @@ CALLS: dict[str, set[Grant]] = {
     "list_pod_for_all_namespaces": {("", "pods", "list"), ("", "pods", "watch")},
     "list_namespaced_pod": {("", "pods", "list"), ("", "pods", "watch")},
     "read_namespaced_secret": {("", "secrets", "get")},
+    # Drift's events on pods (core/v1), in the pod's namespace.
+    "create_namespaced_event": {("", "events", "create")},
     # NodeFeatures (nfd.k8s-sigs.io) are the only custom objects the server reads.
     "list_namespaced_custom_object": {
         ("nfd.k8s-sigs.io", "nodefeatures", "list"),
@@ -272,6 +274,8 @@ def test_the_authorizer_grants_what_the_rules_say(
         ("list", "nodes"),
         ("watch", "nodes"),
         ("list", "pods", "--all-namespaces"),
+        ("watch", "pods", "--all-namespaces"),
+        ("create", "events", "-n", "default"),
         ("list", "nodefeatures.nfd.k8s-sigs.io", "-n", DEFAULT_NFD_NAMESPACE),
         ("watch", "nodefeatures.nfd.k8s-sigs.io", "-n", DEFAULT_NFD_NAMESPACE),
     ):
@@ -280,6 +284,10 @@ def test_the_authorizer_grants_what_the_rules_say(
         ("get", "nodes"),
         ("update", "nodes"),
         ("create", "pods/binding", "-n", "default"),
+        ("patch", "pods", "-n", "default"),
+        ("delete", "pods", "-n", "default"),
+        ("create", "pods/eviction", "-n", "default"),
+        ("update", "events", "-n", "default"),
         ("get", "secrets", "-n", "default"),
         ("list", "nodefeatures.nfd.k8s-sigs.io", "-n", "default"),
         ("update", "nodefeatures.nfd.k8s-sigs.io", "-n", DEFAULT_NFD_NAMESPACE),
