@@ -182,6 +182,7 @@ def stack(
     args = [
         f"--registry-config={registry_config(work / 'registries.yaml', e2e_proxy)}",
         "--registry-allow-loopback",
+        "--drift-interval=1s",  # tests/e2e/test_drift.py waits for drift to be seen
     ]
     extender = Extender(devcluster, args=args, name="image-compat-extender-e2e")
     extender.start()

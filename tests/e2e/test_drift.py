@@ -1,0 +1,104 @@
+"""Drift with the real API server: a running DPDK pod whose node loses ``vfio_pci`` gets a
+CompatibilityDrift event and is counted in ``image_compat_drifted_pods``; when the module
+comes back, a CompatibilityRestored event follows and the count drops.
+
+The pod is created already bound (``spec.nodeName``) with our schedulerName, as if our
+scheduler had placed it; nodes here have no kubelet, so it stays Pending, which is still a
+pod that is neither Succeeded nor Failed.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from devcluster import nfd
+from devcluster.stack import create_pod, events, pod, wait_event
+from tests.e2e.conftest import Stack, node_feature
+
+pytestmark = pytest.mark.e2e
+
+TIMEOUT = 60.0
+
+
+def drifted(stack: Stack, namespace: str) -> float | None:
+    """The ``image_compat_drifted_pods`` sample of ``namespace``; None when it has none."""
+    with urllib.request.urlopen(stack.extender.url + "metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    pattern = rf'^image_compat_drifted_pods\{{namespace="{re.escape(namespace)}"\}} (\S+)$'
+    match = re.search(pattern, text, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+def wait_drifted(stack: Stack, namespace: str, expected: float | None) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    seen = drifted(stack, namespace)
+    while seen != expected and time.monotonic() < deadline:
+        time.sleep(0.3)
+        seen = drifted(stack, namespace)
+    assert seen == expected, f"image_compat_drifted_pods{{namespace={namespace}}}: {seen}"
+
+
+@pytest.fixture
+def dpdk_node(stack: Stack) -> Iterator[str]:
+    """A fresh node with vfio_pci and vfio_iommu_type1 loaded (the fleet's dpdk type)."""
+    node = f"e2e-drift-{uuid.uuid4().hex[:6]}"
+    stack.cluster.create_node(node, cpu="2")
+    nfd.publish(stack.cluster, node_feature(stack.real_nodefeature, node, "dpdk"))
+    try:
+        yield node
+    finally:
+        stack.cluster.delete_node(node)
+        try:
+            stack.cluster.request(
+                "DELETE", nfd.NODEFEATURES.format(namespace=nfd.NFD_NAMESPACE, name=node)
+            )
+        except urllib.error.HTTPError as err:
+            if err.code != 404:
+                raise
+
+
+def test_a_node_losing_vfio_pci_drifts_its_dpdk_pod_and_recovers(
+    stack: Stack, ns: str, dpdk_node: str
+) -> None:
+    cluster, image = stack.cluster, stack.images["dpdk-app"]
+    manifest = pod("dpdk", [image])
+    manifest["spec"]["nodeName"] = dpdk_node
+    create_pod(cluster, ns, manifest)
+    # A bound pod on a compatible node: neither an event nor a count. Give the watch and a
+    # few drift rounds the time to have seen it before the node changes.
+    time.sleep(3)
+    assert drifted(stack, ns) is None
+    assert not [e for e in events(cluster, ns, "dpdk") if e.get("reason") == "CompatibilityDrift"]
+
+    dpdk = node_feature(stack.real_nodefeature, dpdk_node, "dpdk")
+    nfd.publish(cluster, nfd.variant(dpdk, dpdk_node, drop_modules=["vfio_pci"]))
+    warning = wait_event(
+        cluster, ns, "dpdk", "CompatibilityDrift", contains="vfio_pci", timeout=TIMEOUT
+    )
+    assert warning["type"] == "Warning"
+    assert warning["involvedObject"]["kind"] == "Pod"
+    assert warning["source"]["component"] == "image-compat-extender"
+    assert warning["message"].startswith(f"node {dpdk_node} no longer satisfies the pod's images")
+    assert "rule 'vfio-pci driver loaded'" in warning["message"]
+    wait_drifted(stack, ns, 1.0)
+
+    nfd.publish(cluster, dpdk)
+    restored = wait_event(cluster, ns, "dpdk", "CompatibilityRestored", timeout=TIMEOUT)
+    assert restored["type"] == "Normal"
+    wait_drifted(stack, ns, None)
+    # Once per change: the drift was told once.
+    warnings = [e for e in events(cluster, ns, "dpdk") if e.get("reason") == "CompatibilityDrift"]
+    assert len(warnings) == 1, warnings
+    print(
+        "\n".join(
+            f"{e['type']:8} {e['reason']:22} pod/{e['involvedObject']['name']}  {e['message']}"
+            for e in events(cluster, ns, "dpdk")
+        )
+    )
