@@ -9,11 +9,16 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from extender.kube.events import PodRef
 from extender.kube.watch import ListWatch, failure_reason
 
 __all__ = [
     "ALL_SCHEDULERS",
+    "DRIFT_ANNOTATION",
+    "DRIFT_LABEL",
+    "DRIFT_NODE_LABEL",
     "BoundPodWatch",
+    "DriftLabels",
     "PodPrefetcher",
 ]
 
@@ -211,3 +216,56 @@ def _deliver(callback: Callable[..., None], args: tuple[Any, ...]) -> None:
         callback(*args)
     except Exception:
         log.exception("handling a bound pod failed")
+
+
+# --------------------------------------------------------------------------------------------
+# Drift labels, in the vocabulary of NFD's image compatibility scheduling proposal (KEP-2403)
+
+DRIFT_LABEL = "nfd.k8s-sigs.io/compatibility-drift"
+DRIFT_NODE_LABEL = "nfd.k8s-sigs.io/drift-node"
+DRIFT_ANNOTATION = "nfd.k8s-sigs.io/drift-time"
+
+
+class DriftLabels:
+    """Marks drifted pods with labels (``compatibility-drift: "true"``, ``drift-node``) and a
+    ``drift-time`` annotation, and takes them off again, so that
+    ``kubectl get pods -A -l nfd.k8s-sigs.io/compatibility-drift=true`` lists them. Needs
+    ``patch`` on pods. A failure is logged, never raised."""
+
+    def __init__(self, api_client: Any) -> None:
+        self._api_client = api_client
+        self.patched = 0  # patches the API server accepted (tests read it)
+
+    async def mark(self, pod: PodRef, node: str | None, since: str = "") -> bool:
+        """Label the pod as drifted on ``node`` since ``since`` (RFC 3339); None clears."""
+        return await asyncio.to_thread(self._patch, pod, node, since)
+
+    def _patch(self, pod: PodRef, node: str | None, since: str) -> bool:
+        from kubernetes import client  # noqa: PLC0415 - only when serving with a cluster
+
+        # null removes a key (strategic merge patch).
+        labels: dict[str, str | None] = {DRIFT_LABEL: "true" if node else None}
+        labels[DRIFT_NODE_LABEL] = node
+        body = {
+            "metadata": {
+                # The uid makes the patch fail (409) rather than label a new pod of that name.
+                "uid": pod.uid,
+                "labels": labels,
+                "annotations": {DRIFT_ANNOTATION: since if node else None},
+            }
+        }
+        try:
+            client.CoreV1Api(self._api_client).patch_namespaced_pod(
+                pod.name, pod.namespace, body, _preload_content=False, _request_timeout=10
+            )
+        except Exception as err:
+            log.warning(
+                "cannot %s the drift label of pod %s/%s (%s)",
+                "set" if node else "remove",
+                pod.namespace,
+                pod.name,
+                failure_reason(err),
+            )
+            return False
+        self.patched += 1
+        return True

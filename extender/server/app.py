@@ -48,7 +48,7 @@ from extender.artifacts.spec_map import SpecMapError, SpecMapSource
 from extender.artifacts.types import ArtifactSource, NoArtifacts
 from extender.kube.client import kubernetes_client_module, load_configuration
 from extender.kube.events import KubernetesEvents
-from extender.kube.pods import ALL_SCHEDULERS, BoundPodWatch, PodPrefetcher
+from extender.kube.pods import ALL_SCHEDULERS, BoundPodWatch, DriftLabels, PodPrefetcher
 from extender.kube.secrets import KubernetesSecrets
 from extender.kube.watch import ListWatch
 from extender.nodes.filesource import FeaturesFileSource
@@ -258,6 +258,7 @@ def _kubernetes_context(use: _KubernetesUse, settings: Settings) -> CleanupConte
                         app[POLICY],
                         KubernetesEvents(api_client),
                         any_scheduler=settings.drift_all_pods,
+                        labeller=DriftLabels(api_client) if settings.drift_label else None,
                         interval=settings.drift_interval,
                     )
                     use.drift_monitor = monitor

@@ -580,6 +580,17 @@ OPTIONS: tuple[Option, ...] = (
         boolean=True,
     ),
     Option(
+        "drift_label",
+        "--drift-label",
+        "false",
+        "With --drift, also label drifted pods nfd.k8s-sigs.io/compatibility-drift=true and "
+        "nfd.k8s-sigs.io/drift-node=NODE (annotation nfd.k8s-sigs.io/drift-time), as NFD's "
+        "scheduling proposal names them, and remove them once the node suits the pod again. "
+        "Needs patch on pods.",
+        _parse_bool,
+        boolean=True,
+    ),
+    Option(
         "drift_interval",
         "--drift-interval",
         "5s",
@@ -730,6 +741,7 @@ class Settings:
     prefetch: bool = _default("prefetch")
     drift: bool = _default("drift")
     drift_all_pods: bool = _default("drift_all_pods")
+    drift_label: bool = _default("drift_label")
     drift_interval: float = _default("drift_interval")
     scheduler_http_timeout: float = _default("scheduler_http_timeout")
     file_check_interval: float = _default("file_check_interval")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from extender.kube.events import PodRef
+from extender.kube.pods import DRIFT_LABEL
 from extender.policy.decide import Policy, PolicyUnavailableError
 from extender.policy.pods import Pod
 from extender.server.protocol import ProtocolError, pod_from_object
@@ -31,13 +33,14 @@ __all__ = [
     "RESTORED_REASON",
     "DriftMonitor",
     "EventSink",
+    "Labeller",
     "running",
 ]
 
 log = logging.getLogger(__name__)
 
-DRIFT_REASON = "CompatibilityDrift"
-RESTORED_REASON = "CompatibilityRestored"
+DRIFT_REASON = "NodeCompatibilityDrift"
+RESTORED_REASON = "NodeCompatibilityRestored"
 # The same event on the same pod at most this often: a node whose features flap (a module
 # loaded and unloaded by a health check) must not flood the pod's events.
 EVENT_INTERVAL_S = 600.0
@@ -46,7 +49,15 @@ EVENT_INTERVAL_S = 600.0
 class EventSink(Protocol):
     """Where events go (:class:`extender.kube.events.KubernetesEvents` is one)."""
 
-    async def emit(self, pod: PodRef, type_: str, reason: str, message: str) -> bool: ...
+    async def emit(
+        self, pod: PodRef, type_: str, reason: str, message: str, key: str = ""
+    ) -> bool: ...
+
+
+class Labeller(Protocol):
+    """Puts drift labels on pods and takes them off (:class:`extender.kube.pods.DriftLabels`)."""
+
+    async def mark(self, pod: PodRef, node: str | None, since: str = "") -> bool: ...
 
 
 @dataclass(slots=True)
@@ -56,6 +67,7 @@ class _Tracked:
     pod: Pod
     stream: str
     reason: str | None = None  # why it drifted; None while its node suits it
+    labelled: bool = False  # carries the drift label (as last seen or set)
 
 
 class DriftMonitor:
@@ -72,16 +84,20 @@ class DriftMonitor:
         events: EventSink,
         *,
         any_scheduler: bool = False,
+        labeller: Labeller | None = None,
         interval: float = 5.0,
         event_interval: float = EVENT_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._policy = policy
         self._events = events
         self._any_scheduler = any_scheduler
+        self._labeller = labeller
         self._interval = interval
         self._event_interval = event_interval
         self._clock = clock
+        self._wall_clock = wall_clock
         self._pods: dict[str, _Tracked] = {}
         self._dirty: set[str] = set()
         self._seen_version: int | None = None
@@ -110,7 +126,8 @@ class DriftMonitor:
         reason = tracked.reason if tracked is not None and tracked.node == node else None
         if tracked is not None and tracked.node != node:
             self._forget(uid)
-        self._pods[uid] = _Tracked(ref, node, pod, stream, reason)
+        labelled = (meta.labels or {}).get(DRIFT_LABEL) == "true"
+        self._pods[uid] = _Tracked(ref, node, pod, stream, reason, labelled)
         self._dirty.add(uid)
 
     def pods_listed(self, stream: str, uids: frozenset[str]) -> None:
@@ -176,6 +193,7 @@ class DriftMonitor:
 
     async def _settle(self, tracked: _Tracked, reason: str | None) -> None:
         before, tracked.reason = tracked.reason, reason
+        await self._label(tracked)
         if reason == before:
             return
         ref = tracked.ref
@@ -190,13 +208,32 @@ class DriftMonitor:
             message = f"node {tracked.node} satisfies the pod's images again"
             await self._event(ref, "Normal", RESTORED_REASON, RESTORED_REASON, message)
 
+    async def _label(self, tracked: _Tracked) -> None:
+        """Make the pod's label say what is known, whatever the label said before (a pod
+        labelled before a restart, and fixed meanwhile, loses its label)."""
+        if self._labeller is None:
+            return
+        if tracked.reason is not None and not tracked.labelled:
+            since = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            if await self._labeller.mark(tracked.ref, tracked.node, since):
+                tracked.labelled = True
+        elif (
+            tracked.reason is None
+            and tracked.labelled
+            and await self._labeller.mark(tracked.ref, None)
+        ):
+            tracked.labelled = False
+
     async def _event(self, ref: PodRef, type_: str, reason: str, key: str, message: str) -> None:
         now = self._clock()
         last = self._last_event.get((ref.uid, key))
         if last is not None and now - last < self._event_interval:
             return
         self._last_event[ref.uid, key] = now
-        await self._events.emit(ref, type_, reason, message)
+        # Every replica watches the same pods and sees the same change: the same key (the
+        # same pod, state and reason, within one interval of the wall clock) makes one event.
+        window = int(self._wall_clock() // self._event_interval)
+        await self._events.emit(ref, type_, reason, message, f"{ref.uid}/{key}/{window}")
 
 
 @contextlib.asynccontextmanager

@@ -38,6 +38,7 @@ ALL_ON = [
     "registryConfig.enabled=true",
     "registryAuth.enabled=true",
     "specMap.enabled=true",
+    "drift.label=true",
 ]
 # The kustomize tree each set of values must agree with.
 VARIANTS = {"default": ([], "default"), "all-on": (ALL_ON, "all")}

@@ -23,6 +23,7 @@ def test_the_expected_overlays_and_components_exist() -> None:
     assert OVERLAYS == ["all", "default", "sidecar", "tls"]
     assert COMPONENTS == [
         "cert-manager",
+        "drift-label",
         "prometheus",
         "pull-secrets",
         "registry-auth",

@@ -37,6 +37,8 @@ CALLS: dict[str, set[Grant]] = {
     "list_pod_for_all_namespaces": {("", "pods", "list"), ("", "pods", "watch")},
     "list_namespaced_pod": {("", "pods", "list"), ("", "pods", "watch")},
     "read_namespaced_secret": {("", "secrets", "get")},
+    # Drift labels on pods (the drift-label component).
+    "patch_namespaced_pod": {("", "pods", "patch")},
     # Drift's events on pods (core/v1), in the pod's namespace.
     "create_namespaced_event": {("", "events", "create")},
     # NodeFeatures (nfd.k8s-sigs.io) are the only custom objects the server reads.
@@ -55,7 +57,10 @@ AHEAD_OF_CODE: dict[Grant, str] = {
     ("", "pods", "watch"): "prefetch watches unbound pods with our schedulerName",
 }
 # Optional grants, each switched on by a component.
-OPTIONAL: dict[Grant, str] = {("", "secrets", "get"): "pull-secrets"}
+OPTIONAL: dict[Grant, str] = {
+    ("", "secrets", "get"): "pull-secrets",
+    ("", "pods", "patch"): "drift-label",
+}
 
 _METHOD_CALL = re.compile(r"\.([a-z_][a-z0-9_]*)\(")
 
@@ -163,6 +168,14 @@ def test_pull_secrets_component_adds_only_get_on_secrets(kubectl: Path, tmp_path
     directory = compose(tmp_path, [DEPLOY / "base"], [DEPLOY / "components" / "pull-secrets"])
     with_secrets = granted(kustomize(kubectl, directory))
     assert with_secrets.keys() - base.keys() == {("", "secrets", "get")}
+
+
+def test_drift_label_component_adds_only_patch_on_pods(kubectl: Path, tmp_path: Path) -> None:
+    base = granted(kustomize(kubectl, DEPLOY / "base"))
+    directory = compose(tmp_path, [DEPLOY / "base"], [DEPLOY / "components" / "drift-label"])
+    with_label = granted(kustomize(kubectl, directory))
+    assert with_label.keys() - base.keys() == {("", "pods", "patch")}
+    assert with_label[("", "pods", "patch")] == {"*"}
 
 
 def test_scheduler_account_has_the_standard_roles_and_its_own_lease(kubectl: Path) -> None:

@@ -183,6 +183,7 @@ def stack(
         f"--registry-config={registry_config(work / 'registries.yaml', e2e_proxy)}",
         "--registry-allow-loopback",
         "--drift-interval=1s",  # tests/e2e/test_drift.py waits for drift to be seen
+        "--drift-label",
     ]
     extender = Extender(devcluster, args=args, name="image-compat-extender-e2e")
     extender.start()

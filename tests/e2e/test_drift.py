@@ -1,6 +1,6 @@
 """Drift with the real API server: a running DPDK pod whose node loses ``vfio_pci`` gets a
-CompatibilityDrift event and is counted in ``image_compat_drifted_pods``; when the module
-comes back, a CompatibilityRestored event follows and the count drops.
+NodeCompatibilityDrift event and is counted in ``image_compat_drifted_pods``; when the module
+comes back, a NodeCompatibilityRestored event follows and the count drops.
 
 The pod is created already bound (``spec.nodeName``) with our schedulerName, as if our
 scheduler had placed it; nodes here have no kubelet, so it stays Pending, which is still a
@@ -9,6 +9,7 @@ pod that is neither Succeeded nor Failed.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import urllib.error
@@ -19,7 +20,10 @@ from collections.abc import Iterator
 import pytest
 
 from devcluster import nfd
-from devcluster.stack import create_pod, events, pod, wait_event
+from devcluster.stack import create_pod, events, get_pod, pod, wait_event
+from extender.kube.client import kubernetes_api_client
+from extender.kube.events import KubernetesEvents, PodRef
+from extender.kube.pods import DRIFT_ANNOTATION, DRIFT_LABEL, DRIFT_NODE_LABEL
 from tests.e2e.conftest import Stack, node_feature
 
 pytestmark = pytest.mark.e2e
@@ -34,6 +38,19 @@ def drifted(stack: Stack, namespace: str) -> float | None:
     pattern = rf'^image_compat_drifted_pods\{{namespace="{re.escape(namespace)}"\}} (\S+)$'
     match = re.search(pattern, text, re.MULTILINE)
     return float(match.group(1)) if match else None
+
+
+def wait_labels(stack: Stack, ns: str, name: str, expected: dict[str, str]) -> dict[str, str]:
+    """Until the pod's drift labels are ``expected``; its annotations then."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        meta = get_pod(stack.cluster, ns, name)["metadata"]
+        labels = meta.get("labels") or {}
+        seen = {k: v for k, v in labels.items() if k in (DRIFT_LABEL, DRIFT_NODE_LABEL)}
+        if seen == expected:
+            return dict(meta.get("annotations") or {})
+        assert time.monotonic() < deadline, f"drift labels of {name}: {seen}"
+        time.sleep(0.3)
 
 
 def wait_drifted(stack: Stack, namespace: str, expected: float | None) -> None:
@@ -75,12 +92,14 @@ def test_a_node_losing_vfio_pci_drifts_its_dpdk_pod_and_recovers(
     # few drift rounds the time to have seen it before the node changes.
     time.sleep(3)
     assert drifted(stack, ns) is None
-    assert not [e for e in events(cluster, ns, "dpdk") if e.get("reason") == "CompatibilityDrift"]
+    assert not [
+        e for e in events(cluster, ns, "dpdk") if e.get("reason") == "NodeCompatibilityDrift"
+    ]
 
     dpdk = node_feature(stack.real_nodefeature, dpdk_node, "dpdk")
     nfd.publish(cluster, nfd.variant(dpdk, dpdk_node, drop_modules=["vfio_pci"]))
     warning = wait_event(
-        cluster, ns, "dpdk", "CompatibilityDrift", contains="vfio_pci", timeout=TIMEOUT
+        cluster, ns, "dpdk", "NodeCompatibilityDrift", contains="vfio_pci", timeout=TIMEOUT
     )
     assert warning["type"] == "Warning"
     assert warning["involvedObject"]["kind"] == "Pod"
@@ -88,13 +107,18 @@ def test_a_node_losing_vfio_pci_drifts_its_dpdk_pod_and_recovers(
     assert warning["message"].startswith(f"node {dpdk_node} no longer satisfies the pod's images")
     assert "rule 'vfio-pci driver loaded'" in warning["message"]
     wait_drifted(stack, ns, 1.0)
+    annotations = wait_labels(stack, ns, "dpdk", {DRIFT_LABEL: "true", DRIFT_NODE_LABEL: dpdk_node})
+    assert annotations[DRIFT_ANNOTATION].endswith("Z")
 
     nfd.publish(cluster, dpdk)
-    restored = wait_event(cluster, ns, "dpdk", "CompatibilityRestored", timeout=TIMEOUT)
+    restored = wait_event(cluster, ns, "dpdk", "NodeCompatibilityRestored", timeout=TIMEOUT)
     assert restored["type"] == "Normal"
     wait_drifted(stack, ns, None)
+    assert DRIFT_ANNOTATION not in wait_labels(stack, ns, "dpdk", {})
     # Once per change: the drift was told once.
-    warnings = [e for e in events(cluster, ns, "dpdk") if e.get("reason") == "CompatibilityDrift"]
+    warnings = [
+        e for e in events(cluster, ns, "dpdk") if e.get("reason") == "NodeCompatibilityDrift"
+    ]
     assert len(warnings) == 1, warnings
     print(
         "\n".join(
@@ -102,3 +126,25 @@ def test_a_node_losing_vfio_pci_drifts_its_dpdk_pod_and_recovers(
             for e in events(cluster, ns, "dpdk")
         )
     )
+
+
+def test_replicas_telling_the_same_drift_make_one_event(stack: Stack, ns: str) -> None:
+    """Every replica sees the same drift; the event's name comes from the drift, so the
+    API server keeps one event however many replicas create it."""
+    cluster = stack.cluster
+    manifest = pod("twice", [stack.images["plain-app"]])
+    manifest["spec"]["nodeName"] = "e2e-plain-1"
+    create_pod(cluster, ns, manifest)
+    uid = get_pod(cluster, ns, "twice")["metadata"]["uid"]
+    ref = PodRef(ns, "twice", uid)
+    clients = [kubernetes_api_client(str(cluster.kubeconfig)) for _ in "ab"]
+    try:
+        replicas = [KubernetesEvents(api_client) for api_client in clients]
+        for replica in replicas:
+            assert asyncio.run(replica.emit(ref, "Warning", "NodeCompatibilityDrift", "m", "k1"))
+        assert [r.created for r in replicas] == [1, 0]
+        asyncio.run(replicas[0].emit(ref, "Warning", "NodeCompatibilityDrift", "m", "k2"))
+    finally:
+        for api_client in clients:
+            api_client.close()
+    assert len(events(cluster, ns, "twice")) == 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from extender.kube.events import PodRef
+from extender.kube.pods import DRIFT_LABEL
 from extender.nodes.store import FeatureStore
 from extender.policy.decide import Policy
 from extender.server.drift import DRIFT_REASON, RESTORED_REASON, DriftMonitor
@@ -36,8 +37,21 @@ class RecordedEvents:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, str, str]] = []
 
-    async def emit(self, pod: PodRef, type_: str, reason: str, message: str) -> bool:
+    async def emit(self, pod: PodRef, type_: str, reason: str, message: str, key: str = "") -> bool:
+        assert key.startswith(pod.uid + "/")
         self.sent.append((pod.name, type_, reason, message))
+        return True
+
+
+class RecordedLabels:
+    """The label patches the monitor would make: (pod, node or None to clear)."""
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[str, str | None]] = []
+
+    async def mark(self, pod: PodRef, node: str | None, since: str = "") -> bool:
+        assert bool(since) == bool(node)
+        self.marks.append((pod.name, node))
         return True
 
 
@@ -49,7 +63,14 @@ class Clock:
         return self.now
 
 
-def bound(name: str, node: str, *, scheduler: str | None = STREAM, **kw: Any) -> dict[str, Any]:
+def bound(
+    name: str,
+    node: str,
+    *,
+    scheduler: str | None = STREAM,
+    labels: dict[str, str] | None = None,
+    **kw: Any,
+) -> dict[str, Any]:
     obj = pod(APP, name=name, scheduler=scheduler, **kw)
     return {
         "metadata": {
@@ -57,6 +78,7 @@ def bound(name: str, node: str, *, scheduler: str | None = STREAM, **kw: Any) ->
             "namespace": obj.meta.namespace,
             "uid": f"uid-{name}",
             "annotations": obj.meta.annotations,
+            "labels": labels,
         },
         "spec": {
             "schedulerName": scheduler,
@@ -67,12 +89,14 @@ def bound(name: str, node: str, *, scheduler: str | None = STREAM, **kw: Any) ->
 
 
 def setup(
-    *, any_scheduler: bool = False
+    *, any_scheduler: bool = False, labels: RecordedLabels | None = None
 ) -> tuple[FeatureStore, RecordedEvents, Clock, DriftMonitor]:
     store = store_with({"n1": avx("n1"), "n2": avx("n2")})
     policy = Policy(policy_config(), store, FakeSource({APP: AVX512}))
     events, clock = RecordedEvents(), Clock()
-    monitor = DriftMonitor(policy, events, any_scheduler=any_scheduler, clock=clock)
+    monitor = DriftMonitor(
+        policy, events, any_scheduler=any_scheduler, labeller=labels, clock=clock
+    )
     return store, events, clock, monitor
 
 
@@ -160,3 +184,25 @@ async def test_while_features_are_not_synced_nothing_changes() -> None:
     await monitor.check_once()
     assert monitor.drifted_by_namespace() == {}
     assert [e[2] for e in events.sent] == [DRIFT_REASON, RESTORED_REASON]
+
+
+async def test_labels_follow_the_drift_and_a_stale_label_is_removed() -> None:
+    labels = RecordedLabels()
+    store, _, _, monitor = setup(labels=labels)
+    monitor.pod_changed("uid-a", bound("a", "n1"), STREAM)
+    # Labelled before a restart, and its node fixed meanwhile: the label goes.
+    monitor.pod_changed("uid-b", bound("b", "n2", labels={DRIFT_LABEL: "true"}), STREAM)
+    await monitor.check_once()
+    assert labels.marks == [("b", None)]
+
+    store.update("test", "n1", plain("n1"))
+    await monitor.check_once()
+    assert labels.marks[1:] == [("a", "n1")]
+    # The watch reports the labelled pod: nothing more to do while it stays drifted.
+    monitor.pod_changed("uid-a", bound("a", "n1", labels={DRIFT_LABEL: "true"}), STREAM)
+    await monitor.check_once()
+    assert labels.marks[1:] == [("a", "n1")]
+
+    store.update("test", "n1", avx("n1"))
+    await monitor.check_once()
+    assert labels.marks[1:] == [("a", "n1"), ("a", None)]
