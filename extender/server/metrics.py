@@ -62,7 +62,8 @@ class MetricDoc:
 
     name: str
     type: str  # counter, gauge or histogram
-    labels: tuple[tuple[str, tuple[str, ...]], ...]  # label name and its possible values
+    # Label name and its possible values; no values: the cluster's own (namespaces).
+    labels: tuple[tuple[str, tuple[str, ...]], ...]
     help: str
 
     @property
@@ -209,7 +210,7 @@ METRICS: tuple[MetricDoc, ...] = (
         "gauge",
         "Running pods whose node no longer satisfies their images' specs (docs/drift.md), "
         "by the pod's namespace; a namespace without drifted pods has no series.",
-        namespace=("the pod's namespace",),
+        namespace=(),
     ),
     _doc(
         "image_compat_tls_reloads_total",
@@ -382,7 +383,10 @@ def markdown_table() -> str:
     rows = ["| Metric | Type | Labels | Meaning |", "|---|---|---|---|"]
     for metric in METRICS:
         labels = (
-            "<br>".join(f"`{name}`: {', '.join(values)}" for name, values in metric.labels)
+            "<br>".join(
+                f"`{name}`: {', '.join(values) or 'as in the cluster'}"
+                for name, values in metric.labels
+            )
             or "none"
         )
         rows.append(f"| `{metric.name}` | {metric.type} | {labels} | {metric.help} |")
@@ -410,9 +414,10 @@ scrape_configs:
       - targets: ["image-compat-extender.kube-system.svc:8888"]
 ```
 
-Label values come from the fixed sets listed below; no metric is labelled with a pod, node
-or image name, so the number of series does not grow with the cluster. Counters that are
-read from the server's state start at 0 and reset when it restarts. Useful queries:
+Label values come from the fixed sets listed below, or are namespaces; no metric is labelled
+with a pod, node or image name, so the number of series grows with neither pods nor nodes.
+Counters that are read from the server's state start at 0 and reset when it restarts. Useful
+queries:
 
 ```promql
 # p99 latency per verb over 5 minutes (keep it well under the scheduler's httpTimeout)
@@ -425,6 +430,9 @@ rate(image_compat_memo_hits_total[5m])
   / (rate(image_compat_memo_hits_total[5m]) + rate(image_compat_memo_misses_total[5m]))
 # Pods that may be stuck by the subset problem
 increase(image_compat_subset_problems_total[1h]) > 0
+# Running pods whose node no longer satisfies their images (docs/drift.md); every replica
+# reports the same count
+max by (namespace) (image_compat_drifted_pods) > 0
 ```
 
 """
