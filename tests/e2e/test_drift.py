@@ -15,7 +15,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,13 @@ from devcluster import nfd
 from devcluster.stack import create_pod, events, get_pod, pod, wait_event
 from extender.kube.client import kubernetes_api_client
 from extender.kube.events import KubernetesEvents, PodRef
-from extender.kube.pods import DRIFT_ANNOTATION, DRIFT_LABEL, DRIFT_NODE_LABEL
+from extender.kube.pods import (
+    ALL_SCHEDULERS,
+    DRIFT_ANNOTATION,
+    DRIFT_LABEL,
+    DRIFT_NODE_LABEL,
+    BoundPodWatch,
+)
 from tests.e2e.conftest import Stack, node_feature
 
 pytestmark = pytest.mark.e2e
@@ -148,3 +155,34 @@ def test_replicas_telling_the_same_drift_make_one_event(stack: Stack, ns: str) -
         for api_client in clients:
             api_client.close()
     assert len(events(cluster, ns, "twice")) == 2
+
+
+def test_all_pods_mode_watches_bound_pods_of_every_scheduler(stack: Stack, ns: str) -> None:
+    """--drift-all-pods: one stream over every bound pod, whatever its schedulerName; pods
+    not yet bound, and pods that ended, are left out by the API server's field selector."""
+    cluster = stack.cluster
+    for name, scheduler, node in (
+        ("other", "default-scheduler", "e2e-plain-1"),
+        ("ours", "image-compat-scheduler", "e2e-plain-1"),
+        ("unbound", "no-such-scheduler", ""),
+    ):
+        manifest = pod(name, [stack.images["plain-app"]], scheduler_name=scheduler)
+        if node:
+            manifest["spec"]["nodeName"] = node
+        create_pod(cluster, ns, manifest)
+    seen: dict[str, str] = {}
+    api_client = kubernetes_api_client(str(cluster.kubeconfig))
+
+    def on_pod(uid: str, obj: Mapping[str, Any] | None, stream: str) -> None:
+        if obj is not None and obj["metadata"]["namespace"] == ns:
+            seen[obj["metadata"]["name"]] = stream
+
+    def on_listed(stream: str, uids: frozenset[str]) -> None:
+        watch.stop()
+
+    watch = BoundPodWatch(api_client, [ALL_SCHEDULERS], on_pod, on_listed, watch_timeout_s=1)
+    try:
+        asyncio.run(asyncio.wait_for(watch.run(), timeout=TIMEOUT))
+    finally:
+        api_client.close()
+    assert seen == {"other": ALL_SCHEDULERS, "ours": ALL_SCHEDULERS}
