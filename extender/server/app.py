@@ -47,7 +47,7 @@ from extender.artifacts.registry_source import RegistrySource
 from extender.artifacts.spec_map import SpecMapError, SpecMapSource
 from extender.artifacts.types import ArtifactSource, NoArtifacts
 from extender.kube.client import kubernetes_client_module, load_configuration
-from extender.kube.pods import PodPrefetcher
+from extender.kube.pods import PodPrefetcher, PodReader
 from extender.kube.secrets import KubernetesSecrets
 from extender.kube.watch import ListWatch
 from extender.nodes.filesource import FeaturesFileSource
@@ -66,10 +66,12 @@ from extender.server.routes import (
     BODY_BUDGET,
     FEATURE_STORE,
     METRICS,
+    POD_READER,
     POLICY,
     SETTINGS,
     BodyBudget,
     error_middleware,
+    handle_explain,
     handle_filter,
     handle_healthz,
     handle_metrics,
@@ -217,6 +219,7 @@ def _kubernetes_context(use: _KubernetesUse, settings: Settings) -> CleanupConte
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         api_client = kubernetes_client_module().ApiClient(configuration=use.configuration)
+        app[POD_READER].api_client = api_client  # /explain reads pods with it
         try:
             async with contextlib.AsyncExitStack() as running:
                 if use.store is not None:
@@ -247,6 +250,7 @@ def _kubernetes_context(use: _KubernetesUse, settings: Settings) -> CleanupConte
                     await running.enter_async_context(_watching(use.prefetcher, "prefetch-pods"))
                 yield
         finally:
+            app[POD_READER].api_client = None
             await asyncio.to_thread(api_client.close)
 
     return context
@@ -338,6 +342,7 @@ def create_app(
     app[FEATURE_STORE] = feature_store
     app[ARTIFACT_SOURCE] = artifact_source
     app[POLICY] = Policy(settings.policy_config(), feature_store, artifact_source)
+    app[POD_READER] = PodReader()
     app[METRICS] = Metrics(
         app[POLICY],
         feature_store,
@@ -353,6 +358,7 @@ def create_app(
     app.router.add_post(prefix + "filter", handle_filter, name="filter")
     app.router.add_post(prefix + "prioritize", handle_prioritize, name="prioritize")
     app.router.add_post(prefix + "preempt", handle_preempt, name="preempt")
+    app.router.add_get("/explain", handle_explain, name="explain")
     app.router.add_get("/healthz", handle_healthz, name="healthz")
     app.router.add_get("/readyz", handle_readyz, name="readyz")
     app.router.add_get("/metrics", handle_metrics, name="metrics")
