@@ -36,6 +36,7 @@ CALLS: dict[str, set[Grant]] = {
     "list_node": {("", "nodes", "list"), ("", "nodes", "watch")},
     "list_pod_for_all_namespaces": {("", "pods", "list"), ("", "pods", "watch")},
     "list_namespaced_pod": {("", "pods", "list"), ("", "pods", "watch")},
+    "read_namespaced_pod": {("", "pods", "get")},
     "read_namespaced_secret": {("", "secrets", "get")},
     # NodeFeatures (nfd.k8s-sigs.io) are the only custom objects the server reads.
     "list_namespaced_custom_object": {
@@ -272,6 +273,7 @@ def test_the_authorizer_grants_what_the_rules_say(
         ("list", "nodes"),
         ("watch", "nodes"),
         ("list", "pods", "--all-namespaces"),
+        ("get", "pods", "-n", "default"),  # GET /explain
         ("list", "nodefeatures.nfd.k8s-sigs.io", "-n", DEFAULT_NFD_NAMESPACE),
         ("watch", "nodefeatures.nfd.k8s-sigs.io", "-n", DEFAULT_NFD_NAMESPACE),
     ):
