@@ -1,11 +1,11 @@
 """The HTTP handlers and middlewares: from a request to the policy and back to an answer.
 
-Owns the verb handlers (``filter``, ``prioritize``, ``preempt``), ``/healthz``, ``/readyz``
-and ``/metrics``, the typed application state they read (``web.AppKey`` constants, set by
-:mod:`.app`), the one error middleware that maps domain exceptions to HTTP answers (400 for a
-bad body, 413 over the size limit, 503 when the policy cannot decide, except where the verb
-has its own way to say so; never a traceback), the observing middleware that times and counts
-every verb call and writes its access-log line, and how a request body is read
+Owns the verb handlers (``filter``, ``prioritize``, ``preempt``), ``/explain``, ``/healthz``,
+``/readyz`` and ``/metrics``, the typed application state they read (``web.AppKey``
+constants, set by :mod:`.app`), the one error middleware that maps domain exceptions to HTTP
+answers (400 for a bad body, 413 over the size limit, 503 when the policy cannot decide,
+except where the verb has its own way to say so; never a traceback), the observing middleware
+that times and counts every verb call and writes its access-log line, and how a request body is read
 (:func:`request_body`).
 
 A body is read chunk by chunk as aiohttp inflates it (``Content-Encoding: gzip``/``deflate``),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +24,7 @@ from tests.policy.helpers import PREFERRED_FALLBACK, FakeSource, store_with
 from tests.server.test_app import APP, CLUSTER, POD
 
 Client = TestClient[web.Request, web.Application]
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "explain.md"
 
 
 class FakePods(PodReader):
@@ -158,3 +160,10 @@ async def test_a_spec_not_loaded_within_the_budget_is_not_loaded_yet(aiohttp_cli
         await asyncio.sleep(0.01)
     response = await client.get("/explain", params={"pod": "shop/web"})
     assert response.status == 200
+
+
+async def test_the_table_in_the_docs_is_what_explain_prints(aiohttp_client: Any) -> None:
+    client = await client_for(aiohttp_client)
+    body = await (await client.get("/explain", params={"pod": "shop/web"})).json()
+    docs = DOCS.read_text()
+    assert "```\n" + render_explanation(body) + "```\n" in docs
