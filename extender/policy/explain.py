@@ -51,16 +51,18 @@ async def explain(policy: Policy, pod: Pod, node: str | None = None) -> dict[str
     """
     plan = policy.plan(pod)
     snapshot = policy.store.snapshot()
-    names = sorted(set(snapshot.nodes) | set(snapshot.platforms))
+    every = sorted(set(snapshot.nodes) | set(snapshot.platforms))
+    names = every
     if node is not None:
-        if node not in names:
+        if node not in every:
             raise UnknownNodeError(f"node {node!r} is not in the feature store")
         names = [node]
     judged = plan.ours and plan.mode is not Mode.OFF
     specs: Mapping[tuple[int, str], CompiledSpec | None] = {}
     problem = plan.problem
     if judged and not problem and plan.requirements:
-        platforms = {snapshot.platform(name) for name in names} or {""}
+        # Every node's platform, even with ``node``: the score is normalised over them all.
+        platforms = {snapshot.platform(name) for name in every} or {""}
         specs, problem = await policy.specs_for(plan, platforms)
         if any(spec is not None for spec in specs.values()) and not snapshot.synced:
             waiting = ", ".join(snapshot.waiting) or "feature sources"
@@ -119,7 +121,6 @@ async def explain(policy: Policy, pod: Pod, node: str | None = None) -> dict[str
         rows.append(row)
     # prioritize's normalisation runs over the nodes it is given; here, the whole store.
     if node is not None:
-        every = sorted(set(snapshot.nodes) | set(snapshot.platforms))
         best = max(_raw_fits(policy, plan, specs, snapshot, every), default=0)
     else:
         best = max(raws, default=0)
