@@ -1,10 +1,12 @@
-"""Pod watches: unbound pods of our schedulers, handed over as soon as they appear (prefetch),
-and running pods bound to a node (drift)."""
+"""Pods from the API server: the unbound-pod watch (pods of our schedulers, handed over as
+soon as they appear), the bound-pod watch and drift labels (drift), and :class:`PodReader`,
+one pod read on demand (``/explain``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -19,7 +21,9 @@ __all__ = [
     "DRIFT_NODE_LABEL",
     "BoundPodWatch",
     "DriftLabels",
+    "PodNotFoundError",
     "PodPrefetcher",
+    "PodReader",
 ]
 
 log = logging.getLogger(__name__)
@@ -269,3 +273,55 @@ class DriftLabels:
             return False
         self.patched += 1
         return True
+
+
+# --------------------------------------------------------------------------------------------
+# One pod, on demand
+
+READ_TIMEOUT_S = 10
+
+
+class PodNotFoundError(LookupError):
+    """The API server has no such pod."""
+
+
+class PodReader:
+    """Reads one pod through the server's API client, which exists only while the server runs
+    with a Kubernetes configuration: ``api_client`` is set then, and None otherwise."""
+
+    def __init__(self) -> None:
+        self.api_client: Any = None
+
+    @property
+    def available(self) -> bool:
+        return self.api_client is not None
+
+    async def read(self, namespace: str, name: str) -> dict[str, Any]:
+        """The pod as JSON, as the API server sends it. Raises :class:`PodNotFoundError`, and
+        the client's own exceptions for other failures."""
+        api_client = self.api_client
+        if api_client is None:
+            raise RuntimeError("no Kubernetes API client")
+        return await asyncio.to_thread(read_pod, api_client, namespace, name)
+
+
+def read_pod(api_client: Any, namespace: str, name: str) -> dict[str, Any]:
+    """One pod as JSON (blocking). Raises :class:`PodNotFoundError` on 404."""
+    from kubernetes import client  # noqa: PLC0415 - only with a cluster
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+    try:
+        response: Any = client.CoreV1Api(api_client).read_namespaced_pod(
+            name, namespace, _preload_content=False, _request_timeout=READ_TIMEOUT_S
+        )
+    except ApiException as err:
+        if err.status == 404:
+            raise PodNotFoundError(f"pod {namespace}/{name} not found") from None
+        raise
+    try:
+        obj = json.loads(response.data)
+    finally:
+        response.release_conn()
+    if not isinstance(obj, dict):
+        raise ValueError(f"pod {namespace}/{name}: the API server's answer is not an object")
+    return obj

@@ -63,6 +63,7 @@ __all__ = [
     "node_report",
     "render_matrix",
     "render_table",
+    "rule_failures",
     "rule_report",
     "set_report",
     "use_color",
@@ -257,6 +258,19 @@ def _rule_failures(outcome: RuleOutcome) -> list[str]:
             first = next((_term_failures(t)[0] for t in terms if not t.matched), "no match")
             failures.append(f"matchAny {i}/{count}: {first}")
     return failures or [f"rule {outcome.name!r} did not match"]
+
+
+def rule_failures(verdict: ImageVerdict) -> list[dict[str, Any]]:
+    """Each rule that did not match, with why in :func:`render_table`'s words (each failing
+    expression with the node's actual value, which the JSON report's rows do not carry):
+    ``{"set": position in the report's sets, "rule": position in that set's rules, "name",
+    "failures": [text, ...]}``."""
+    return [
+        {"set": n, "rule": i, "name": rule.name, "failures": _rule_failures(rule)}
+        for n, s in enumerate(verdict.sets)
+        for i, rule in enumerate(s.rules)
+        if not rule.matched
+    ]
 
 
 def _set_title(outcome: SetOutcome) -> str:

@@ -387,6 +387,21 @@ class Policy:
             (node.name, normalise_score(raw, best)) for node, raw in zip(nodes, raws, strict=True)
         ]
 
+    # -- explain -----------------------------------------------------------------------------
+
+    async def specs_for(
+        self, plan: PodPlan, platforms: set[str]
+    ) -> tuple[dict[Slot, CompiledSpec | None], str]:
+        """The specs filter would use for ``plan`` (same loads, wait budget and failure rules)
+        per (requirement index, platform), and the reason filter would reject every node
+        with ("" when there is none). Raises :class:`PolicyUnavailableError` where filter
+        could not decide. For ``explain``, which must show the decision filter makes."""
+        resolved = await self._resolve(plan, platforms, strict=True)
+        problem = resolved.bad_annotation or resolved.invalid
+        if not problem and resolved.unavailable:
+            raise PolicyUnavailableError(REASON_PREFIX + resolved.unavailable)
+        return resolved.specs, problem
+
     # -- specs -------------------------------------------------------------------------------
 
     async def _resolve(self, plan: PodPlan, platforms: set[str], *, strict: bool) -> _Resolved:

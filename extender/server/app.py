@@ -48,7 +48,13 @@ from extender.artifacts.spec_map import SpecMapError, SpecMapSource
 from extender.artifacts.types import ArtifactSource, NoArtifacts
 from extender.kube.client import kubernetes_client_module, load_configuration
 from extender.kube.events import KubernetesEvents
-from extender.kube.pods import ALL_SCHEDULERS, BoundPodWatch, DriftLabels, PodPrefetcher
+from extender.kube.pods import (
+    ALL_SCHEDULERS,
+    BoundPodWatch,
+    DriftLabels,
+    PodPrefetcher,
+    PodReader,
+)
 from extender.kube.secrets import KubernetesSecrets
 from extender.kube.watch import ListWatch
 from extender.nodes.filesource import FeaturesFileSource
@@ -68,10 +74,12 @@ from extender.server.routes import (
     BODY_BUDGET,
     FEATURE_STORE,
     METRICS,
+    POD_READER,
     POLICY,
     SETTINGS,
     BodyBudget,
     error_middleware,
+    handle_explain,
     handle_filter,
     handle_healthz,
     handle_metrics,
@@ -225,6 +233,7 @@ def _kubernetes_context(use: _KubernetesUse, settings: Settings) -> CleanupConte
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         api_client = kubernetes_client_module().ApiClient(configuration=use.configuration)
+        app[POD_READER].api_client = api_client  # /explain reads pods with it
         try:
             async with contextlib.AsyncExitStack() as running:
                 if use.store is not None:
@@ -272,6 +281,7 @@ def _kubernetes_context(use: _KubernetesUse, settings: Settings) -> CleanupConte
                     await running.enter_async_context(_watching(bound, "drift-pods"))
                 yield
         finally:
+            app[POD_READER].api_client = None
             await asyncio.to_thread(api_client.close)
 
     return context
@@ -364,6 +374,7 @@ def create_app(
     app[FEATURE_STORE] = feature_store
     app[ARTIFACT_SOURCE] = artifact_source
     app[POLICY] = Policy(settings.policy_config(), feature_store, artifact_source)
+    app[POD_READER] = PodReader()
     app[METRICS] = Metrics(
         app[POLICY],
         feature_store,
@@ -380,6 +391,7 @@ def create_app(
     app.router.add_post(prefix + "filter", handle_filter, name="filter")
     app.router.add_post(prefix + "prioritize", handle_prioritize, name="prioritize")
     app.router.add_post(prefix + "preempt", handle_preempt, name="preempt")
+    app.router.add_get("/explain", handle_explain, name="explain")
     app.router.add_get("/healthz", handle_healthz, name="healthz")
     app.router.add_get("/readyz", handle_readyz, name="readyz")
     app.router.add_get("/metrics", handle_metrics, name="metrics")

@@ -1,11 +1,11 @@
 """The HTTP handlers and middlewares: from a request to the policy and back to an answer.
 
-Owns the verb handlers (``filter``, ``prioritize``, ``preempt``), ``/healthz``, ``/readyz``
-and ``/metrics``, the typed application state they read (``web.AppKey`` constants, set by
-:mod:`.app`), the one error middleware that maps domain exceptions to HTTP answers (400 for a
-bad body, 413 over the size limit, 503 when the policy cannot decide, except where the verb
-has its own way to say so; never a traceback), the observing middleware that times and counts
-every verb call and writes its access-log line, and how a request body is read
+Owns the verb handlers (``filter``, ``prioritize``, ``preempt``), ``/explain``, ``/healthz``,
+``/readyz`` and ``/metrics``, the typed application state they read (``web.AppKey``
+constants, set by :mod:`.app`), the one error middleware that maps domain exceptions to HTTP
+answers (400 for a bad body, 413 over the size limit, 503 when the policy cannot decide,
+except where the verb has its own way to say so; never a traceback), the observing middleware
+that times and counts every verb call and writes its access-log line, and how a request body is read
 (:func:`request_body`).
 
 A body is read chunk by chunk as aiohttp inflates it (``Content-Encoding: gzip``/``deflate``),
@@ -30,8 +30,10 @@ from aiohttp import hdrs, http_exceptions, web
 from aiohttp.typedefs import Middleware
 
 from extender.artifacts.types import ArtifactSource
+from extender.kube.pods import PodNotFoundError, PodReader
 from extender.nodes.store import FeatureReader
 from extender.policy.decide import Policy, PolicyUnavailableError
+from extender.policy.explain import UnknownNodeError, explain
 from extender.server import protocol
 from extender.server.config import Settings
 from extender.server.logs import fields
@@ -42,6 +44,7 @@ __all__ = [
     "BODY_BUDGET",
     "FEATURE_STORE",
     "METRICS",
+    "POD_READER",
     "POLICY",
     "SETTINGS",
     "BodyBudget",
@@ -55,6 +58,7 @@ POLICY = web.AppKey("policy", Policy)
 FEATURE_STORE: web.AppKey[FeatureReader] = web.AppKey("feature_store")
 ARTIFACT_SOURCE: web.AppKey[ArtifactSource] = web.AppKey("artifact_source")
 METRICS = web.AppKey("metrics", Metrics)
+POD_READER = web.AppKey("pod_reader", PodReader)
 
 
 class BodyBudget:
@@ -191,6 +195,39 @@ async def handle_preempt(request: web.Request) -> web.Response:
     call.rejected = len(args.victims) - len(keep)
     body = protocol.encode_preemption_result({node: args.victims[node] for node in keep})
     return web.Response(body=body, content_type=JSON)
+
+
+async def handle_explain(request: web.Request) -> web.Response:
+    """``GET /explain?pod=NS/NAME[&node=NAME]``: :func:`extender.policy.explain.explain` on the
+    pod as the API server has it now. 400 without a pod, 404 for an unknown pod or node, 503
+    without API access or when filter could not decide either (the error says why)."""
+    namespace, _, name = request.query.get("pod", "").partition("/")
+    if not namespace or not name or "/" in name:
+        return _error(400, "give the pod as ?pod=NAMESPACE/NAME")
+    node = request.query.get("node") or None
+    reader = request.app[POD_READER]
+    if not reader.available:
+        return _error(
+            503,
+            "this server has no Kubernetes API access, so it cannot read pods: run it with "
+            "--kubeconfig or in a cluster, or use `image-compat-extender explain` without "
+            "--server",
+        )
+    # Who asked which pod: the answer says which nodes fit it (docs/explain.md).
+    shown_node = f" on {node}" if node else ""
+    log.info("explain %s/%s%s for %s", namespace, name, shown_node, request.remote)
+    try:
+        obj = await reader.read(namespace, name)
+    except PodNotFoundError as err:
+        return _error(404, str(err))
+    except Exception as err:  # the client raises ApiException, urllib3 and socket errors
+        log.warning("explain: cannot read pod %s/%s: %s", namespace, name, err)
+        return _error(503, f"cannot read pod {namespace}/{name}: {type(err).__name__}")
+    try:
+        answer = await explain(request.app[POLICY], protocol.pod_from_object(obj), node)
+    except UnknownNodeError as err:
+        return _error(404, str(err))
+    return web.json_response(answer)
 
 
 async def handle_metrics(request: web.Request) -> web.Response:

@@ -36,6 +36,7 @@ CALLS: dict[str, set[Grant]] = {
     "list_node": {("", "nodes", "list"), ("", "nodes", "watch")},
     "list_pod_for_all_namespaces": {("", "pods", "list"), ("", "pods", "watch")},
     "list_namespaced_pod": {("", "pods", "list"), ("", "pods", "watch")},
+    "read_namespaced_pod": {("", "pods", "get")},
     "read_namespaced_secret": {("", "secrets", "get")},
     # Drift labels on pods (the drift-label component).
     "patch_namespaced_pod": {("", "pods", "patch")},
@@ -289,6 +290,7 @@ def test_the_authorizer_grants_what_the_rules_say(
         ("list", "pods", "--all-namespaces"),
         ("watch", "pods", "--all-namespaces"),
         ("create", "events", "-n", "default"),
+        ("get", "pods", "-n", "default"),  # GET /explain
         ("list", "nodefeatures.nfd.k8s-sigs.io", "-n", DEFAULT_NFD_NAMESPACE),
         ("watch", "nodefeatures.nfd.k8s-sigs.io", "-n", DEFAULT_NFD_NAMESPACE),
     ):

@@ -7,6 +7,8 @@ import http.client
 import json
 import os
 import ssl
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,3 +258,34 @@ def test_reloader_reports_unreadable_files_once_and_recovers(pki: PKI) -> None:
     assert results == [False, True] and reloader.reloads == 1
     with pytest.raises(TLSConfigError, match="cannot read"):
         CertificateReloader(pki.dir / "absent.crt", pki.key)
+
+
+def test_explain_sits_behind_mtls_like_the_verbs(pki: PKI, mtls: Server) -> None:
+    port = mtls.port()
+    answer = call(port, pki.trust, pki.client, path="/explain?pod=shop/web")
+    # Through the handshake; this server has no cluster to read the pod from.
+    assert answer.status == 503
+    assert "no Kubernetes API access" in json.loads(answer.body)["error"]
+    with pytest.raises(RefusedError):
+        call(port, pki.trust, path="/explain?pod=shop/web")
+
+    def explain(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                *(sys.executable, "-m", "extender", "explain", "shop/web"),
+                *(f"--server=https://127.0.0.1:{port}", f"--cacert={pki.trust}", *flags),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    cert, key = pki.client
+    done = explain(f"--cert={cert}", f"--key={key}")
+    assert done.returncode == 1
+    assert "503: this server has no Kubernetes API access" in done.stderr
+    refused = explain()  # no client certificate: the handshake fails, no answer
+    assert refused.returncode == 1
+    assert "503" not in refused.stderr
+    assert "image-compat-extender explain: error: https://127.0.0.1" in refused.stderr
