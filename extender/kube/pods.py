@@ -4,6 +4,7 @@ one pod read on demand (``/explain``)."""
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import json
@@ -28,13 +29,75 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+
+class _PodWatch(ListWatch, abc.ABC):
+    """What both pod watches share: one list+watch stream per scheduler name over every
+    namespace, selected by a field selector, with what they find handed to the event loop.
+    The official client blocks, so streams run in threads; callbacks run on the loop."""
+
+    _purpose = ""  # named in the log when the watch fails
+
+    def __init__(
+        self,
+        api_client: Any,
+        scheduler_names: Sequence[str],
+        *,
+        page_size: int,
+        watch_timeout_s: int,
+        backoff_s: tuple[float, float],
+    ) -> None:
+        super().__init__(
+            tuple(dict.fromkeys(scheduler_names)),
+            page_size=page_size,
+            watch_timeout_s=watch_timeout_s,
+            backoff_s=backoff_s,
+            list_timeout_s=30,
+        )
+        self._api_client = api_client
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def run(self, *, iterations: int | None = None) -> None:
+        """Watch until cancelled or :meth:`stop` (or ``iterations`` outer turns, for tests)."""
+        self._loop = asyncio.get_running_loop()
+        await super().run(iterations=iterations)
+
+    @abc.abstractmethod
+    def field_selector(self, stream: str) -> str:
+        """The pods one stream lists and watches."""
+
+    def call(self, stream: str, **kwargs: Any) -> Any:
+        from kubernetes import client  # noqa: PLC0415 - only when serving with a cluster
+
+        return client.CoreV1Api(self._api_client).list_pod_for_all_namespaces(
+            field_selector=self.field_selector(stream), **kwargs
+        )
+
+    def on_failure(self, stream: str, err: Exception) -> None:
+        log.warning("pod watch (%s) failed (%s); retrying", self._purpose, failure_reason(err))
+
+    def _hand_over(self, callback: Callable[..., None], *args: Any) -> bool:
+        """Run ``callback(*args)`` on the event loop; False when there is no loop to run it."""
+        loop = self._loop
+        if loop is None:
+            return False
+        with contextlib.suppress(RuntimeError):  # the loop is closing
+            loop.call_soon_threadsafe(self._deliver, callback, args)
+        return True
+
+    def _deliver(self, callback: Callable[..., None], args: tuple[Any, ...]) -> None:
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("handling a pod for %s failed", self._purpose)
+
+
 # --------------------------------------------------------------------------------------------
 # Prefetch: unbound pods of our schedulers, as soon as they appear
 
 PodCallback = Callable[[Mapping[str, Any]], None]
 
 
-class PodPrefetcher(ListWatch):
+class PodPrefetcher(_PodWatch):
     """Watches unbound pods with one of our ``schedulerName`` s and hands each to ``on_pod``.
 
     ``on_pod`` runs on the event loop (``serve`` passes one that starts the pod's spec loads
@@ -58,60 +121,38 @@ class PodPrefetcher(ListWatch):
         backoff_s: tuple[float, float] = (0.5, 30.0),
     ) -> None:
         super().__init__(
-            tuple(dict.fromkeys(scheduler_names)),
+            api_client,
+            scheduler_names,
             page_size=page_size,
             watch_timeout_s=watch_timeout_s,
             backoff_s=backoff_s,
-            list_timeout_s=30,
         )
-        self._api_client = api_client
         self._on_pod = on_pod
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.pods_seen = 0  # pod events handed to on_pod (tests and metrics read it)
+
+    _purpose = "prefetch"
 
     @property
     def relists(self) -> int:
         return sum(self.stream_relists.values())
 
-    async def run(self, *, iterations: int | None = None) -> None:
-        """Watch until cancelled or :meth:`stop` (or ``iterations`` outer turns, for tests)."""
-        self._loop = asyncio.get_running_loop()
-        await super().run(iterations=iterations)
-
     # -- ListWatch hooks -------------------------------------------------------------------
 
-    def call(self, stream: str, **kwargs: Any) -> Any:
-        from kubernetes import client  # noqa: PLC0415 - only when serving with a cluster
-
-        return client.CoreV1Api(self._api_client).list_pod_for_all_namespaces(
-            field_selector=f"spec.schedulerName={stream},spec.nodeName=", **kwargs
-        )
+    def field_selector(self, stream: str) -> str:
+        return f"spec.schedulerName={stream},spec.nodeName="
 
     def on_list_item(self, stream: str, item: Mapping[str, Any]) -> None:
-        self._hand_over(item)
+        self._found(item)
 
     def on_event(self, stream: str, kind: str, obj: Mapping[str, Any]) -> None:
         if kind in ("ADDED", "MODIFIED"):
-            self._hand_over(obj)
+            self._found(obj)
 
-    def on_failure(self, stream: str, err: Exception) -> None:
-        log.warning("pod watch (prefetch) failed (%s); retrying", failure_reason(err))
-
-    def _hand_over(self, obj: Mapping[str, Any]) -> None:
+    def _found(self, obj: Mapping[str, Any]) -> None:
         if (obj.get("metadata") or {}).get("deletionTimestamp"):
             return
-        loop = self._loop
-        if loop is None:
-            return
-        self.pods_seen += 1
-        with contextlib.suppress(RuntimeError):  # the loop is closing
-            loop.call_soon_threadsafe(self._deliver, obj)
-
-    def _deliver(self, obj: Mapping[str, Any]) -> None:
-        try:
-            self._on_pod(obj)
-        except Exception:
-            log.exception("prefetch of a pod failed")
+        if self._hand_over(self._on_pod, obj):
+            self.pods_seen += 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,7 +165,7 @@ PodEvent = Callable[[str, Mapping[str, Any] | None, str], None]
 ListedCallback = Callable[[str, frozenset[str]], None]
 
 
-class BoundPodWatch(ListWatch):
+class BoundPodWatch(_PodWatch):
     """Watches pods that are bound to a node and not terminated.
 
     One stream per scheduler name (field selector ``spec.schedulerName=NAME,spec.nodeName!=``
@@ -147,33 +188,25 @@ class BoundPodWatch(ListWatch):
         backoff_s: tuple[float, float] = (0.5, 30.0),
     ) -> None:
         super().__init__(
-            tuple(dict.fromkeys(scheduler_names)),
+            api_client,
+            scheduler_names,
             page_size=page_size,
             watch_timeout_s=watch_timeout_s,
             backoff_s=backoff_s,
-            list_timeout_s=30,
         )
-        self._api_client = api_client
         self._on_pod = on_pod
         self._on_listed = on_listed
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._listing: dict[str, set[str]] = {}
 
-    async def run(self, *, iterations: int | None = None) -> None:
-        self._loop = asyncio.get_running_loop()
-        await super().run(iterations=iterations)
+    _purpose = "drift"
 
     # -- ListWatch hooks -------------------------------------------------------------------
 
-    def call(self, stream: str, **kwargs: Any) -> Any:
-        from kubernetes import client  # noqa: PLC0415 - only when serving with a cluster
-
+    def field_selector(self, stream: str) -> str:
         selector = f"spec.nodeName!=,{_TERMINATED}"
         if stream != ALL_SCHEDULERS:
             selector = f"spec.schedulerName={stream},{selector}"
-        return client.CoreV1Api(self._api_client).list_pod_for_all_namespaces(
-            field_selector=selector, **kwargs
-        )
+        return selector
 
     def on_list_start(self, stream: str) -> None:
         self._listing[stream] = set()
@@ -192,15 +225,6 @@ class BoundPodWatch(ListWatch):
         if uid:
             self._hand_over(self._on_pod, uid, None if kind == "DELETED" else _live(obj), stream)
 
-    def on_failure(self, stream: str, err: Exception) -> None:
-        log.warning("pod watch (drift) failed (%s); retrying", failure_reason(err))
-
-    def _hand_over(self, callback: Callable[..., None], *args: Any) -> None:
-        loop = self._loop
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop is closing
-                loop.call_soon_threadsafe(_deliver, callback, args)
-
 
 def _uid(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("uid") or "")
@@ -213,13 +237,6 @@ def _live(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
     if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
         return None
     return obj
-
-
-def _deliver(callback: Callable[..., None], args: tuple[Any, ...]) -> None:
-    try:
-        callback(*args)
-    except Exception:
-        log.exception("handling a bound pod failed")
 
 
 # --------------------------------------------------------------------------------------------
