@@ -52,6 +52,7 @@ import platform
 import re
 import shlex
 import shutil
+import socket
 import ssl
 import statistics
 import sys
@@ -257,11 +258,13 @@ class BindWatch:
             return True
 
     def close(self) -> None:
+        # Shut the socket down and let the reader see the end of the stream before closing:
+        # closing under a blocked readline races with http.client's own clean-up.
         with contextlib.suppress(OSError):
             if self._conn.sock is not None:
-                self._conn.sock.shutdown(2)
+                self._conn.sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(10)
         self._conn.close()
-        self._thread.join(5)
 
 
 # ---------------------------------------------------------------------------------------------
