@@ -217,33 +217,65 @@ class Api:
 
 
 class BindWatch:
-    """Watches a namespace's pods and notes when each is first seen bound, and where."""
+    """Watches a namespace's pods and notes when each is first seen bound, and where.
+
+    The apiserver ends a watch whose reader falls behind (a busy machine), so a watch that ends
+    is resumed from the last resourceVersion seen (or restarted when that is too old), and the
+    restarts are counted.
+    """
 
     def __init__(self, api: Api, namespace: str) -> None:
+        self.api = api
+        self.namespace = namespace
         self.bound: dict[str, tuple[float, str]] = {}
-        self.lines = 0
-        self._conn = api.connection(timeout=None)
-        self._conn.request("GET", f"/api/v1/namespaces/{namespace}/pods?watch=1")
-        self._resp = self._conn.getresponse()
-        if self._resp.status != 200:
-            raise RuntimeError(f"watch pods in {namespace}: HTTP {self._resp.status}")
+        self.restarts = 0
+        self.late = 0  # bindings first seen by the final list, not by the watch
+        self._rv = ""
+        self._closing = False
+        self._conn: http.client.HTTPSConnection | None = None
         self._changed = threading.Condition()
+        self._opened = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+        if not self._opened.wait(30):
+            raise RuntimeError(f"could not watch pods in {namespace}")
+
+    def _open(self) -> http.client.HTTPResponse:
+        self._conn = self.api.connection(timeout=None)
+        query = "watch=1" + (f"&resourceVersion={self._rv}" if self._rv else "")
+        self._conn.request("GET", f"/api/v1/namespaces/{self.namespace}/pods?{query}")
+        resp = self._conn.getresponse()
+        if resp.status != 200:
+            raise RuntimeError(f"watch pods in {self.namespace}: HTTP {resp.status}")
+        return resp
 
     def _run(self) -> None:
-        with contextlib.suppress(OSError, ValueError, http.client.HTTPException):
-            while line := self._resp.readline():
-                now = time.monotonic()
-                event = json.loads(line)
-                obj = event.get("object") or {}
-                node = (obj.get("spec") or {}).get("nodeName")
-                name = (obj.get("metadata") or {}).get("name")
-                with self._changed:
-                    self.lines += 1
-                    if node and name and name not in self.bound:
-                        self.bound[name] = (now, node)
-                    self._changed.notify_all()
+        while not self._closing:
+            try:
+                resp = self._open()
+                self._opened.set()
+                while line := resp.readline():
+                    self._event(json.loads(line), time.monotonic())
+            except (OSError, ValueError, RuntimeError, http.client.HTTPException):
+                if not self._opened.is_set():
+                    return
+            if not self._closing:
+                self.restarts += 1
+                time.sleep(0.05)
+
+    def _event(self, event: Mapping[str, Any], now: float) -> None:
+        obj = event.get("object") or {}
+        if event.get("type") == "ERROR":  # e.g. 410 Gone: resume from the current state
+            self._rv = ""
+            return
+        metadata = obj.get("metadata") or {}
+        self._rv = metadata.get("resourceVersion") or self._rv
+        node = (obj.get("spec") or {}).get("nodeName")
+        name = metadata.get("name")
+        with self._changed:
+            if node and name and name not in self.bound:
+                self.bound[name] = (now, node)
+            self._changed.notify_all()
 
     def wait(self, count: int, stall_s: float) -> bool:
         """Until ``count`` pods are bound (True) or none more was bound for ``stall_s``."""
@@ -254,17 +286,30 @@ class BindWatch:
                 if len(self.bound) != seen:
                     seen, last = len(self.bound), time.monotonic()
                 elif time.monotonic() - last > stall_s:
-                    return False
-            return True
+                    break
+        # What the watch may have missed: the list is the truth on where pods are.
+        listed = self.api.call("GET", f"/api/v1/namespaces/{self.namespace}/pods")
+        now = time.monotonic()
+        with self._changed:
+            for obj in listed.get("items") or []:
+                node = (obj.get("spec") or {}).get("nodeName")
+                name = obj["metadata"]["name"]
+                if node and name not in self.bound:
+                    self.bound[name] = (now, node)
+                    self.late += 1
+            return len(self.bound) >= count
 
     def close(self) -> None:
         # Shut the socket down and let the reader see the end of the stream before closing:
         # closing under a blocked readline races with http.client's own clean-up.
+        self._closing = True
+        conn = self._conn
         with contextlib.suppress(OSError):
-            if self._conn.sock is not None:
-                self._conn.sock.shutdown(socket.SHUT_RDWR)
+            if conn is not None and conn.sock is not None:
+                conn.sock.shutdown(socket.SHUT_RDWR)
         self._thread.join(10)
-        self._conn.close()
+        if conn is not None:
+            conn.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -717,6 +762,8 @@ class Bench:
         result.update(
             bound=len(bound),
             complete=complete,
+            watch_restarts=watch.restarts,
+            seen_late=watch.late,
             scheduler_ready_s=ready - t0,
             cpu_s=cpu_between(before, after),
             load={"before": before.load, "after": after.load},
@@ -1111,6 +1158,8 @@ def _progress(r: Mapping[str, Any]) -> str:
         f"{r.get('pods_per_s', 0):.0f} pods/s, p99 {r.get('latency_ms', {}).get('p99', 0):.0f} ms, "
         f"scheduler {cpu['kube-scheduler']:.2f} s CPU, extender {cpu['extender']:.2f} s, "
         f"others {cpu['others']:.2f} s, load {r['load']['before']:.1f}→{r['load']['after']:.1f}"
+        + (f", watch restarted {r['watch_restarts']}x" if r["watch_restarts"] else "")
+        + (f", {r['seen_late']} bindings seen only by the final list" if r["seen_late"] else "")
     )
 
 
