@@ -70,6 +70,7 @@ LOCAL_VERSION = "local"
 def _module_dir(key: str) -> Path:
     return GO_MODULES[key] if key in GO_MODULES else TOOL_MODULES[key]
 
+
 # How often a long build step reports that it is still alive.
 _PROGRESS_EVERY_S = 20.0
 
