@@ -14,7 +14,9 @@ each configuration:
   ``image-compat-extender serve``;
 - ``ours-adaptive``: the same without percentageOfNodesToScore;
 - each ``--variant NAME=CONFIG[::EXTENDER ARGS[::NULL ARGS]]``: a profile of ours under study,
-  e.g. ``--variant filter-only=bench/filter-only.yaml::--memo-size=131072::-prioritize-empty``;
+  e.g. ``--variant filter-only=bench/filter-only.yaml::--memo-size=131072::-prioritize-empty``
+  (a null beside it answers in the same shape: ``-pass-fraction=0.7`` makes it reject 30% of
+  the nodes with a reason each, as ours does on this fleet; ``-prioritize-empty``, ``-score``);
 - ``null-VERBS``: the same scheduler profile calling ``null-extender`` (a Go server that passes
   every node and scores 0) with the verbs of the profile it stands beside: the protocol's floor.
 
@@ -459,7 +461,8 @@ def configurations(variants: Sequence[str], only: Sequence[str] | None) -> list[
         if key in nulls:
             nulls[key] = dataclasses.replace(nulls[key], beside=(*nulls[key].beside, c.name))
         else:
-            shape = "-".join(a.lstrip("-").replace("=", "") for a in c.null_args)
+            # Names end up in namespace and process names: lowercase letters, digits and '-'.
+            shape = "-".join(re.sub(r"[^a-z0-9]+", "", a.lower()) for a in c.null_args)
             nulls[key] = Config(
                 f"null-{'-'.join(c.verbs) or 'none'}" + (f"-{shape}" if shape else ""),
                 "null",

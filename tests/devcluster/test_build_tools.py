@@ -82,3 +82,22 @@ def test_null_extender_passes_every_node_and_the_proxy_counts_bytes(
         assert counted[verb]["calls"] == own[verb]["calls"] == 1
         assert counted[verb]["request_bytes"] == own[verb]["request_bytes"] == request_bytes
         assert counted[verb]["response_bytes"] == own[verb]["response_bytes"] > 0
+
+
+@pytest.mark.integration
+def test_null_extender_can_reject_a_fixed_share_like_a_real_filter() -> None:
+    null, url = _start(
+        [str(build.binary("null-extender")), "-listen=127.0.0.1:0", "-pass-fraction=0.7"]
+    )
+    try:
+        names = [f"node-{i:04d}" for i in range(1000)]
+        args = {"Pod": {}, "Nodes": None, "NodeNames": names}
+        first, again = _post(url + "filter", args), _post(url + "filter", args)
+    finally:
+        null.terminate()
+        null.wait(10)
+    assert first == again  # the same nodes every time, as a real filter's verdicts are
+    passed, failed = first["NodeNames"], first["FailedNodes"]
+    assert sorted(passed + list(failed)) == names
+    assert 600 < len(passed) < 800
+    assert set(failed.values()) == {"null-extender: rejected"}

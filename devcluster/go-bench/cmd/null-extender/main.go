@@ -7,6 +7,12 @@
 // Usage:
 //
 //	null-extender -listen 127.0.0.1:0 [-verbs filter,prioritize] [-score 0] [-prioritize-empty]
+//	              [-pass-fraction 1] [-reason "null-extender: rejected"]
+//
+// -pass-fraction below 1 makes filter reject a fixed share of the names it is sent (chosen
+// by a hash of each name, so the same nodes every time), each with -reason in FailedNodes:
+// the answer shape of an extender that rejects that share, and the same number of nodes left
+// for the scheduler to score.
 //
 // It prints "listening on HOST:PORT" on stderr once it accepts connections. GET /stats
 // answers JSON with, per verb, the calls served and the request and answer bytes.
@@ -19,6 +25,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log"
 	"net"
@@ -66,6 +73,8 @@ type verbStats struct {
 type server struct {
 	score           int64
 	prioritizeEmpty bool
+	passFraction    float64
+	reason          string
 	mu              sync.Mutex
 	stats           map[string]*verbStats
 }
@@ -110,7 +119,25 @@ func (s *server) filter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res := filterResult{NodeNames: a.NodeNames, Nodes: a.Nodes}
+	if s.passFraction < 1 && a.NodeNames != nil {
+		passed := make([]string, 0, len(*a.NodeNames))
+		res.FailedNodes = map[string]string{}
+		for _, name := range *a.NodeNames {
+			if s.passes(name) {
+				passed = append(passed, name)
+			} else {
+				res.FailedNodes[name] = s.reason
+			}
+		}
+		res.NodeNames = &passed
+	}
 	s.reply(w, "filter", len(body), res)
+}
+
+func (s *server) passes(name string) bool {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(name))
+	return float64(h.Sum32()%10000) < s.passFraction*10000
 }
 
 // names lists the nodes of a request in either mode (names, or full Node objects).
@@ -171,9 +198,18 @@ func main() {
 	score := flag.Int64("score", 0, "the score prioritize gives every node")
 	prioritizeEmpty := flag.Bool("prioritize-empty", false,
 		"prioritize answers an empty list (the shape of an answer that leaves out nodes at the lowest score)")
+	passFraction := flag.Float64("pass-fraction", 1,
+		"share of the names filter passes (by a hash of each name); the others fail with -reason")
+	reason := flag.String("reason", "null-extender: rejected", "the reason of a node filter rejects")
 	flag.Parse()
 
-	s := &server{score: *score, prioritizeEmpty: *prioritizeEmpty, stats: map[string]*verbStats{}}
+	s := &server{
+		score:           *score,
+		prioritizeEmpty: *prioritizeEmpty,
+		passFraction:    *passFraction,
+		reason:          *reason,
+		stats:           map[string]*verbStats{},
+	}
 	mux := http.NewServeMux()
 	for _, verb := range strings.Split(*verbs, ",") {
 		switch verb = strings.TrimSpace(verb); verb {
