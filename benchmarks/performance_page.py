@@ -72,6 +72,16 @@ def e2e_section(d: Mapping[str, Any]) -> list[str]:
         f"client QPS {d.get('qps', '?'):g}). Reproduce: {command}",
         "",
     ]
+    phases = d.get("phases") or []
+    if phases and "timed_by_event" in phases[0]:
+        timed = sum(p["timed_by_event"] for p in phases)
+        total = sum(p["bound"] for p in phases)
+        lines += [
+            f"Bindings are timed by kube-scheduler's own Scheduled events ({timed:,} of "
+            f"{total:,}; the rest by a watch of the pods). Latency runs from a pod's creation, "
+            "or in backlog mode from the scheduler's start, to its binding.",
+            "",
+        ]
     summary = d["summary"]
     backlog = summary.get("backlog", {})
     per = backlog.get("configs", {})
