@@ -56,12 +56,14 @@ demo: venv
 	$(PY) -m devcluster.demo $(if $(IMAGE),--image) $(DEMO_ARGS)
 
 # Benchmarks run on their own (never part of `make test`); each prints a table and writes JSON
-# and a PNG plot under benchmarks/results/.
+# and a PNG plot under benchmarks/results/; docs/performance.md is then generated from them.
 bench: venv devcluster
 	$(PY) benchmarks/rules_bench.py
 	$(PY) benchmarks/server_bench.py
 	$(PY) benchmarks/artifacts_bench.py
 	$(PY) benchmarks/features_bench.py
+	$(PY) benchmarks/e2e_bench.py
+	$(PY) benchmarks/performance_page.py
 
 lock:
 	@echo "pip-compile (pip-tools) regenerates the locks; see README 'Dependencies'."

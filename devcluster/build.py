@@ -6,8 +6,12 @@ built), where they go (``$IMAGE_COMPAT_CACHE/bin/<stamp>/``) and when they must 
 (the stamp hashes both modules' ``go.mod``/``go.sum``, our own ``cmd/`` sources, the link flags
 and ``go version``).
 
+Small tools of our own that need nothing beyond Go's standard library (``TOOL_MODULES``, e.g.
+the benchmark's null extender) are stamped on their own, in ``$IMAGE_COMPAT_CACHE/bin/<module>-
+<hash>/``: adding or changing one rebuilds only it, never the Kubernetes binaries.
+
 Public API: ``binary(name)`` (builds on demand), ``build_all()``, ``COMPONENTS``,
-``versions()``, ``bin_dir()``, ``cache_dir()`` and ``BuildError``.
+``versions()``, ``bin_dir()``, ``component_dir()``, ``cache_dir()`` and ``BuildError``.
 """
 
 from __future__ import annotations
@@ -31,12 +35,14 @@ from pathlib import Path
 __all__ = [
     "COMPONENTS",
     "GO_MODULES",
+    "TOOL_MODULES",
     "BuildError",
     "Component",
     "bin_dir",
     "binary",
     "build_all",
     "cache_dir",
+    "component_dir",
     "go_env",
     "stamp",
     "versions",
@@ -51,6 +57,19 @@ GO_MODULES: dict[str, Path] = {
     "go-oci": HERE / "go-oci",
     "go-helm": HERE / "go-helm",
 }
+
+# Our standard-library-only tools, each module with a stamp of its own (see tool_stamp).
+TOOL_MODULES: dict[str, Path] = {
+    "go-bench": HERE / "go-bench",
+}
+
+# The version our own tools report: they are built from this repository, not from upstream.
+LOCAL_VERSION = "local"
+
+
+def _module_dir(key: str) -> Path:
+    return GO_MODULES[key] if key in GO_MODULES else TOOL_MODULES[key]
+
 
 # How often a long build step reports that it is still alive.
 _PROGRESS_EVERY_S = 20.0
@@ -83,7 +102,7 @@ class Component:
 
     def ldflags(self) -> str:
         major, minor = _major_minor(self.version)
-        client_go = _module_versions(GO_MODULES[self.module] / "go.mod").get("k8s.io/client-go")
+        client_go = _module_versions(_module_dir(self.module) / "go.mod").get("k8s.io/client-go")
         k8s_minor = _major_minor(client_go or "v0.0")[1]
         xs = [
             "-X " + x.format(version=self.version, major=major, minor=minor, k8s_minor=k8s_minor)
@@ -197,6 +216,20 @@ COMPONENTS: dict[str, Component] = {
             "Helm CLI (lint and template of deploy/helm)",
             _HELM_X,
         ),
+        Component(
+            "null-extender",
+            "go-bench",
+            "./cmd/null-extender",
+            LOCAL_VERSION,
+            "a scheduler extender that passes every node and scores 0 (the protocol's floor)",
+        ),
+        Component(
+            "count-proxy",
+            "go-bench",
+            "./cmd/count-proxy",
+            LOCAL_VERSION,
+            "a reverse proxy counting request and answer bytes per extender verb",
+        ),
     )
 }
 
@@ -246,7 +279,10 @@ def versions() -> dict[str, str]:
     mods = {key: _module_versions(path / "go.mod") for key, path in GO_MODULES.items()}
     out: dict[str, str] = {}
     for c in COMPONENTS.values():
-        out[c.name] = mods[c.module].get(c.version_of, "unknown")
+        if c.module in TOOL_MODULES:
+            out[c.name] = LOCAL_VERSION
+        else:
+            out[c.name] = mods[c.module].get(c.version_of, "unknown")
     return out
 
 
@@ -325,13 +361,36 @@ def stamp() -> str:
             h.update(f"{key}/{f.relative_to(path)}\0".encode())
             h.update(f.read_bytes())
     for c in COMPONENTS.values():
-        h.update(f"{c.name} {c.module} {c.package} {c.ldflags()}\n".encode())
+        if c.module in GO_MODULES:
+            h.update(f"{c.name} {c.module} {c.package} {c.ldflags()}\n".encode())
     return f"k8s-{versions()['kube-apiserver']}-{h.hexdigest()[:12]}"
 
 
+def tool_stamp(key: str) -> str:
+    """Directory name for one of ``TOOL_MODULES``: a hash of its files and ``go version``."""
+    path = TOOL_MODULES[key]
+    h = hashlib.sha256()
+    h.update(_go_version().encode())
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(path)}\0".encode())
+        h.update(f.read_bytes())
+    for c in COMPONENTS.values():
+        if c.module == key:
+            h.update(f"{c.name} {c.package} {c.ldflags()}\n".encode())
+    return f"{key}-{h.hexdigest()[:12]}"
+
+
 def bin_dir() -> Path:
-    """Directory holding the binaries for the current stamp (may not exist yet)."""
+    """Directory holding the Kubernetes-side binaries for the current stamp (may not exist yet)."""
     return cache_dir() / "bin" / stamp()
+
+
+def component_dir(name: str) -> Path:
+    """Directory holding binary ``name`` (``bin_dir()``, or its tool module's own)."""
+    c = COMPONENTS[name]
+    if c.module in TOOL_MODULES:
+        return cache_dir() / "bin" / tool_stamp(c.module)
+    return bin_dir()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,7 +451,7 @@ def _build_one(
     try:
         proc = subprocess.Popen(
             cmd,
-            cwd=GO_MODULES[c.module],
+            cwd=_module_dir(c.module),
             env=go_env(gocache),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -422,7 +481,7 @@ def _build_one(
         tmp.unlink(missing_ok=True)
         details = "\n".join(tail) or "(no output)"
         raise BuildError(
-            f"`go build {c.package}` failed in {GO_MODULES[c.module]} (exit {rc}):\n{details}"
+            f"`go build {c.package}` failed in {_module_dir(c.module)} (exit {rc}):\n{details}"
         )
     tmp.replace(out_dir / c.name)
     return time.monotonic() - start
@@ -459,14 +518,14 @@ def build_all(
 ) -> dict[str, Path]:
     """Build the named binaries (default: all) unless present; return name -> path.
 
-    ``out_dir`` overrides the stamped directory (used for timing builds in a scratch place).
+    ``out_dir`` overrides the stamped directories (used for timing builds in a scratch place).
     """
     selected = list(COMPONENTS) if names is None else names
     unknown = [n for n in selected if n not in COMPONENTS]
     if unknown:
         raise BuildError(f"unknown devcluster binaries {unknown}; known: {sorted(COMPONENTS)}")
     target = out_dir or bin_dir()
-    paths = {n: target / n for n in selected}
+    paths = {n: (out_dir or component_dir(n)) / n for n in selected}
     if not force and all(p.exists() for p in paths.values()):
         return paths
     with _build_lock():
@@ -475,15 +534,15 @@ def build_all(
             return paths
         _log(f"building {len(todo)} binaries into {target} ({_go_version()}, 2 parallel jobs)")
         total = time.monotonic()
-        for key in sorted({COMPONENTS[n].module for n in todo}):
+        for key in sorted({COMPONENTS[n].module for n in todo} & set(GO_MODULES)):
             _download_modules(key)
         for i, name in enumerate(todo, 1):
             c = COMPONENTS[name]
             _log(f"[{i}/{len(todo)}] {name} {c.version} ({c.package}) ...")
-            took = _build_one(c, target)
+            took = _build_one(c, paths[name].parent)
             _log(f"[{i}/{len(todo)}] {name} done in {took:.1f}s")
         _log(f"all done in {time.monotonic() - total:.1f}s")
-        if out_dir is None:
+        if out_dir is None and any(COMPONENTS[n].module in GO_MODULES for n in todo):
             _prune_old_stamps(keep=target)
     return paths
 
@@ -505,7 +564,7 @@ def binary(name: str) -> Path:
     """Path to a devcluster binary, building it (and only it) first when it is missing."""
     if name not in COMPONENTS:
         raise BuildError(f"unknown devcluster binary {name!r}; known: {sorted(COMPONENTS)}")
-    path = bin_dir() / name
+    path = component_dir(name) / name
     if not path.exists():
         build_all([name])
     return path

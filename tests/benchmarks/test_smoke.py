@@ -80,3 +80,37 @@ def test_artifacts_bench_against_both_real_registries(tmp_path: Path) -> None:
     assert by_registry["tag schema"]["requests_per_cold_load"] == [7]
     for r in by_registry.values():
         assert r["run"]["loads"] == 2 * 2  # each image once per platform, then from memory
+
+
+@pytest.mark.integration
+def test_e2e_bench_every_configuration_and_mode(tmp_path: Path) -> None:
+    stdout = run_benchmark("e2e_bench.py", "--quick", out=tmp_path, timeout=900)
+    assert "pods/s (rounds)" in stdout and "Correctness at scale" in stdout
+    document = results(tmp_path, "e2e")
+    names = [c["name"] for c in document["configs"]]
+    assert names == ["default", "default-p100", "ours", "ours-adaptive", "null-filter-prioritize"]
+    phases = {(p["config"], p["mode"]) for p in document["phases"]}
+    assert phases == {(n, m) for n in names for m in ("backlog", "paced")}
+    for phase in document["phases"]:
+        assert phase["complete"] and phase["bound"] == phase["pods"], phase
+        assert phase["pods_per_s"] > 0 and phase["latency_ms"]["p50"] <= phase["latency_ms"]["p99"]
+        assert phase["cpu_s"]["kube-scheduler"] > 0
+        if phase["config"].startswith("ours"):
+            # What the extender is for: no pod of this image on a node that cannot run it.
+            assert phase["placement"]["compatible"] == 1.0, phase
+    for mode in ("backlog", "paced"):
+        assert set(document["summary"][mode]["ratios"]) >= {
+            "ours/null",
+            "ours/default-p100",
+            "ours/default",
+        }
+    # The bytes runs went through count-proxy: both verbs, with their answers' sizes.
+    for name in ("ours", "null-filter-prioritize"):
+        wire = document["wire"][name]
+        assert set(wire) == {"filter", "prioritize"}
+        assert all(w["calls"] >= 1 and w["response_bytes"] > 0 for w in wire.values())
+    # The null passes every node, so its filter answer is at least every node's name.
+    assert document["wire"]["null-filter-prioritize"]["filter"]["response_bytes"] > 60 * 11
+    needle = {n["config"]: n for n in document["needle"]}
+    assert needle["ours"]["on_needle"] == needle["ours"]["pods"]
+    assert needle["ours"]["elsewhere"] == 0

@@ -1,0 +1,3 @@
+module github.com/image-compat-extender/devcluster/go-bench
+
+go 1.26
