@@ -91,7 +91,7 @@ def test_null_extender_can_reject_a_fixed_share_like_a_real_filter() -> None:
     )
     try:
         names = [f"node-{i:04d}" for i in range(1000)]
-        args = {"Pod": {}, "Nodes": None, "NodeNames": names}
+        args: dict[str, object] = {"Pod": {}, "Nodes": None, "NodeNames": names}
         first, again = _post(url + "filter", args), _post(url + "filter", args)
     finally:
         null.terminate()
