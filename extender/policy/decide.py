@@ -5,6 +5,10 @@ Owns :class:`Policy`: how specs are obtained (through an
 verdicts are computed (through :class:`~extender.policy.memo.VerdictMemo`) and combined
 (filter reasons, normalised scores), and what each failure becomes. The server turns
 :class:`FilterDecision`, scores and :class:`PolicyUnavailableError` into responses.
+
+It is over 500 lines because :class:`Policy` is one class: filter, prioritize, preempt, the
+drift check and explain all go through the same plan, spec resolution and memo, and a split
+would have each verb re-derive them.
 """
 
 from __future__ import annotations
