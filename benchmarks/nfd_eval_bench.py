@@ -364,10 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs\n")
     print(table(per, memo))
 
-    argv_text = " ".join(sys.argv[1:] if argv is None else argv)
     document = {
         "benchmark": "nfd_eval",
-        "command": f"benchmarks/nfd_eval_bench.py {argv_text}".strip(),
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
