@@ -63,6 +63,7 @@ bench: venv devcluster
 	$(PY) benchmarks/artifacts_bench.py
 	$(PY) benchmarks/features_bench.py
 	$(PY) benchmarks/e2e_bench.py
+	$(PY) benchmarks/nfd_eval_bench.py
 	$(PY) benchmarks/performance_page.py
 
 lock:

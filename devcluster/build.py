@@ -6,9 +6,9 @@ built), where they go (``$IMAGE_COMPAT_CACHE/bin/<stamp>/``) and when they must 
 (the stamp hashes both modules' ``go.mod``/``go.sum``, our own ``cmd/`` sources, the link flags
 and ``go version``).
 
-Small tools of our own that need nothing beyond Go's standard library (``TOOL_MODULES``, e.g.
-the benchmark's null extender) are stamped on their own, in ``$IMAGE_COMPAT_CACHE/bin/<module>-
-<hash>/``: adding or changing one rebuilds only it, never the Kubernetes binaries.
+Small tools of our own (``TOOL_MODULES``: the benchmark's null extender, NFD's evaluator under
+a timer) are stamped on their own, in ``$IMAGE_COMPAT_CACHE/bin/<module>-<hash>/``: adding or
+changing one rebuilds only it, never the Kubernetes binaries.
 
 Public API: ``binary(name)`` (builds on demand), ``build_all()``, ``COMPONENTS``,
 ``versions()``, ``bin_dir()``, ``component_dir()``, ``cache_dir()`` and ``BuildError``.
@@ -58,9 +58,11 @@ GO_MODULES: dict[str, Path] = {
     "go-helm": HERE / "go-helm",
 }
 
-# Our standard-library-only tools, each module with a stamp of its own (see tool_stamp).
+# Our small tools, each module with a stamp of its own (see tool_stamp). go-nfdbench needs NFD,
+# pinned to the versions devcluster/go builds against, but not the Kubernetes binaries' stamp.
 TOOL_MODULES: dict[str, Path] = {
     "go-bench": HERE / "go-bench",
+    "go-nfdbench": HERE / "go-nfdbench",
 }
 
 # The version our own tools report: they are built from this repository, not from upstream.
@@ -229,6 +231,13 @@ COMPONENTS: dict[str, Component] = {
             "./cmd/count-proxy",
             LOCAL_VERSION,
             "a reverse proxy counting request and answer bytes per extender verb",
+        ),
+        Component(
+            "nfd-eval-bench",
+            "go-nfdbench",
+            "./cmd/nfd-eval-bench",
+            LOCAL_VERSION,
+            "NFD's rule evaluator timed in-process (ns per compatibility set)",
         ),
     )
 }
@@ -495,7 +504,7 @@ def _download_modules(key: str, timeout_s: float = 1800.0) -> None:
     try:
         out = subprocess.run(
             [_find_go(), "mod", "download"],
-            cwd=GO_MODULES[key],
+            cwd=_module_dir(key),
             env=go_env(),
             capture_output=True,
             text=True,
@@ -506,7 +515,7 @@ def _download_modules(key: str, timeout_s: float = 1800.0) -> None:
         raise BuildError(f"`go mod download` in devcluster/{key} took over {timeout_s:.0f}s") from e
     if out.returncode != 0:
         raise BuildError(
-            f"`go mod download` failed in {GO_MODULES[key]} (exit {out.returncode}); is the Go "
+            f"`go mod download` failed in {_module_dir(key)} (exit {out.returncode}); is the Go "
             f"module proxy reachable (GOPROXY={os.environ.get('GOPROXY', 'default')})?\n"
             + "\n".join(out.stderr.splitlines()[-30:])
         )
@@ -534,8 +543,10 @@ def build_all(
             return paths
         _log(f"building {len(todo)} binaries into {target} ({_go_version()}, 2 parallel jobs)")
         total = time.monotonic()
-        for key in sorted({COMPONENTS[n].module for n in todo} & set(GO_MODULES)):
-            _download_modules(key)
+        # Tool modules without a go.sum have no dependencies to fetch.
+        for key in sorted({COMPONENTS[n].module for n in todo}):
+            if (_module_dir(key) / "go.sum").exists():
+                _download_modules(key)
         for i, name in enumerate(todo, 1):
             c = COMPONENTS[name]
             _log(f"[{i}/{len(todo)}] {name} {c.version} ({c.package}) ...")

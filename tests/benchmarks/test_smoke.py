@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from extender.nodes.model import load_node_features
+
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "examples" / "specs"
 
@@ -114,3 +116,24 @@ def test_e2e_bench_every_configuration_and_mode(tmp_path: Path) -> None:
     needle = {n["config"]: n for n in document["needle"]}
     assert needle["ours"]["on_needle"] == needle["ours"]["pods"]
     assert needle["ours"]["elsewhere"] == 0
+
+
+@pytest.mark.integration
+def test_nfd_eval_bench_ours_beside_nfd(tmp_path: Path) -> None:
+    stdout = run_benchmark("nfd_eval_bench.py", "--quick", "--cases", "20", out=tmp_path)
+    assert "NFD ns/set p50" in stdout and "Policy.filter (cold memo)" in stdout
+    document = results(tmp_path, "nfd_eval")
+    per = document["per_set"]
+    assert per["conformance"]["cases"] == 20
+    nodes = load_node_features((ROOT / "examples" / "nodes" / "all-nodes.yaml").read_bytes())
+    fleet_cases = len(list(SPECS.glob("*.yaml"))) * len(nodes)  # every spec on every node
+    assert per["fleet"]["cases"] == fleet_cases
+    for r in per.values():
+        assert r["timed"] >= 1 and r["timed"] + r["skipped_error_or_rejected"] == r["cases"]
+        for key in ("ours_ns_per_set", "nfd_ns_per_set", "ours_over_nfd"):
+            q = r[key]
+            assert q["n"] == r["timed"] and 0 < q["min"] <= q["p50"] <= q["p99"] <= q["max"]
+    memo = document["new_spec"]
+    assert (memo["nodes"], memo["types"], memo["new_specs"]) == (5000, 50, 3)
+    assert memo["ours_filter_ms"]["n"] == memo["nfd_all_nodes_ms"]["n"] == 3
+    assert set(memo["targets"]) == {"speed_up_per_node", "p99_ms", "speed_up_met", "p99_met"}

@@ -1,4 +1,5 @@
-"""The stdlib-only Go tools of devcluster/go-bench: stamped apart from Kubernetes, and working."""
+"""Our small Go tools (devcluster/go-bench, devcluster/go-nfdbench): stamped apart from
+Kubernetes, and working."""
 
 from __future__ import annotations
 
@@ -32,6 +33,62 @@ def test_tool_modules_are_stamped_apart_from_kubernetes(
     assert build.component_dir("count-proxy") == build.component_dir("null-extender")
     assert build.component_dir("kube-apiserver") == build.bin_dir()
     assert build.versions()["null-extender"] == build.LOCAL_VERSION
+
+
+def test_nfd_eval_bench_has_a_stamp_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    k8s, tool = build.stamp(), build.tool_stamp("go-nfdbench")
+    copy = tmp_path / "go-nfdbench"
+    shutil.copytree(build.TOOL_MODULES["go-nfdbench"], copy)
+    (copy / "go.sum").write_text((copy / "go.sum").read_text() + "\n")
+    monkeypatch.setitem(build.TOOL_MODULES, "go-nfdbench", copy)
+    # NFD is pinned in both modules, yet a change here never relinks kube-apiserver.
+    assert build.stamp() == k8s
+    assert build.tool_stamp("go-nfdbench") != tool
+    assert build.component_dir("nfd-eval-bench").name == build.tool_stamp("go-nfdbench")
+
+
+SPEC = """\
+version: v1alpha1
+compatibilities:
+- rules:
+  - name: intel
+    matchFeatures:
+    - feature: cpu.model
+      matchExpressions:
+        vendor_id: {op: In, value: [Intel]}
+- rules:
+  - name: amd
+    matchFeatures:
+    - feature: cpu.model
+      matchExpressions:
+        vendor_id: {op: In, value: [AMD]}
+"""
+
+
+@pytest.mark.integration
+def test_nfd_eval_bench_times_every_set_and_reports_failures() -> None:
+    features = {"attributes": {"cpu.model": {"elements": {"vendor_id": "Intel"}}}}
+    cases = [
+        {"id": "both", "spec": SPEC, "features": features},
+        {"id": "tagged", "spec": SPEC, "features": features, "tags": ["none"]},
+        {"id": "bad", "spec": "compatibilities: 3", "features": features},
+    ]
+    done = subprocess.run(
+        [str(build.binary("nfd-eval-bench")), "-k=3"],
+        input="".join(json.dumps(c) + "\n" for c in cases) + "not json\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    out = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [o["id"] for o in out] == ["both", "tagged", "bad", None]
+    assert out[0]["sets"] == 2 and out[0]["nsPerSet"] > 0 and out[0]["error"] == ""
+    assert out[1]["sets"] == 0 and out[1]["nsPerSet"] == 0  # --tags selected no set
+    assert out[2]["error"].startswith("spec: ") and out[2]["nsPerSet"] == 0
+    assert out[3]["error"].startswith("input: ")
 
 
 def _start(argv: list[str]) -> tuple[subprocess.Popen[str], str]:
