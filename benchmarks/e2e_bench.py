@@ -79,7 +79,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # devcluster is the repository's, not an installed package
 
 from devcluster import build, nfd, oci  # noqa: E402
-from devcluster.controlplane import ControlPlane, ManagedProcess, free_port  # noqa: E402
+from devcluster.controlplane import ControlPlane  # noqa: E402
+from devcluster.processes import ManagedProcess, free_port  # noqa: E402
 from devcluster.registries import start_oci_registry  # noqa: E402
 from devcluster.stack import SCHEDULER_CONFIG, SCHEDULER_NAME, Extender, pod  # noqa: E402
 
@@ -147,8 +148,8 @@ def hardware_types() -> dict[str, dict[str, Any]]:
 
 def classify(types: Mapping[str, dict[str, Any]], spec: bytes) -> dict[str, str]:
     """Type → preferred / fallback / incompatible for ``spec``, by our own rule engine."""
-    from extender.features import load_node_features
-    from extender.rules import evaluate, load_spec
+    from extender.nfd.rules import evaluate, load_spec
+    from extender.nodes.model import load_node_features
 
     compiled = load_spec(spec)
     features = load_node_features(yaml.safe_dump_all(list(types.values())))

@@ -37,7 +37,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import yaml
@@ -140,7 +140,7 @@ class Fleet:
                 "labels": {"kubernetes.io/os": "linux", "kubernetes.io/arch": arch},
             },
         }
-        self.core.create_node(node)
+        self.core.create_node(cast(Any, node))  # the client takes plain dicts too
 
 
 def _churn(kubeconfig: str, nodes: int, rate: float, stop: Any, counts: Any) -> None:
@@ -200,7 +200,7 @@ class Churn:
         self._process.join(60)
 
     def result(self) -> dict[str, float]:
-        done, errors, dropped, seconds = list(self._counts)
+        done, errors, dropped, seconds = self._counts[:]
         return {
             "target_per_s": self.rate,
             "achieved_per_s": done / seconds if seconds else 0.0,

@@ -220,6 +220,7 @@ def node_object(index: int) -> dict[str, Any]:
 
 
 def body(image: str, size: int, full_nodes: bool) -> bytes:
+    args: dict[str, Any]
     if full_nodes:
         nodes = {"metadata": {}, "items": [node_object(i) for i in range(size)]}
         args = {"Pod": pod(image), "Nodes": nodes, "NodeNames": None}
