@@ -19,6 +19,7 @@ rely on ``stop()`` and ``atexit`` alone.
 
 from __future__ import annotations
 
+import abc
 import atexit
 import contextlib
 import ctypes
@@ -119,11 +120,12 @@ def http_probe(
     return None
 
 
-class StopOnExit:
+class StopOnExit(abc.ABC):
     """``with`` support for a handle on a started child: leaving the block stops it."""
 
+    @abc.abstractmethod
     def stop(self) -> None:
-        raise NotImplementedError
+        """Stop the child (and wait for it)."""
 
     def __enter__(self) -> Self:
         return self
