@@ -92,7 +92,8 @@ async def test_bind_sets_the_variant_for_the_node(devcluster: ControlPlane, scen
 
             async def synced() -> bool:
                 async with session.post(f"{base}/filter", json=filter_args) as response:
-                    return (await response.json()).get("NodeNames") == [scene.new, scene.old]
+                    names = (await response.json()).get("NodeNames")
+                    return bool(names == [scene.new, scene.old])
 
             await eventually_async(synced, lambda: "filter passing both nodes", interval=0.2)
 
