@@ -9,6 +9,7 @@ import pytest
 
 from extender.nodes.model import NodeFeatures
 from extender.policy.decide import Policy
+from extender.policy.explain import explain
 from extender.policy.pods import MAX_VARIANTS, Pod, plan_pod
 from tests.policy.helpers import (
     AVX512,
@@ -165,3 +166,17 @@ async def test_choose_without_variants_is_empty_and_a_bad_annotation_raises() ->
     assert await p.choose_variants(pod("app:1"), "avx") == {}
     with pytest.raises(ValueError, match="not JSON"):
         await p.choose_variants(variants_pod("{"), "avx")
+
+
+async def test_explain_agrees_with_filter_and_prioritize() -> None:
+    p = policy()
+    pod_ = variants_pod({"c0": [AVX, TUNED]})
+    names = ("avx", "fast", "minimal", "old")
+    decision = await p.filter(pod_, nodes(*names))
+    scores = dict(await p.prioritize(pod_, nodes(*names)))
+    answer = await explain(p, pod_)
+    rows = {row["node"]: row for row in answer["nodes"]}
+    for index, name in enumerate(names):
+        assert rows[name]["passes"] == (index in decision.passing), name
+        assert rows[name]["score"] == scores[name], name
+        assert rows[name].get("reason", "") == decision.unresolvable.get(name, ""), name
