@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from devcluster import nfd
 from devcluster.controlplane import ControlPlane
@@ -141,3 +142,74 @@ async def test_bind_sets_the_variant_for_the_node(devcluster: ControlPlane, scen
     finally:
         assert server.stop() == 0
     assert "Traceback" not in server.log
+
+
+def _kubeconfig_without_patch(cluster: ControlPlane, ns: str, path: Path) -> tuple[Path, str]:
+    """A ServiceAccount's kubeconfig that may do all that serve and bind do but patch pods;
+    and the name of its ClusterRole and ClusterRoleBinding (for the caller to delete)."""
+    account = "binder-without-patch"
+    name = f"{account}-{ns}"
+    cluster.request(
+        "POST",
+        f"/api/v1/namespaces/{ns}/serviceaccounts",
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account}},
+    )
+    rules = [
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]},
+        {
+            "apiGroups": ["nfd.k8s-sigs.io"],
+            "resources": ["nodefeatures"],
+            "verbs": ["list", "watch"],
+        },
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["pods/binding"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    ]
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole"}
+    cluster.request(
+        "POST", f"{rbac}/clusterroles", {**role, "metadata": {"name": name}, "rules": rules}
+    )
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": ns}],
+    }
+    cluster.request("POST", f"{rbac}/clusterrolebindings", binding)
+    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}
+    answer = cluster.request(
+        "POST", f"/api/v1/namespaces/{ns}/serviceaccounts/{account}/token", request
+    )
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    config["users"] = [{"name": account, "user": {"token": answer["status"]["token"]}}]
+    for context in config["contexts"]:
+        context["context"]["user"] = account
+    path.write_text(yaml.safe_dump(config))
+    return path, name
+
+
+async def test_a_failed_patch_does_not_bind(
+    devcluster: ControlPlane, scene: Scene, tmp_path: Path
+) -> None:
+    create_pod(devcluster, scene.ns, pod("denied", ["app:placeholder"], annotations=VARIANTS))
+    kubeconfig, rbac_name = _kubeconfig_without_patch(
+        devcluster, scene.ns, tmp_path / "sa.kubeconfig"
+    )
+    args = scene.args(devcluster, "denied", scene.new)
+    server = Server(["--listen=127.0.0.1:0", f"--kubeconfig={kubeconfig}", scene.flags[1]], {})
+    try:
+        base = f"http://127.0.0.1:{server.port()}"
+        async with aiohttp.ClientSession() as session:
+            answer = await _post(session, f"{base}/bind", args)
+        assert answer["Error"].startswith(
+            f"pod {scene.ns}/denied not bound: cannot set its variant images: 403"
+        ), answer
+        # Not bound, image unchanged: the scheduler retries.
+        assert _image(devcluster, scene.ns, "denied") == ("", "app:placeholder")
+    finally:
+        assert server.stop() == 0
+        rbac = "/apis/rbac.authorization.k8s.io/v1"
+        devcluster.request("DELETE", f"{rbac}/clusterrolebindings/{rbac_name}")
+        devcluster.request("DELETE", f"{rbac}/clusterroles/{rbac_name}")
