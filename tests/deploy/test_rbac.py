@@ -320,7 +320,7 @@ def test_the_authorizer_grants_what_the_rules_say(
         ("watch", "nodefeatures.nfd.k8s-sigs.io", "-n", DEFAULT_NFD_NAMESPACE),
     ):
         assert _can_i(kubectl, extender_rbac, account, *args), args
-    for args in (
+    denied: tuple[tuple[str, ...], ...] = (
         ("get", "nodes"),
         ("update", "nodes"),
         ("create", "pods", "--subresource=binding", "-n", "default"),
@@ -331,8 +331,9 @@ def test_the_authorizer_grants_what_the_rules_say(
         ("get", "secrets", "-n", "default"),
         ("list", "nodefeatures.nfd.k8s-sigs.io", "-n", "default"),
         ("update", "nodefeatures.nfd.k8s-sigs.io", "-n", DEFAULT_NFD_NAMESPACE),
-    ):
-        assert not _can_i(kubectl, extender_rbac, account, *args), args
+    )
+    for refused in denied:
+        assert not _can_i(kubectl, extender_rbac, account, *refused), refused
 
 
 def _serve_readiness(kubeconfig: Path, tmp_path: Path, wait_s: float) -> tuple[int | None, str]:

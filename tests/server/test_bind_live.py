@@ -1,5 +1,6 @@
 """The ``bind`` verb against a real API server: the variant for the node is set and the pod
-bound, retries and concurrent calls, a pod without variants, a replaced pod."""
+bound, retries and concurrent calls, a pod without variants, a replaced pod, and a patch the
+API server refuses (the pod is then not bound)."""
 
 from __future__ import annotations
 
