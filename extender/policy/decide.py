@@ -393,7 +393,8 @@ class Policy:
     async def choose_variants(self, pod: Pod, node: str) -> dict[str, str]:
         """For each container with variants, the image to run on ``node``: a compatible
         variant before an incompatible one, then the highest fit (as prioritize scores it),
-        ties broken by the annotation's order. Empty when the pod has no variants.
+        ties broken by the annotation's order. Empty when the pod has no variants, is not
+        ours, or is ``mode: off`` (its variants are not read: it runs its own images).
 
         A variant whose spec is not loaded within the budget or cannot be loaded counts as
         without spec (compatible, fit 0): filter already passed the node with the specs it
@@ -407,8 +408,6 @@ class Policy:
             return {}
         snapshot = self.store.snapshot()
         platform = snapshot.platform(node)
-        if plan.mode is Mode.OFF:
-            return {v.container: v.images[0] for v in plan.variants}
         resolved = await self._resolve(plan, {platform}, strict=False)
         record = snapshot.nodes.get(node)
         chosen: dict[str, str] = {}

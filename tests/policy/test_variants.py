@@ -180,3 +180,11 @@ async def test_explain_agrees_with_filter_and_prioritize() -> None:
         assert rows[name]["passes"] == (index in decision.passing), name
         assert rows[name]["score"] == scores[name], name
         assert rows[name].get("reason", "") == decision.unresolvable.get(name, ""), name
+
+
+async def test_mode_off_runs_its_own_image() -> None:
+    off = pod(
+        "app:1",
+        annotations={KEY: json.dumps({"c0": [AVX]}), "image-compat.io/mode": "off"},
+    )
+    assert await policy().choose_variants(off, "old") == {}
