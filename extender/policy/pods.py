@@ -285,6 +285,10 @@ def plan_pod(pod: Pod, config: PolicyConfig) -> PodPlan:
             f"{config.artifacts_key} (a variant's spec must be attached to it)"
         )
     problem = problem or artifacts_problem or variants_problem
+    if spec.node_name:
+        # A bound pod runs the images it has (bind set the chosen variants): drift and
+        # explain judge those, not the alternatives.
+        variants = {}
     by_key: dict[tuple[str, str], list[str]] = {}
     plain_keys: list[tuple[str, str]] = []
     for container in containers:

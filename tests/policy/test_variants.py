@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pytest
 
 from extender.nodes.model import NodeFeatures
 from extender.policy.decide import Policy
 from extender.policy.explain import explain
-from extender.policy.pods import MAX_VARIANTS, Pod, plan_pod
+from extender.policy.pods import MAX_VARIANTS, Container, Pod, plan_pod
 from tests.policy.helpers import (
     AVX512,
     PREFERRED_FALLBACK,
@@ -188,3 +189,17 @@ async def test_mode_off_runs_its_own_image() -> None:
         annotations={KEY: json.dumps({"c0": [AVX]}), "image-compat.io/mode": "off"},
     )
     assert await policy().choose_variants(off, "old") == {}
+
+
+async def test_a_bound_pod_is_judged_by_the_variant_it_runs() -> None:
+    p = policy()
+    obj = variants_pod({"c0": [AVX, TUNED]})
+    bound = msgspec.structs.replace(obj, spec=msgspec.structs.replace(obj.pod_spec, node_name="x"))
+    running = msgspec.structs.replace(
+        bound,
+        spec=msgspec.structs.replace(bound.pod_spec, containers=[Container(name="c0", image=AVX)]),
+    )
+    # minimal: TUNED would fit, but the AVX-512 build runs there.
+    assert await p.drift_on(running, "minimal") is not None
+    assert await p.drift_on(running, "avx") is None
+    assert plan_pod(running, policy_config()).variants == ()
