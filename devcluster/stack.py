@@ -174,13 +174,15 @@ class Extender:
         self.close()
 
 
-def scheduler_config(extender_url: str, *, scheduler_name: str = SCHEDULER_NAME) -> dict[str, Any]:
+def scheduler_config(
+    extender_url: str, *, scheduler_name: str = SCHEDULER_NAME, path: Path = SCHEDULER_CONFIG
+) -> dict[str, Any]:
     """The shipped scheduler profile, pointed at ``extender_url`` and at the devcluster.
 
     Only the file's two deployment-specific values change: ``clientConnection.kubeconfig``
     (``ControlPlane.start_scheduler`` fills in its own) and the extender's ``urlPrefix``.
     """
-    doc: dict[str, Any] = yaml.safe_load(SCHEDULER_CONFIG.read_text())
+    doc: dict[str, Any] = yaml.safe_load(path.read_text())
     doc.pop("clientConnection", None)
     (extender,) = doc["extenders"]
     extender["urlPrefix"] = extender_url

@@ -218,17 +218,7 @@ class Policy:
             return everyone
         if not snapshot.synced:
             raise PolicyUnavailableError(_not_synced(snapshot))
-        # Per platform, the (reason prefix, spec) of each image that has a spec, in pod order.
-        # With several images a reason names the image that failed.
-        name_images = len(plan.requirements) > 1
-        checks = {
-            platform: [
-                (f"{REASON_PREFIX}{requirement.image}: " if name_images else REASON_PREFIX, spec)
-                for index, requirement in enumerate(plan.requirements)
-                if (spec := resolved.specs.get((index, platform))) is not None
-            ]
-            for platform in set(platforms)
-        }
+        checks = {platform: _checks(plan, resolved, platform) for platform in set(platforms)}
         verdict, tags, records = self.memo.verdict, plan.tags, snapshot.nodes
         passing: list[int] = []
         failed: dict[str, str] = {}
@@ -240,13 +230,19 @@ class Policy:
             if memo.misses != slicer.misses:  # evaluations ran: time to let others in?
                 await slicer.maybe_yield(memo.misses)
             record = records.get(node.name)
-            for label, spec in checks[platforms[index]]:
-                outcome = verdict(spec, tags, record)
-                if not outcome.compatible:
-                    failed[node.name] = label + outcome.reason
-                    seen = rejected.get(id(outcome))
+            for label, alternatives in checks[platforms[index]]:
+                first: ImageVerdict | None = None
+                for spec in alternatives:
+                    outcome = verdict(spec, tags, record)
+                    if outcome.compatible:
+                        break
+                    first = first or outcome
+                else:
+                    assert first is not None  # a group has at least one alternative
+                    failed[node.name] = label + first.reason
+                    seen = rejected.get(id(first))
                     count = seen[2] + 1 if seen is not None else 1
-                    rejected[id(outcome)] = (outcome, record is None, count)
+                    rejected[id(first)] = (first, record is None, count)
                     break
             else:
                 passing.append(index)
@@ -289,18 +285,23 @@ class Policy:
                 await slicer.maybe_yield(memo.misses)
             platform = snapshot.platform(name)
             compatible = True
-            for index, requirement in enumerate(plan.requirements):
-                slot = (index, platform)
-                if slot in resolved.specs:
-                    spec = resolved.specs[slot]
-                else:
-                    # A platform this request did not need: use what is cached, never load.
-                    found = self.source.get_cached(requirement.key(platform), plan.context)
-                    if found is None or found.invalid or found.failure or found.unusable:
-                        compatible = False
+            for group in plan.groups:
+                group_ok = False
+                for index in group:
+                    slot = (index, platform)
+                    if slot in resolved.specs:
+                        spec = resolved.specs[slot]
+                    else:
+                        # A platform this request did not need: use what is cached, never load.
+                        key = plan.requirements[index].key(platform)
+                        found = self.source.get_cached(key, plan.context)
+                        if found is None or found.invalid or found.failure or found.unusable:
+                            continue
+                        spec = found.spec
+                    if spec is None or self.memo.verdict(spec, plan.tags, record).compatible:
+                        group_ok = True
                         break
-                    spec = found.spec
-                if spec is not None and not self.memo.verdict(spec, plan.tags, record).compatible:
+                if not group_ok:
                     compatible = False
                     break
             if compatible:
@@ -338,15 +339,12 @@ class Policy:
         if resolved.unavailable:
             raise PolicyUnavailableError(REASON_PREFIX + resolved.unavailable)
         record = snapshot.nodes.get(node)
-        for index, requirement in enumerate(plan.requirements):
-            spec = resolved.specs.get((index, platform))
-            if spec is None:
-                continue
-            outcome = self.memo.verdict(spec, plan.tags, record)
-            if not outcome.compatible:
-                rule = _failing_rule(outcome)
+        for label, alternatives in _checks(plan, resolved, platform, drift=True):
+            outcomes = [self.memo.verdict(spec, plan.tags, record) for spec in alternatives]
+            if not any(outcome.compatible for outcome in outcomes):
+                rule = _failing_rule(outcomes[0])
                 named = f"rule {rule!r}: " if rule else ""
-                return f"{requirement.image}: {named}{outcome.reason}"
+                return f"{label}{named}{outcomes[0].reason}"
         return None
 
     # -- prioritize --------------------------------------------------------------------------
@@ -367,14 +365,7 @@ class Policy:
             return zeros
         if not snapshot.synced:
             raise PolicyUnavailableError(_not_synced(snapshot))
-        specs = {
-            platform: [
-                spec
-                for index in range(len(plan.requirements))
-                if (spec := resolved.specs.get((index, platform))) is not None
-            ]
-            for platform in set(platforms)
-        }
+        groups = plan.groups
         verdict, tags, records = self.memo.verdict, plan.tags, snapshot.nodes
         raws: list[int] = []
         memo, slicer = self.memo, _Slicer()
@@ -383,13 +374,55 @@ class Policy:
                 await slicer.maybe_yield(memo.misses)
             record = records.get(node.name)
             raw = 0
-            for spec in specs[platform]:
-                raw += verdict(spec, tags, record).fit
+            for group in groups:
+                # A container with variants scores with its best variant on this node.
+                best_fit = 0
+                for index in group:
+                    spec = resolved.specs.get((index, platform))
+                    if spec is not None:
+                        best_fit = max(best_fit, verdict(spec, tags, record).fit)
+                raw += best_fit
             raws.append(raw)
         best = max(raws)
         return [
             (node.name, normalise_score(raw, best)) for node, raw in zip(nodes, raws, strict=True)
         ]
+
+    # -- bind --------------------------------------------------------------------------------
+
+    async def choose_variants(self, pod: Pod, node: str) -> dict[str, str]:
+        """For each container with variants, the image to run on ``node``: a compatible
+        variant before an incompatible one, then the highest fit (as prioritize scores it),
+        ties broken by the annotation's order. Empty when the pod has no variants, is not
+        ours, or is ``mode: off`` (its variants are not read: it runs its own images).
+
+        A variant whose spec is not loaded within the budget or cannot be loaded counts as
+        without spec (compatible, fit 0): filter already passed the node with the specs it
+        had, and bind must not fail for a spec that only ranks. Raises ValueError when the
+        pod's annotations cannot be honoured (filter rejected every node then).
+        """
+        plan = self.plan(pod)
+        if plan.problem:
+            raise ValueError(plan.problem)
+        if not plan.ours or not plan.variants:
+            return {}
+        snapshot = self.store.snapshot()
+        platform = snapshot.platform(node)
+        resolved = await self._resolve(plan, {platform}, strict=False)
+        record = snapshot.nodes.get(node)
+        chosen: dict[str, str] = {}
+        for variants in plan.variants:
+            ranked: list[tuple[bool, int, int]] = []
+            for order, index in enumerate(variants.indices):
+                spec = resolved.specs.get((index, platform))
+                if spec is None:
+                    ranked.append((True, 0, -order))
+                    continue
+                outcome = self.memo.verdict(spec, plan.tags, record)
+                ranked.append((outcome.compatible, outcome.fit, -order))
+            best = max(ranked)
+            chosen[variants.container] = variants.images[-best[2]]
+        return chosen
 
     # -- explain -----------------------------------------------------------------------------
 
@@ -569,6 +602,30 @@ class _NamedNode:
 
     name: str
     platform: str = ""
+
+
+def _checks(
+    plan: PodPlan, resolved: _Resolved, platform: str, *, drift: bool = False
+) -> list[tuple[str, list[CompiledSpec]]]:
+    """What a node of ``platform`` must pass, in pod order: per group (a container's image,
+    or its variants), the reason prefix and the specs of its alternatives. A group with an
+    alternative without spec is left out: that alternative passes on every node."""
+    name_images = len(plan.requirements) > 1 or drift
+    prefix = "" if drift else REASON_PREFIX
+    plain = range(len(plan.requirements)) if plan.plain is None else plan.plain
+    groups: list[tuple[tuple[int, ...], str]] = [
+        ((i,), f"{plan.requirements[i].image}: " if name_images else "") for i in plain
+    ]
+    for variants in plan.variants:
+        label = f"container {variants.container}: no compatible variant: {variants.images[0]}: "
+        groups.append((variants.indices, label))
+    checks: list[tuple[str, list[CompiledSpec]]] = []
+    for group, label in groups:
+        specs = [resolved.specs.get((index, platform)) for index in group]
+        if any(spec is None for spec in specs):
+            continue
+        checks.append((prefix + label, [spec for spec in specs if spec is not None]))
+    return checks
 
 
 def _reject_all(

@@ -33,7 +33,7 @@ from typing import Any
 from extender.nfd import report
 from extender.nfd.rules import CompiledSpec, ImageVerdict
 from extender.policy.decide import REASON_PREFIX, Policy, PolicyUnavailableError, normalise_score
-from extender.policy.pods import Mode, Pod
+from extender.policy.pods import Mode, Pod, PodPlan
 
 __all__ = ["UnknownNodeError", "explain", "render_explanation"]
 
@@ -88,13 +88,11 @@ async def explain(policy: Policy, pod: Pod, node: str | None = None) -> dict[str
         platform = snapshot.platform(name)
         record = snapshot.record(name)
         reports: list[dict[str, Any]] = []
-        verdicts: list[tuple[str, ImageVerdict]] = []
         for index, requirement in enumerate(plan.requirements):
             spec = specs.get((index, platform))
             if spec is None:
                 continue
             verdict = policy.memo.verdict(spec, plan.tags, record)
-            verdicts.append((requirement.image, verdict))
             reports.append(
                 {
                     "image": requirement.image,
@@ -103,8 +101,13 @@ async def explain(policy: Policy, pod: Pod, node: str | None = None) -> dict[str
                     "failures": report.rule_failures(verdict),
                 }
             )
-        compatible = not problem and all(v.compatible for _, v in verdicts)
-        raw = sum(v.fit for _, v in verdicts)
+        by_index = {
+            index: policy.memo.verdict(spec, plan.tags, record)
+            for (index, on), spec in specs.items()
+            if on == platform and spec is not None
+        }
+        compatible = not problem and not _failing_group(plan, by_index)
+        raw = _group_fit(plan, by_index)
         raws.append(raw)
         row: dict[str, Any] = {
             "node": name,
@@ -114,7 +117,7 @@ async def explain(policy: Policy, pod: Pod, node: str | None = None) -> dict[str
             "compatible": compatible,
             "fit": raw,
         }
-        reason = _reason(problem, verdicts, several=len(plan.requirements) > 1)
+        reason = _reason(problem, plan, by_index)
         if reason:
             row["reason"] = reason
         row["images"] = reports
@@ -147,20 +150,42 @@ def _passes(ours: bool, mode: Mode, problem: bool, compatible: bool) -> bool:
     return mode is Mode.PREFER or compatible
 
 
-def _reason(problem: str, verdicts: Sequence[tuple[str, ImageVerdict]], *, several: bool) -> str:
+def _failing_group(plan: PodPlan, by_index: Mapping[int, ImageVerdict]) -> tuple[int, ...]:
+    """The first group (a container's image, or its variants) no alternative of which passes
+    on the node, as filter checks them; () when every group passes."""
+    for group in plan.groups:
+        if not any(index not in by_index or by_index[index].compatible for index in group):
+            return group
+    return ()
+
+
+def _group_fit(plan: PodPlan, by_index: Mapping[int, ImageVerdict]) -> int:
+    """prioritize's raw fit: per group, its best alternative's fit."""
+    return sum(
+        max((by_index[i].fit for i in group if i in by_index), default=0) for group in plan.groups
+    )
+
+
+def _reason(problem: str, plan: PodPlan, by_index: Mapping[int, ImageVerdict]) -> str:
     """Filter's reason for the node, in filter's words (the first failing image)."""
     if problem:
         return REASON_PREFIX + problem
-    for image, verdict in verdicts:
-        if not verdict.compatible:
-            label = f"{REASON_PREFIX}{image}: " if several else REASON_PREFIX
-            return label + verdict.reason
-    return ""
+    group = _failing_group(plan, by_index)
+    if not group:
+        return ""
+    first = plan.requirements[group[0]].image
+    verdict = by_index[group[0]]
+    for variants in plan.variants:
+        if variants.indices == group:
+            label = f"container {variants.container}: no compatible variant: {first}: "
+            return REASON_PREFIX + label + verdict.reason
+    several = len(plan.requirements) > 1
+    return (f"{REASON_PREFIX}{first}: " if several else REASON_PREFIX) + verdict.reason
 
 
 def _raw_fits(
     policy: Policy,
-    plan: Any,
+    plan: PodPlan,
     specs: Mapping[tuple[int, str], CompiledSpec | None],
     snapshot: Any,
     names: Sequence[str],
@@ -168,13 +193,12 @@ def _raw_fits(
     fits = []
     for name in names:
         platform, record = snapshot.platform(name), snapshot.record(name)
-        fits.append(
-            sum(
-                policy.memo.verdict(spec, plan.tags, record).fit
-                for index in range(len(plan.requirements))
-                if (spec := specs.get((index, platform))) is not None
-            )
-        )
+        by_index = {
+            index: policy.memo.verdict(spec, plan.tags, record)
+            for (index, on), spec in specs.items()
+            if on == platform and spec is not None
+        }
+        fits.append(_group_fit(plan, by_index))
     return fits
 
 

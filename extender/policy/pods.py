@@ -1,7 +1,8 @@
 """What a pod asks for: its images, our annotations, and the pod model they are read from.
 
 Owns which pods we judge (our schedulerNames), the images of a pod (init containers
-included, deduplicated), the ``tags``/``mode``/``artifacts`` annotations and their syntax
+included, deduplicated), the ``tags``/``mode``/``artifacts``/``variants`` annotations and
+their syntax
 (:func:`plan_pod` turns a pod into a :class:`PodPlan`), the policy's settings
 (:class:`PolicyConfig`), and :class:`Pod`, the parts of a Kubernetes Pod the policy reads
 (decoded from the wire by :mod:`extender.server.protocol`).
@@ -33,6 +34,7 @@ __all__ = [
     "PolicyConfig",
     "RegistryErrorPolicy",
     "Requirement",
+    "VariantSet",
     "check_annotation_prefix",
 ]
 
@@ -62,7 +64,8 @@ class RegistryErrorPolicy(StrEnum):
 # 63 characters.
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _QUALIFIED_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
-_ANNOTATIONS = ("tags", "mode", "artifacts")
+_ANNOTATIONS = ("tags", "mode", "artifacts", "variants")
+MAX_VARIANTS = 8  # per container: each is a spec to load and a verdict per node
 
 
 def _check_annotation_key(key: str) -> None:
@@ -121,6 +124,10 @@ class PolicyConfig:
     def artifacts_key(self) -> str:
         return self.annotation_prefix + "artifacts"
 
+    @property
+    def variants_key(self) -> str:
+        return self.annotation_prefix + "variants"
+
 
 # --------------------------------------------------------------------------------------------
 # What a pod asks for
@@ -139,6 +146,16 @@ class Requirement:
 
 
 @dataclass(frozen=True, slots=True)
+class VariantSet:
+    """A container's images in order of preference (the ``variants`` annotation): any one of
+    them may run. ``indices`` are the positions of their requirements in the plan."""
+
+    container: str
+    images: tuple[str, ...]
+    indices: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PodPlan:
     """A pod read once: whether we judge it, how, and which images.
 
@@ -153,6 +170,17 @@ class PodPlan:
     requirements: tuple[Requirement, ...] = ()
     context: PullContext = field(default_factory=PullContext)
     problem: str = ""
+    variants: tuple[VariantSet, ...] = ()
+    # Requirements that must each pass on their own (containers without variants); None: all.
+    plain: tuple[int, ...] | None = None
+
+    @property
+    def groups(self) -> tuple[tuple[int, ...], ...]:
+        """What a node must satisfy: per group, at least one requirement (by index) passes.
+        A container without variants is a group of one; one with variants, its variants in
+        order of preference."""
+        plain = range(len(self.requirements)) if self.plain is None else self.plain
+        return (*((i,) for i in plain), *(v.indices for v in self.variants))
 
 
 def _parse_mode(raw: str | None, config: PolicyConfig) -> tuple[Mode, str]:
@@ -197,6 +225,39 @@ def _parse_artifacts(
     return {k: v.strip() for k, v in value.items()}, ""
 
 
+def _parse_variants(
+    raw: str | None, containers: Iterable[str], config: PolicyConfig
+) -> tuple[dict[str, tuple[str, ...]], str]:
+    if raw is None:
+        return {}, ""
+    key = config.variants_key
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}, f"invalid annotation {key}: not JSON"
+    shape = f"invalid annotation {key}: expected a JSON object of container: [image, ...]"
+    if not isinstance(value, dict):
+        return {}, shape
+    known = set(containers)
+    parsed: dict[str, tuple[str, ...]] = {}
+    for name, images in value.items():
+        if not isinstance(images, list) or not all(
+            isinstance(i, str) and i.strip() for i in images
+        ):
+            return {}, shape
+        if name not in known:
+            return {}, f"invalid annotation {key}: no container named {name!r}"
+        if not images:
+            return {}, f"invalid annotation {key}: no variants for container {name!r}"
+        if len(images) > MAX_VARIANTS:
+            return {}, (
+                f"invalid annotation {key}: {len(images)} variants for container {name!r} "
+                f"(at most {MAX_VARIANTS})"
+            )
+        parsed[name] = tuple(dict.fromkeys(i.strip() for i in images))
+    return parsed, ""
+
+
 def plan_pod(pod: Pod, config: PolicyConfig) -> PodPlan:
     """Read what the pod asks for: which pods, images and pod controls (docs/semantics.md)."""
     spec = pod.pod_spec
@@ -213,15 +274,43 @@ def plan_pod(pod: Pod, config: PolicyConfig) -> PodPlan:
     artifacts, artifacts_problem = _parse_artifacts(
         annotations.get(config.artifacts_key), (c.name for c in containers if c.name), config
     )
-    problem = problem or artifacts_problem
+    variants, variants_problem = _parse_variants(
+        annotations.get(config.variants_key), (c.name for c in containers if c.name), config
+    )
+    both = sorted(set(variants) & set(artifacts))
+    if both and not variants_problem:
+        # An artifact names the spec of one image; which variant would it belong to?
+        variants_problem = (
+            f"invalid annotation {config.variants_key}: container {both[0]!r} is also in "
+            f"{config.artifacts_key} (a variant's spec must be attached to it)"
+        )
+    problem = problem or artifacts_problem or variants_problem
+    if spec.node_name:
+        # A bound pod runs the images it has (bind set the chosen variants): drift and
+        # explain judge those, not the alternatives.
+        variants = {}
     by_key: dict[tuple[str, str], list[str]] = {}
+    plain_keys: list[tuple[str, str]] = []
     for container in containers:
+        name = container.name or ""
+        if name in variants:
+            # The container runs one of its variants (chosen at bind), not its image.
+            for image in variants[name]:
+                by_key.setdefault((image, ""), []).append(name)
+            continue
         if not container.image:
             continue
-        artifact = artifacts.get(container.name or "", "")
-        by_key.setdefault((container.image, artifact), []).append(container.name or "")
+        artifact = artifacts.get(name, "")
+        by_key.setdefault((container.image, artifact), []).append(name)
+        plain_keys.append((container.image, artifact))
+    index = {k: i for i, k in enumerate(by_key)}
     requirements = tuple(
         Requirement(image, artifact, tuple(names)) for (image, artifact), names in by_key.items()
+    )
+    variant_sets = tuple(
+        VariantSet(name, images, tuple(index[image, ""] for image in images))
+        for name, images in variants.items()
+        if not problem
     )
     secrets = tuple(s.name for s in spec.image_pull_secrets or () if s is not None and s.name)
     return PodPlan(
@@ -232,6 +321,8 @@ def plan_pod(pod: Pod, config: PolicyConfig) -> PodPlan:
         requirements=requirements,
         context=PullContext(pod.meta.namespace or "", secrets),
         problem=problem,
+        variants=variant_sets,
+        plain=tuple(dict.fromkeys(index[k] for k in plain_keys)) if variant_sets else None,
     )
 
 

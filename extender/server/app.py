@@ -19,6 +19,9 @@ HTTP answers:
   ``--max-body-bytes`` once inflated: 413; not received within ``--request-read-timeout``:
   408; more body bytes in flight than ``--max-inflight-body-bytes``: 503; always a JSON
   ``{"error": ...}``, never a traceback;
+* ``POST {prefix}bind``: 200 with an ``ExtenderBindingResult``: the containers with variants
+  get the variant chosen for the node, then the pod is bound; ``Error`` when it was not
+  bound (:mod:`.bind`); needs Kubernetes API access, as ``/explain`` does;
 * ``GET /healthz``: the process serves; ``GET /readyz``: every source has loaded;
 * ``GET /metrics``: Prometheus metrics (:mod:`.metrics`).
 
@@ -46,6 +49,7 @@ from aiohttp import web
 from extender.artifacts.registry_source import RegistrySource
 from extender.artifacts.spec_map import SpecMapError, SpecMapSource
 from extender.artifacts.types import ArtifactSource, NoArtifacts
+from extender.kube.binding import PodBinder
 from extender.kube.client import kubernetes_client_module, load_configuration
 from extender.kube.events import KubernetesEvents
 from extender.kube.pods import (
@@ -66,11 +70,13 @@ from extender.registry.client import RegistryClient, RegistryLimits
 from extender.registry.hosts import HostPolicy, RegistryHostConfig, load_registry_hosts
 from extender.server import drift as drift_
 from extender.server import protocol
+from extender.server.bind import Binder
 from extender.server.config import ArtifactSourceKind, FeatureSourceKind, Settings
 from extender.server.logs import configure_logging
 from extender.server.metrics import Metrics
 from extender.server.routes import (
     ARTIFACT_SOURCE,
+    BINDER,
     BODY_BUDGET,
     FEATURE_STORE,
     METRICS,
@@ -79,6 +85,7 @@ from extender.server.routes import (
     SETTINGS,
     BodyBudget,
     error_middleware,
+    handle_bind,
     handle_explain,
     handle_filter,
     handle_healthz,
@@ -234,6 +241,7 @@ def _kubernetes_context(use: _KubernetesUse, settings: Settings) -> CleanupConte
     async def context(app: web.Application) -> AsyncIterator[None]:
         api_client = kubernetes_client_module().ApiClient(configuration=use.configuration)
         app[POD_READER].api_client = api_client  # /explain reads pods with it
+        app[BINDER].pods.api_client = api_client  # bind reads, patches and binds pods
         try:
             async with contextlib.AsyncExitStack() as running:
                 if use.store is not None:
@@ -282,6 +290,8 @@ def _kubernetes_context(use: _KubernetesUse, settings: Settings) -> CleanupConte
                 yield
         finally:
             app[POD_READER].api_client = None
+            await app[BINDER].aclose()
+            app[BINDER].pods.api_client = None
             await asyncio.to_thread(api_client.close)
 
     return context
@@ -375,6 +385,7 @@ def create_app(
     app[ARTIFACT_SOURCE] = artifact_source
     app[POLICY] = Policy(settings.policy_config(), feature_store, artifact_source)
     app[POD_READER] = PodReader()
+    app[BINDER] = Binder(app[POLICY], PodBinder())
     app[METRICS] = Metrics(
         app[POLICY],
         feature_store,
@@ -391,6 +402,7 @@ def create_app(
     app.router.add_post(prefix + "filter", handle_filter, name="filter")
     app.router.add_post(prefix + "prioritize", handle_prioritize, name="prioritize")
     app.router.add_post(prefix + "preempt", handle_preempt, name="preempt")
+    app.router.add_post(prefix + "bind", handle_bind, name="bind")
     app.router.add_get("/explain", handle_explain, name="explain")
     app.router.add_get("/healthz", handle_healthz, name="healthz")
     app.router.add_get("/readyz", handle_readyz, name="readyz")

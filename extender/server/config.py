@@ -267,7 +267,7 @@ OPTIONS: tuple[Option, ...] = (
         "annotation_prefix",
         "--annotation-prefix",
         DEFAULT_ANNOTATION_PREFIX,
-        "Prefix of the pod annotations tags, mode and artifacts.",
+        "Prefix of the pod annotations tags, mode, artifacts and variants.",
         _parse_text,
         "PREFIX",
     ),

@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-VERBS = ("filter", "prioritize", "preempt")
+VERBS = ("filter", "prioritize", "preempt", "bind")
 OUTCOMES = ("ok", "unavailable", "bad_request", "error")
 RELIST_KINDS = ("nodefeatures", "nodes")
 TLS_RESULTS = ("ok", "error")
@@ -88,7 +88,8 @@ METRICS: tuple[MetricDoc, ...] = (
         "image_compat_requests_total",
         "counter",
         "Verb calls by outcome: ok; unavailable (filter answered Error or prioritize 503: "
-        "features not synced, spec not loaded in time, registry down); bad_request (4xx: "
+        "features not synced, spec not loaded in time, registry down; bind answered Error: "
+        "the pod was not bound); bad_request (4xx: "
         "malformed or oversized body); error (an unexpected failure, see the log).",
         verb=VERBS,
         outcome=OUTCOMES,

@@ -1,7 +1,7 @@
 """The HTTP handlers and middlewares: from a request to the policy and back to an answer.
 
-Owns the verb handlers (``filter``, ``prioritize``, ``preempt``), ``/explain``, ``/healthz``,
-``/readyz`` and ``/metrics``, the typed application state they read (``web.AppKey``
+Owns the verb handlers (``filter``, ``prioritize``, ``preempt``, ``bind``), ``/explain``,
+``/healthz``, ``/readyz`` and ``/metrics``, the typed application state they read (``web.AppKey``
 constants, set by :mod:`.app`), the one error middleware that maps domain exceptions to HTTP
 answers (400 for a bad body, 413 over the size limit, 503 when the policy cannot decide,
 except where the verb has its own way to say so; never a traceback), the observing middleware
@@ -35,12 +35,14 @@ from extender.nodes.store import FeatureReader
 from extender.policy.decide import Policy, PolicyUnavailableError
 from extender.policy.explain import UnknownNodeError, explain
 from extender.server import protocol
+from extender.server.bind import Binder
 from extender.server.config import Settings
 from extender.server.logs import fields
 from extender.server.metrics import CONTENT_TYPE, VERBS, Metrics
 
 __all__ = [
     "ARTIFACT_SOURCE",
+    "BINDER",
     "BODY_BUDGET",
     "FEATURE_STORE",
     "METRICS",
@@ -59,6 +61,7 @@ FEATURE_STORE: web.AppKey[FeatureReader] = web.AppKey("feature_store")
 ARTIFACT_SOURCE: web.AppKey[ArtifactSource] = web.AppKey("artifact_source")
 METRICS = web.AppKey("metrics", Metrics)
 POD_READER = web.AppKey("pod_reader", PodReader)
+BINDER = web.AppKey("binder", Binder)
 
 
 class BodyBudget:
@@ -194,6 +197,21 @@ async def handle_preempt(request: web.Request) -> web.Response:
     keep = await request.app[POLICY].preempt(args.pod, list(args.victims))
     call.rejected = len(args.victims) - len(keep)
     body = protocol.encode_preemption_result({node: args.victims[node] for node in keep})
+    return web.Response(body=body, content_type=JSON)
+
+
+async def handle_bind(request: web.Request) -> web.Response:
+    """An ``ExtenderBindingResult``: empty when bound, else ``Error`` (the scheduler retries);
+    see :mod:`.bind` for what each failure leaves behind."""
+    async with request_body(request) as body:
+        args = protocol.decode_binding_args(body)
+    call = request[CALL]
+    call.pod, call.nodes = f"{args.PodNamespace or ''}/{args.PodName or ''}", 1
+    error = await request.app[BINDER].bind(args)
+    if error:
+        log.warning("bind: %s", error)
+        call.unavailable = True
+    body = protocol.encode(protocol.ExtenderBindingResult(Error=error))
     return web.Response(body=body, content_type=JSON)
 
 

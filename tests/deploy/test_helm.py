@@ -41,7 +41,11 @@ ALL_ON = [
     "drift.label=true",
 ]
 # The kustomize tree each set of values must agree with.
-VARIANTS = {"default": ([], "default"), "all-on": (ALL_ON, "all")}
+VARIANTS = {
+    "default": ([], "default"),
+    "all-on": (ALL_ON, "all"),
+    "variants": (["variants.enabled=true"], "variants"),
+}
 
 
 def unhashed(obj: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ COMPONENT_NEEDS = {"tls": ["cert-manager", "tls"]}
 
 
 def test_the_expected_overlays_and_components_exist() -> None:
-    assert OVERLAYS == ["all", "default", "sidecar", "tls"]
+    assert OVERLAYS == ["all", "default", "sidecar", "tls", "variants"]
     assert COMPONENTS == [
         "cert-manager",
         "drift-label",
@@ -30,6 +30,7 @@ def test_the_expected_overlays_and_components_exist() -> None:
         "registry-config",
         "spec-map",
         "tls",
+        "variants",
     ]
 
 

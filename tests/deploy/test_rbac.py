@@ -38,8 +38,11 @@ CALLS: dict[str, set[Grant]] = {
     "list_namespaced_pod": {("", "pods", "list"), ("", "pods", "watch")},
     "read_namespaced_pod": {("", "pods", "get")},
     "read_namespaced_secret": {("", "secrets", "get")},
-    # Drift labels on pods (the drift-label component).
+    # Drift labels on pods (the drift-label component); a container's chosen variant (the
+    # variants component).
     "patch_namespaced_pod": {("", "pods", "patch")},
+    # bind (the variants component).
+    "create_namespaced_pod_binding": {("", "pods/binding", "create")},
     # Drift's events on pods (core/v1), in the pod's namespace.
     "create_namespaced_event": {("", "events", "create")},
     # NodeFeatures (nfd.k8s-sigs.io) are the only custom objects the server reads.
@@ -60,7 +63,8 @@ AHEAD_OF_CODE: dict[Grant, str] = {
 # Optional grants, each switched on by a component.
 OPTIONAL: dict[Grant, str] = {
     ("", "secrets", "get"): "pull-secrets",
-    ("", "pods", "patch"): "drift-label",
+    ("", "pods", "patch"): "drift-label, variants",
+    ("", "pods/binding", "create"): "variants",
 }
 
 _METHOD_CALL = re.compile(r"\.([a-z_][a-z0-9_]*)\(")
@@ -179,6 +183,27 @@ def test_drift_label_component_adds_only_patch_on_pods(kubectl: Path, tmp_path: 
     assert with_label[("", "pods", "patch")] == {"*"}
 
 
+def test_variants_component_adds_only_patch_on_pods_and_create_on_bindings(
+    kubectl: Path, tmp_path: Path
+) -> None:
+    base = granted(kustomize(kubectl, DEPLOY / "base"))
+    directory = compose(tmp_path, [DEPLOY / "base"], [DEPLOY / "components" / "variants"])
+    objects = kustomize(kubectl, directory)
+    with_variants = granted(objects)
+    assert with_variants.keys() - base.keys() == {
+        ("", "pods", "patch"),
+        ("", "pods/binding", "create"),
+    }
+    assert not _wildcards(with_variants)
+    (config,) = [
+        o
+        for o in by_kind(objects, "ConfigMap")
+        if o["metadata"]["name"].startswith("image-compat-scheduler-config")
+    ]
+    (extender,) = yaml.safe_load(config["data"]["config.yaml"])["extenders"]
+    assert extender["bindVerb"] == "bind"
+
+
 def test_scheduler_account_has_the_standard_roles_and_its_own_lease(kubectl: Path) -> None:
     objects = kustomize(kubectl, DEPLOY / "base")
     refs = {
@@ -295,10 +320,10 @@ def test_the_authorizer_grants_what_the_rules_say(
         ("watch", "nodefeatures.nfd.k8s-sigs.io", "-n", DEFAULT_NFD_NAMESPACE),
     ):
         assert _can_i(kubectl, extender_rbac, account, *args), args
-    for args in (
+    denied: tuple[tuple[str, ...], ...] = (
         ("get", "nodes"),
         ("update", "nodes"),
-        ("create", "pods/binding", "-n", "default"),
+        ("create", "pods", "--subresource=binding", "-n", "default"),
         ("patch", "pods", "-n", "default"),
         ("delete", "pods", "-n", "default"),
         ("create", "pods/eviction", "-n", "default"),
@@ -306,8 +331,9 @@ def test_the_authorizer_grants_what_the_rules_say(
         ("get", "secrets", "-n", "default"),
         ("list", "nodefeatures.nfd.k8s-sigs.io", "-n", "default"),
         ("update", "nodefeatures.nfd.k8s-sigs.io", "-n", DEFAULT_NFD_NAMESPACE),
-    ):
-        assert not _can_i(kubectl, extender_rbac, account, *args), args
+    )
+    for refused in denied:
+        assert not _can_i(kubectl, extender_rbac, account, *refused), refused
 
 
 def _serve_readiness(kubeconfig: Path, tmp_path: Path, wait_s: float) -> tuple[int | None, str]:
@@ -412,3 +438,32 @@ def test_pull_secrets_without_the_component_load_anonymously(
         extender_rbac.request("DELETE", "/api/v1/namespaces/default/secrets/pull")
     warnings = [r for r in caplog.records if "may not read pull secrets" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_the_variants_component_lets_bind_patch_and_bind_pods(
+    kubectl: Path, extender_rbac: ControlPlane, tmp_path: Path
+) -> None:
+    directory = compose(tmp_path, [DEPLOY / "base"], [DEPLOY / "components" / "variants"])
+    added = [
+        o
+        for o in _extender_rbac(kustomize(kubectl, directory))
+        if o["metadata"]["name"].endswith("-variants")
+    ]
+    assert {o["kind"] for o in added} == {"ClusterRole", "ClusterRoleBinding"}
+    text = yaml.safe_dump_all(added)
+    account = "image-compat-extender"
+    _kubectl(kubectl, extender_rbac, "apply", "-f", "-", stdin=text)
+    # can-i reads "pods/binding" as the pod named binding: a subresource is a flag.
+    binding = ("pods", "--subresource=binding", "-n", "default")
+    try:
+        for args in (("create", *binding), ("patch", "pods", "-n", "default")):
+            assert _can_i(kubectl, extender_rbac, account, *args), args
+        for args in (
+            ("update", "pods", "-n", "default"),
+            ("delete", "pods", "-n", "default"),
+            ("create", "pods", "-n", "default"),
+            ("update", *binding),
+        ):
+            assert not _can_i(kubectl, extender_rbac, account, *args), args
+    finally:
+        _kubectl(kubectl, extender_rbac, "delete", "--ignore-not-found", "-f", "-", stdin=text)

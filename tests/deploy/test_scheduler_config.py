@@ -22,8 +22,19 @@ def load(path: Path) -> dict[str, Any]:
 def test_there_is_a_config_per_feature() -> None:
     assert [p.name for p in CONFIGS] == [
         "image-compat-scheduler-tls.yaml",
+        "image-compat-scheduler-variants.yaml",
         "image-compat-scheduler.yaml",
     ]
+
+
+def test_variants_config_is_the_plain_one_with_bind() -> None:
+    plain = load(CONFIG_DIR / "image-compat-scheduler.yaml")
+    variants = load(CONFIG_DIR / "image-compat-scheduler-variants.yaml")
+    [extender] = variants["extenders"]
+    assert extender.pop("bindVerb") == "bind"
+    assert variants == plain
+    # The shipped file has no bindVerb: a cluster without variants keeps the default binder.
+    assert "bindVerb" not in plain["extenders"][0]
 
 
 def test_tls_variant_verifies_the_extender_and_presents_a_client_certificate() -> None:

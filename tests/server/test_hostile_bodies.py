@@ -117,7 +117,7 @@ async def test_broken_bodies_get_400_not_a_traceback(body: bytes, encoding: str)
     try:
         base = f"http://127.0.0.1:{running.port()}"
         async with aiohttp.ClientSession() as session:
-            for verb in ("filter", "prioritize", "preempt"):
+            for verb in ("filter", "prioritize", "preempt", "bind"):
                 headers = {"Content-Encoding": encoding} if encoding else {}
                 async with session.post(f"{base}/{verb}", data=body, headers=headers) as response:
                     assert response.status == 400, await response.text()

@@ -126,11 +126,11 @@ def test_unknown_labels_are_ignored_and_relists_are_read_live() -> None:
     store = store_with({})
     policy = Policy(policy_config(), store, FakeSource({}))
     metrics = Metrics(policy, store, FakeSource({}), relists=lambda: relists)
-    metrics.observe("bind", "ok", 0.1)  # not a verb we count: no new series
+    metrics.observe("unbind", "ok", 0.1)  # not a verb we count: no new series
     metrics.observe("filter", "teapot", 0.1)
     relists["nodes"] += 2
     text = metrics.exposition().decode()
-    assert "bind" not in text and "teapot" not in text
+    assert "unbind" not in text and "teapot" not in text
     assert 'image_compat_feature_relists_total{kind="nodes"} 2.0' in text
 
 

@@ -54,6 +54,9 @@ extenders:
     filterVerb: filter
     prioritizeVerb: prioritize
     preemptVerb: preempt
+{{- if .Values.variants.enabled }}
+    bindVerb: bind
+{{- end }}
     nodeCacheCapable: true
     httpTimeout: {{ .Values.scheduler.httpTimeout }}
     ignorable: {{ .Values.scheduler.ignorable }}
