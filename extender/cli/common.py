@@ -130,6 +130,12 @@ def closed_pipe() -> int:
     return EXIT_ERROR
 
 
+def usage_error(name: str, message: str) -> int:
+    """A usage error argparse cannot catch: one line on stderr, exit 2."""
+    print(f"image-compat-extender {name}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def run_command(
     name: str, run: Callable[[argparse.Namespace], int], args: argparse.Namespace
 ) -> int:

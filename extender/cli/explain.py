@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     pass
-from extender.cli.common import EXIT_INCOMPATIBLE, EXIT_OK, EXIT_USAGE, CommandError, run_command
+from extender.cli.common import EXIT_INCOMPATIBLE, EXIT_OK, CommandError, run_command, usage_error
 
 # --------------------------------------------------------------------------------------------
 # explain: why a pod fits each node, from a running server or evaluated here
@@ -64,11 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _run_explain(args: argparse.Namespace) -> int:
     namespace, _, name = args.pod.partition("/")
     if not namespace or not name or "/" in name:
-        print(
-            "image-compat-extender explain: error: give the pod as NAMESPACE/NAME",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+        return usage_error("explain", "give the pod as NAMESPACE/NAME")
     return run_command("explain", _explain, args)
 
 

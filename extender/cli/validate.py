@@ -13,12 +13,12 @@ from extender.cli.common import (
     EXIT_ERROR,
     EXIT_INCOMPATIBLE,
     EXIT_OK,
-    EXIT_USAGE,
     CommandError,
     add_registry_access,
     read_input,
     registry_access,
     run_command,
+    usage_error,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -186,11 +186,7 @@ def _load_image_specs(args: argparse.Namespace) -> list[tuple[str, CompiledSpec]
 
 def _run_validate(args: argparse.Namespace) -> int:
     if not args.spec and not args.image:
-        print(
-            "image-compat-extender validate: error: one of --spec FILE or --image REF is required",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+        return usage_error("validate", "one of --spec FILE or --image REF is required")
     return run_command("validate", _validate, args)
 
 

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from extender.kube.pods import read_pod
+from extender.kube.pods import PodReader
 
 __all__ = ["PodBinder", "describe", "image_patch"]
 
@@ -42,20 +42,10 @@ def image_patch(obj: Mapping[str, Any], images: Mapping[str, str]) -> list[dict[
     return [{"op": "test", "path": "/metadata/uid", "value": uid}, *ops]
 
 
-class PodBinder:
+class PodBinder(PodReader):
     """The three calls bind makes, each blocking in a worker thread, through the server's API
-    client: ``api_client`` is set while the server runs with a Kubernetes configuration."""
-
-    def __init__(self) -> None:
-        self.api_client: Any = None
-
-    @property
-    def available(self) -> bool:
-        return self.api_client is not None
-
-    async def read(self, namespace: str, name: str) -> dict[str, Any]:
-        """Raises :class:`~extender.kube.pods.PodNotFoundError` and the client's errors."""
-        return await asyncio.to_thread(read_pod, self.api_client, namespace, name)
+    client: :meth:`read` (a :class:`~extender.kube.pods.PodReader`'s), :meth:`patch` and
+    :meth:`bind`."""
 
     async def patch(self, namespace: str, name: str, patch: list[dict[str, Any]]) -> None:
         await asyncio.to_thread(self._patch, namespace, name, patch)
