@@ -167,8 +167,10 @@ class SpecLimits:
     max_depth: int = 64
     max_aliases: int = 256
     # YAML nodes visited after alias expansion: stops "billion laughs" documents, and any
-    # document far larger than the counts below allow, before it is fully read.
-    max_nodes: int = 10_000
+    # document far larger than the counts below allow, before it is fully read. A spec at
+    # max_expressions in matchAny form takes about 12 nodes an expression, so this leaves it
+    # room while a 5,000-rule document stops at a fraction of its length.
+    max_nodes: int = 20_000
     max_sets: int = 64
     max_rules: int = 256  # in all sets together
     max_expressions: int = 1024  # in all rules together

@@ -53,3 +53,22 @@ def test_an_oversized_spec_is_refused_while_it_is_read() -> None:
     assert len(text.encode()) < DEFAULT_LIMITS.max_bytes
     with pytest.raises(SpecError, match="YAML nodes"):
         parse_spec(text)
+
+
+def test_a_spec_at_every_count_limit_loads_in_match_any_form() -> None:
+    # 64 sets x 4 rules x 4 matchAny alternatives: the set, rule and expression limits at
+    # once, in the form that takes the most YAML nodes per expression.
+    lines = ["version: v1alpha1", "compatibilities:"]
+    for s in range(DEFAULT_LIMITS.max_sets):
+        lines += [f"- description: s{s}", "  rules:"]
+        for r in range(DEFAULT_LIMITS.max_rules // DEFAULT_LIMITS.max_sets):
+            lines += [f"  - name: r{s}-{r}", "    matchAny:"]
+            for e in range(4):
+                lines += [
+                    "    - matchFeatures:",
+                    "      - feature: kernel.config",
+                    "        matchExpressions:",
+                    f"          OPTION_{s}_{r}_{e}: {{op: InRegexp, value: ['^(y|m)$']}}",
+                ]
+    spec = parse_spec("\n".join(lines) + "\n")
+    assert sum(len(s.rules) for s in spec.compatibilities) == DEFAULT_LIMITS.max_rules
