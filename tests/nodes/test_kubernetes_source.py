@@ -60,6 +60,14 @@ def put(cluster: ControlPlane, obj: dict[str, Any]) -> None:
     cluster.request("PUT", f"{PATH.format(ns=ns)}/{name}", body)
 
 
+def node_with_kernel(cluster: ControlPlane, name: str, major: str) -> None:
+    """A Node and its NodeFeature with only ``kernel.version`` ``major`` set."""
+    cluster.create_node(name)
+    obj = nodefeature(name, name)
+    obj["spec"]["features"]["attributes"] = {"kernel.version": {"elements": {"major": major}}}
+    put(cluster, obj)
+
+
 def delete(cluster: ControlPlane, name: str, ns: str = NS) -> None:
     cluster.request("DELETE", f"{PATH.format(ns=ns)}/{name}")
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
+
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from extender.registry.client import RegistryClient
 from extender.registry.hosts import HostPolicy, RegistryHostConfig
@@ -21,3 +24,29 @@ def client_for(*endpoints: Any, **kwargs: Any) -> RegistryClient:
             hosts[endpoint.host] = RegistryHostConfig(ca_file=str(endpoint.ca_file))
     kwargs.setdefault("policy", LOOPBACK)
     return RegistryClient(hosts=hosts, **kwargs)
+
+
+class FixedResolver(AbstractResolver):
+    """Answers every name with one address, and remembers which names were asked."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.asked: list[str] = []
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.asked.append(host)
+        return [
+            {
+                "hostname": host,
+                "host": self.address,
+                "port": port,
+                "family": socket.AF_INET,
+                "proto": 0,
+                "flags": 0,
+            }
+        ]
+
+    async def close(self) -> None:
+        return None

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import stat
 import time
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 from devcluster.faultproxy import Fault, FaultProxy
 from devcluster.oci import attach_spec, push_image, push_index
@@ -32,7 +30,7 @@ from extender.registry.errors import (
 )
 from extender.registry.hosts import Mirror, RegistryHostConfig
 from extender.registry.reference import ImageReference, Platform
-from tests.registry.helpers import LOOPBACK, client_for
+from tests.registry.helpers import LOOPBACK, FixedResolver, client_for
 
 pytestmark = pytest.mark.integration
 
@@ -358,36 +356,12 @@ async def test_blob_with_wrong_digest_is_refused(aiohttp_server: Any) -> None:
             await client.fetch_compatibility_spec(ImageReference.parse(f"{host}/app:v1"))
 
 
-class _FixedResolver(AbstractResolver):
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self.asked: list[str] = []
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        self.asked.append(host)
-        return [
-            {
-                "hostname": host,
-                "host": self.address,
-                "port": port,
-                "family": socket.AF_INET,
-                "proto": 0,
-                "flags": 0,
-            }
-        ]
-
-    async def close(self) -> None:
-        return None
-
-
 @pytest.mark.parametrize(
     "reference",
     ["169.254.169.254/app:v1", "[fe80::1]:5000/app:v1", "metadata.google.internal/x/y:v1"],
 )
 async def test_ssrf_targets_are_refused_without_a_connection(reference: str) -> None:
-    resolver = _FixedResolver("127.0.0.1")
+    resolver = FixedResolver("127.0.0.1")
     async with RegistryClient(resolver=resolver) as client:
         with pytest.raises(HostRefusedError):
             await client.fetch_compatibility_spec(ImageReference.parse(reference))
@@ -395,7 +369,7 @@ async def test_ssrf_targets_are_refused_without_a_connection(reference: str) -> 
 
 
 async def test_name_resolving_to_metadata_address_is_refused_before_connecting() -> None:
-    resolver = _FixedResolver("169.254.169.254")
+    resolver = FixedResolver("169.254.169.254")
     async with RegistryClient(resolver=resolver, policy=LOOPBACK) as client:
         with pytest.raises(HostRefusedError, match=r"169\.254\.169\.254"):
             await asyncio.wait_for(

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 from extender.registry.auth import Credentials, DockerConfig
 from extender.registry.client import RegistryClient, RegistryLimits
 from extender.registry.errors import HostRefusedError, RegistryError, RegistryProtocolError
 from extender.registry.hosts import HostPolicy, Mirror, RegistryHostConfig
 from extender.registry.reference import ImageReference
+from tests.registry.helpers import FixedResolver
 
 LOOPBACK = HostPolicy(allow_loopback=True)
 IMAGE = json.dumps(
@@ -37,32 +37,6 @@ IMAGE = json.dumps(
 ).encode()
 
 pytestmark = pytest.mark.integration
-
-
-class _FixedResolver(AbstractResolver):
-    """Answers every name with one address, and remembers which names were asked."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self.asked: list[str] = []
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        self.asked.append(host)
-        return [
-            {
-                "hostname": host,
-                "host": self.address,
-                "port": port,
-                "family": socket.AF_INET,
-                "proto": 0,
-                "flags": 0,
-            }
-        ]
-
-    async def close(self) -> None:
-        return None
 
 
 class _Listener:
@@ -271,7 +245,7 @@ def test_every_spelling_of_a_refused_address_is_refused_by_name(host: str) -> No
 @pytest.mark.parametrize("host", _METADATA_SPELLINGS + _LOOPBACK_SPELLINGS[:-2])
 async def test_every_spelling_is_refused_before_any_lookup_or_connection(host: str) -> None:
     # If a spelling passed as a name, this resolver would send it to a harmless address.
-    resolver = _FixedResolver("192.0.2.1")
+    resolver = FixedResolver("192.0.2.1")
     limits = RegistryLimits(connect_timeout_s=0.5, timeout_s=1.0)
     async with RegistryClient(resolver=resolver, limits=limits) as client:
         with pytest.raises(HostRefusedError):
@@ -290,7 +264,7 @@ def test_ordinary_names_and_addresses_still_pass() -> None:
 
 
 async def test_refused_hosts_leave_no_state_behind() -> None:
-    async with RegistryClient(resolver=_FixedResolver("192.0.2.1")) as client:
+    async with RegistryClient(resolver=FixedResolver("192.0.2.1")) as client:
         for i in range(2000):
             ref = ImageReference.parse(f"169.254.{i // 256}.{i % 256}:5000/app:v1")
             with pytest.raises(HostRefusedError):
@@ -302,7 +276,7 @@ async def test_refused_hosts_leave_no_state_behind() -> None:
 async def test_hosts_refused_after_dns_keep_per_host_state_bounded() -> None:
     # Names pass the name check and are refused only once resolved: the state they leave is
     # bounded by hosts_kept, however many distinct names a pod author tries.
-    resolver = _FixedResolver("169.254.169.254")
+    resolver = FixedResolver("169.254.169.254")
     limits = RegistryLimits(hosts_kept=16, connect_timeout_s=1.0)
     async with RegistryClient(resolver=resolver, limits=limits) as client:
         for i in range(200):
@@ -382,7 +356,7 @@ async def test_the_registry_session_keeps_no_cookies(aiohttp_server: Any) -> Non
     async with RegistryClient(
         policy=LOOPBACK,
         hosts={host: RegistryHostConfig(plain_http=True)},
-        resolver=_FixedResolver("127.0.0.1"),
+        resolver=FixedResolver("127.0.0.1"),
     ) as client:
         ref = ImageReference.parse(f"{host}/app:v1")
         for _ in range(2):

@@ -19,7 +19,7 @@ from devcluster import nfd
 from devcluster.controlplane import ControlPlane
 from devcluster.stack import create_pod, get_pod, pod, wait_event
 from tests._support.polling import eventually_async
-from tests.nodes.test_kubernetes_source import NS, nodefeature, put
+from tests.nodes.test_kubernetes_source import NS, node_with_kernel
 from tests.policy.helpers import PREFERRED_FALLBACK
 from tests.server.test_serve import Server
 
@@ -30,21 +30,14 @@ ANY = "registry.example/app:portable"  # no spec: runs anywhere
 VARIANTS = {"image-compat.io/variants": json.dumps({"c0": [NEW, ANY]})}
 
 
-def _node(cluster: ControlPlane, name: str, major: str) -> None:
-    cluster.create_node(name)
-    obj = nodefeature(name, name)
-    obj["spec"]["features"]["attributes"] = {"kernel.version": {"elements": {"major": major}}}
-    put(cluster, obj)
-
-
 class Scene:
     def __init__(self, cluster: ControlPlane, tmp_path: Path) -> None:
         suffix = uuid.uuid4().hex[:6]
         self.new, self.old = f"bind-new-{suffix}", f"bind-old-{suffix}"
         nfd.install_crds(cluster)
         nfd.ensure_namespace(cluster, NS)
-        _node(cluster, self.new, "6")
-        _node(cluster, self.old, "4")
+        node_with_kernel(cluster, self.new, "6")
+        node_with_kernel(cluster, self.old, "4")
         self.ns = cluster.create_namespace()
         (tmp_path / "app.yaml").write_text(PREFERRED_FALLBACK)
         (tmp_path / "map.yaml").write_text(f"- image: '{NEW}'\n  spec: app.yaml\n")

@@ -19,7 +19,7 @@ from devcluster.controlplane import ControlPlane
 from devcluster.stack import create_pod, get_pod, pod
 from extender.policy.decide import normalise_score
 from tests._support.polling import eventually_async
-from tests.nodes.test_kubernetes_source import NS, nodefeature, put
+from tests.nodes.test_kubernetes_source import NS, node_with_kernel
 from tests.policy.helpers import PREFERRED_FALLBACK
 from tests.server.test_serve import Server
 
@@ -28,21 +28,14 @@ pytestmark = pytest.mark.integration
 IMAGE = "registry.example/app:1"
 
 
-def _node(cluster: ControlPlane, name: str, major: str) -> None:
-    cluster.create_node(name)
-    obj = nodefeature(name, name)
-    obj["spec"]["features"]["attributes"] = {"kernel.version": {"elements": {"major": major}}}
-    put(cluster, obj)
-
-
 class Scene:
     def __init__(self, cluster: ControlPlane, tmp_path: Path) -> None:
         suffix = uuid.uuid4().hex[:6]
         self.new, self.old = f"explain-new-{suffix}", f"explain-old-{suffix}"
         nfd.install_crds(cluster)
         nfd.ensure_namespace(cluster, NS)
-        _node(cluster, self.new, "6")
-        _node(cluster, self.old, "4")
+        node_with_kernel(cluster, self.new, "6")
+        node_with_kernel(cluster, self.old, "4")
         self.ns = cluster.create_namespace()
         # No scheduler serves image-compat-scheduler here: the first pod stays pending.
         create_pod(cluster, self.ns, pod("pending", [IMAGE]))
