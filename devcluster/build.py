@@ -411,20 +411,25 @@ def _log(msg: str) -> None:
 
 
 @contextlib.contextmanager
-def _build_lock() -> Iterator[None]:
-    """One builder at a time per cache (parallel pytest sessions, make test + demo, ...)."""
-    lock_path = cache_dir() / "bin" / ".lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("w") as fh:
+def file_lock(path: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created as needed), saying so when ``what`` has
+    to wait: parallel pytest sessions, worktrees and make targets share the cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            _log(f"waiting for another devcluster build to finish (lock {lock_path})")
+            _log(f"waiting for another {what} to finish (lock {path})")
             fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _build_lock() -> contextlib.AbstractContextManager[None]:
+    """One builder at a time per cache (parallel pytest sessions, make test + demo, ...)."""
+    return file_lock(cache_dir() / "bin" / ".lock", "devcluster build")
 
 
 def _is_import_path(line: str) -> bool:
