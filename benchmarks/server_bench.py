@@ -45,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,9 @@ def pod(image: str) -> dict[str, Any]:
         "metadata": {
             "name": "web-7d4b9c",
             "namespace": "shop",
-            "uid": "3f1c2a9e-0000-4000-8000-000000000001",
+            # One pod per image, as the scheduler sends them: a distinct UID and a version.
+            "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, image)),
+            "resourceVersion": "4711",
             "labels": {"app": "web", "pod-template-hash": "7d4b9c"},
             "annotations": {"image-compat.io/mode": "enforce"},
         },
@@ -297,14 +300,15 @@ class InProcess:
 
     async def _filter(self, data: bytes) -> bytes:
         args = protocol.decode_extender_args(data)
-        decision = await self.policy.filter(args.pod, args.nodes)
+        decision = await self.policy.filter(args.pod, args.names, args.platforms)
         return protocol.encode_filter_result(
             args, decision.passing, unresolvable=decision.unresolvable
         )
 
     async def _prioritize(self, data: bytes) -> bytes:
         args = protocol.decode_extender_args(data)
-        return protocol.encode_priorities(await self.policy.prioritize(args.pod, args.nodes))
+        scores = await self.policy.prioritize(args.pod, args.names, args.platforms)
+        return protocol.encode_priorities(scores.names, scores.scores)
 
     def call(self, verb: str, data: bytes) -> float:
         work = self._filter if verb == "filter" else self._prioritize

@@ -99,6 +99,7 @@ class PolicyConfig:
     on_registry_error: RegistryErrorPolicy
     spec_wait_budget: float  # seconds
     memo_size: int
+    node_tables: int
 
     def __post_init__(self) -> None:
         check_annotation_prefix(self.annotation_prefix)
@@ -111,6 +112,8 @@ class PolicyConfig:
             raise ValueError("the spec wait budget cannot be negative")
         if self.memo_size < 1:
             raise ValueError("the memo size must be at least 1")
+        if self.node_tables < 1:
+            raise ValueError("the node table count must be at least 1")
 
     @property
     def tags_key(self) -> str:
@@ -334,6 +337,7 @@ class ObjectMeta(msgspec.Struct, frozen=True, rename="camel"):
     name: str | None = None
     namespace: str | None = None
     uid: str | None = None
+    resource_version: str | None = None
     annotations: dict[str, str] | None = None
     labels: dict[str, str] | None = None
 

@@ -88,6 +88,7 @@ from extender.server.routes import (
     handle_bind,
     handle_explain,
     handle_filter,
+    handle_filter_best_fit,
     handle_healthz,
     handle_metrics,
     handle_preempt,
@@ -400,6 +401,7 @@ def create_app(
 
     prefix = settings.path_prefix
     app.router.add_post(prefix + "filter", handle_filter, name="filter")
+    app.router.add_post(prefix + "filter-best-fit", handle_filter_best_fit, name="filter-best-fit")
     app.router.add_post(prefix + "prioritize", handle_prioritize, name="prioritize")
     app.router.add_post(prefix + "preempt", handle_preempt, name="preempt")
     app.router.add_post(prefix + "bind", handle_bind, name="bind")

@@ -362,6 +362,17 @@ OPTIONS: tuple[Option, ...] = (
         "N",
     ),
     Option(
+        "node_tables",
+        "--node-tables",
+        "128",
+        "Pod shapes (the specs and tags a verb applies) whose per-node answers are kept, per "
+        "verb: a warm filter or prioritize is then one lookup per node. Each holds one entry "
+        "per node asked about (~100 bytes), so about 64 MB at 5,000 nodes with the default; "
+        "a shape past it is computed again from the verdict memo.",
+        _parse_positive_int,
+        "N",
+    ),
+    Option(
         "feature_source",
         "--feature-source",
         "auto",
@@ -717,6 +728,7 @@ class Settings:
     request_read_timeout: float = _default("request_read_timeout")
     keepalive_timeout: float = _default("keepalive_timeout")
     memo_size: int = _default("memo_size")
+    node_tables: int = _default("node_tables")
     feature_source: FeatureSourceKind = _default("feature_source")
     features_file: Path | None = _default("features_file")
     kubeconfig: Path | None = _default("kubeconfig")
@@ -764,6 +776,7 @@ class Settings:
             on_registry_error=self.on_registry_error,
             spec_wait_budget=self.spec_wait_budget,
             memo_size=self.memo_size,
+            node_tables=self.node_tables,
         )
 
     def check(self) -> Settings:

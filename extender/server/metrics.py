@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-VERBS = ("filter", "prioritize", "preempt", "bind")
+VERBS = ("filter", "filter-best-fit", "prioritize", "preempt", "bind")
 OUTCOMES = ("ok", "unavailable", "bad_request", "error")
 RELIST_KINDS = ("nodefeatures", "nodes")
 TLS_RESULTS = ("ok", "error")

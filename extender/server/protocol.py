@@ -172,15 +172,22 @@ class RequestNode(msgspec.Struct, frozen=True):
 class FilterRequest:
     """A decoded filter/prioritize request: the pod and its candidate nodes in order.
 
+    ``names`` is every candidate's name, in order: ``NodeNames`` exactly as decoded (a plain
+    list of strings, nothing built per node) in names mode. ``nodes`` holds the Node items in
+    full-Nodes mode (their raw JSON is sent back unchanged) and ``platforms`` the ``os/arch``
+    their labels give, by name.
+
     ``names_mode`` and ``nodes_mode`` say which list the scheduler sent (and so which list the
     answer must carry): ``NodeNames`` with ``nodeCacheCapable: true``, ``Nodes`` otherwise.
     A request with neither is answered in names mode.
     """
 
     pod: Pod
-    nodes: tuple[RequestNode, ...]
+    names: list[str]
     names_mode: bool
     nodes_mode: bool
+    nodes: tuple[RequestNode, ...] = ()
+    platforms: dict[str, str] | None = None
     list_metadata: msgspec.Raw | None = None  # Nodes.metadata as sent
 
 
@@ -217,34 +224,38 @@ def decode_extender_args(body: bytes) -> FilterRequest:
     args = _decode(_ARGS_DECODER, body, "ExtenderArgs")
     if args.Pod is None:
         raise ProtocolError("invalid ExtenderArgs: Pod is missing or null")
-    nodes: list[RequestNode] = []
     names_mode = args.NodeNames is not None
-    nodes_mode = args.Nodes is not None
-    if args.NodeNames is not None:
-        nodes.extend(RequestNode(name, _NO_LABELS) for name in args.NodeNames)
+    if args.Nodes is None:
+        return FilterRequest(args.Pod, args.NodeNames or [], True, False)
     list_metadata = None
-    if args.Nodes is not None:
-        if bytes(args.Nodes.metadata) != b"null":
-            list_metadata = args.Nodes.metadata
-        from_items = []
-        for index, raw in enumerate(args.Nodes.items or ()):
-            item = _decode(_NODE_DECODER, raw, f"Nodes.items[{index}]")
-            meta = item.metadata
-            if meta is None or not meta.name:
-                raise ProtocolError(f"invalid Nodes.items[{index}]: metadata.name is missing")
-            from_items.append(RequestNode.from_item(meta.name, meta.labels or _NO_LABELS, raw))
-        if names_mode:
-            # Not something kube-scheduler sends. Answer both lists: judge every name once,
-            # with its Node object where one came (NodeNames order, then the other items).
-            by_name = {n.name: n for n in from_items}
-            named = set(args.NodeNames or ())
-            nodes = [by_name.get(n.name, n) for n in nodes]
-            nodes.extend(n for n in from_items if n.name not in named)
-        else:
-            nodes = from_items
-    if not names_mode and not nodes_mode:
-        names_mode = True
-    return FilterRequest(args.Pod, tuple(nodes), names_mode, nodes_mode, list_metadata)
+    if bytes(args.Nodes.metadata) != b"null":
+        list_metadata = args.Nodes.metadata
+    from_items = []
+    for index, raw in enumerate(args.Nodes.items or ()):
+        item = _decode(_NODE_DECODER, raw, f"Nodes.items[{index}]")
+        meta = item.metadata
+        if meta is None or not meta.name:
+            raise ProtocolError(f"invalid Nodes.items[{index}]: metadata.name is missing")
+        from_items.append(RequestNode.from_item(meta.name, meta.labels or _NO_LABELS, raw))
+    nodes = from_items
+    if names_mode:
+        # Not something kube-scheduler sends. Answer both lists: judge every name once, with
+        # its Node object where one came (NodeNames order, then the other items).
+        by_name = {n.name: n for n in from_items}
+        named = args.NodeNames or []
+        nodes = [by_name.get(name) or RequestNode(name, _NO_LABELS) for name in named]
+        seen = set(named)
+        nodes.extend(n for n in from_items if n.name not in seen)
+    platforms = {n.name: n.platform for n in nodes if n.platform}
+    return FilterRequest(
+        args.Pod,
+        [n.name for n in nodes],
+        names_mode,
+        True,
+        tuple(nodes),
+        platforms or None,
+        list_metadata,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,10 +322,11 @@ def encode_filter_result(
     if request is None:
         names = []
     else:
-        chosen = [request.nodes[i] for i in passing]
         if request.names_mode:
-            names = [n.name for n in chosen]
+            everyone = len(passing) == len(request.names)
+            names = request.names if everyone else list(map(request.names.__getitem__, passing))
         if request.nodes_mode:
+            chosen = [request.nodes[i] for i in passing]
             node_list = _NodeListOut(
                 request.list_metadata or _EMPTY_OBJECT,
                 [n.raw for n in chosen if n.raw is not None],
@@ -335,9 +347,32 @@ def encode_preemption_result(victims: Mapping[str, MetaVictims]) -> bytes:
     return _ENCODER.encode(ExtenderPreemptionResult(NodeNameToMetaVictims=dict(victims)))
 
 
-def encode_priorities(scores: Sequence[tuple[str, int]]) -> bytes:
-    """A ``HostPriorityList``: a bare JSON array of ``{"Host", "Score"}``."""
-    return _ENCODER.encode([HostPriority(host, score) for host, score in scores])
+class _HostFragments(dict[tuple[str, int], bytes]):
+    """(host, score) → its ``{"Host":…,"Score":…}`` JSON, b"" for score 0: a prioritize
+    answer is joined from these in C-level passes (a struct per node cost most of it)."""
+
+    LIMIT = 262_144  # a few hundred bytes each; started over when full
+
+    def __missing__(self, key: tuple[str, int]) -> bytes:
+        host, score = key
+        fragment = b"" if not score else _ENCODER.encode(HostPriority(host, score))
+        if len(self) >= self.LIMIT:
+            self.clear()
+        self[key] = fragment
+        return fragment
+
+
+_HOST_FRAGMENTS = _HostFragments()
+
+
+def encode_priorities(hosts: Sequence[str], scores: Sequence[int]) -> bytes:
+    """A ``HostPriorityList``: a bare JSON array of ``{"Host", "Score"}``, listing the hosts
+    whose score is not 0 (the scheduler adds nothing for a host not listed). ``scores`` is
+    empty when every host scores 0."""
+    if not scores:
+        return b"[]"
+    fragments = filter(None, map(_HOST_FRAGMENTS.__getitem__, zip(hosts, scores, strict=True)))
+    return b"[" + b",".join(fragments) + b"]"
 
 
 def pod_from_object(obj: Mapping[str, Any]) -> Pod:

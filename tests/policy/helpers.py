@@ -102,8 +102,9 @@ def pod(
     return pod_from_object(obj)
 
 
-def nodes(*names: str) -> tuple[RequestNode, ...]:
-    return tuple(RequestNode(name, {}) for name in names)
+def nodes(*names: str) -> tuple[str, ...]:
+    """Candidate node names, as a names-mode request gives them."""
+    return names
 
 
 def features(
