@@ -31,7 +31,14 @@ from extender.artifacts.types import NO_SPEC, ArtifactSource, PullContext, SpecK
 from extender.nfd.rules import CompiledSpec, ImageVerdict
 from extender.nodes.store import FeatureReader, FeatureSnapshot, NodeRecord
 from extender.policy.memo import NodeTables, VerdictMemo
-from extender.policy.pods import Mode, Pod, PodPlan, PolicyConfig, RegistryErrorPolicy, plan_pod
+from extender.policy.pods import (
+    Mode,
+    Pod,
+    PodPlan,
+    PolicyConfig,
+    RegistryErrorPolicy,
+    plan_pod,
+)
 
 __all__ = [
     "LOWER_FIT_REASON",

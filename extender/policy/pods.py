@@ -57,6 +57,16 @@ class RegistryErrorPolicy(StrEnum):
     IGNORE = "ignore"  # treat the image as having no spec
 
 
+class FilterReasons(StrEnum):
+    """``--filter-reasons``: which rejected nodes filter's answer names, with why."""
+
+    # Only when no node passes. When one does, the scheduler places the pod among those that
+    # pass and never reads the others' reasons; a node left out of the answer counts as
+    # UnschedulableAndUnresolvable, as FailedAndUnresolvableNodes would say.
+    WHEN_ALL_REJECTED = "when-all-rejected"
+    ALWAYS = "always"  # every rejected node, every time (another extender runs after us)
+
+
 # --------------------------------------------------------------------------------------------
 # Configuration
 
@@ -100,6 +110,7 @@ class PolicyConfig:
     spec_wait_budget: float  # seconds
     memo_size: int
     node_tables: int
+    filter_reasons: FilterReasons
 
     def __post_init__(self) -> None:
         check_annotation_prefix(self.annotation_prefix)

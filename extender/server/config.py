@@ -27,6 +27,7 @@ from extender.nodes.model import DEFAULT_NFD_NAMESPACE
 from extender.policy.pods import (
     DEFAULT_ANNOTATION_PREFIX,
     DEFAULT_SCHEDULER_NAME,
+    FilterReasons,
     Mode,
     PolicyConfig,
     RegistryErrorPolicy,
@@ -305,6 +306,19 @@ OPTIONS: tuple[Option, ...] = (
         "ignore: treat the image as having no spec.",
         _parse_choice(RegistryErrorPolicy),
         "fail|ignore",
+    ),
+    Option(
+        "filter_reasons",
+        "--filter-reasons",
+        "when-all-rejected",
+        "Which rejected nodes filter's answer lists in FailedAndUnresolvableNodes, each with its "
+        "reason. when-all-rejected: only when no node passes (the reasons then make the pod's "
+        "FailedScheduling event; when a node passes, kube-scheduler places the pod among those "
+        "and reads no reason, and a node missing from the answer counts as unschedulable and "
+        "unresolvable, so answers stay small). always: every time, for a scheduler with "
+        "another extender after this one. Rejections are counted in the metrics either way.",
+        _parse_choice(FilterReasons),
+        "when-all-rejected|always",
     ),
     Option(
         "spec_wait_budget",
@@ -733,6 +747,7 @@ class Settings:
     default_mode: Mode = _default("default_mode")
     set_semantics: SetSemantics = _default("set_semantics")
     on_registry_error: RegistryErrorPolicy = _default("on_registry_error")
+    filter_reasons: FilterReasons = _default("filter_reasons")
     spec_wait_budget: float = _default("spec_wait_budget")
     max_body_bytes: int = _default("max_body_bytes")
     max_inflight_body_bytes: int = _default("max_inflight_body_bytes")
@@ -789,6 +804,7 @@ class Settings:
             spec_wait_budget=self.spec_wait_budget,
             memo_size=self.memo_size,
             node_tables=self.node_tables,
+            filter_reasons=self.filter_reasons,
         )
 
     def check(self) -> Settings:

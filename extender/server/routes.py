@@ -178,7 +178,7 @@ async def _filter(request: web.Request, *, best_fit: bool) -> web.Response:
     call = _call(request, args)
     policy = request.app[POLICY]
     decision = await policy.filter(args.pod, args.names, args.platforms, best_fit=best_fit)
-    call.rejected = len(decision.unresolvable)
+    call.rejected = len(args.names) - len(decision.passing)
     body = protocol.encode_filter_result(args, decision.passing, unresolvable=decision.unresolvable)
     return web.Response(body=body, content_type=JSON)
 
