@@ -32,6 +32,7 @@ from extender.nfd.rules import CompiledSpec, ImageVerdict
 from extender.nodes.store import FeatureReader, FeatureSnapshot, NodeRecord
 from extender.policy.memo import NodeTables, VerdictMemo
 from extender.policy.pods import (
+    FilterReasons,
     Mode,
     Pod,
     PodPlan,
@@ -251,20 +252,19 @@ class Policy:
         plan = self.plan(pod)
         kind = "invalid" if plan.problem else plan.mode.value if plan.ours else "not_ours"
         stats.pods[kind] += 1
-        everyone = FilterDecision(tuple(range(len(names))), {})
         if not plan.ours or (plan.mode is Mode.OFF and not plan.problem):
-            return everyone
+            return _everyone(names)
         if plan.problem:
             return _reject_all(stats, names, plan.problem, "invalid_annotation")
         if not plan.requirements or not names:
-            return everyone
+            return _everyone(names)
         snapshot = self.store.snapshot()
         overrides = _overrides(given, snapshot)
         platforms = _platform_set(names, snapshot, overrides)
         prefer = plan.mode is Mode.PREFER
         if prefer and not best_fit:
             self._prefetch(plan, platforms)  # so that prioritize finds them loaded
-            return everyone
+            return _everyone(names)
         resolved = await self._resolve(plan, platforms, strict=not prefer)
         if resolved.bad_annotation:
             return _reject_all(stats, names, resolved.bad_annotation, "invalid_annotation")
@@ -273,7 +273,7 @@ class Policy:
         if resolved.unavailable:
             raise PolicyUnavailableError(REASON_PREFIX + resolved.unavailable)
         if not resolved.any_spec:
-            return everyone
+            return _everyone(names)
         if not snapshot.synced:
             raise PolicyUnavailableError(_not_synced(snapshot))
         if prefer:
@@ -286,17 +286,16 @@ class Policy:
             outcomes = await self._keep_best_fit(
                 plan, resolved, names, outcomes, snapshot=snapshot, overrides=overrides
             )
-        counts = Counter(outcomes)
-        passed = counts.pop(None, 0)
-        if passed == len(names):
-            return everyone
-        kinds = self._reason_kinds
-        for reason, count in counts.items():
-            assert reason is not None
-            stats.rejections[kinds.get(reason, "incompatible")] += count
-        stats.nodes_rejected += len(names) - passed
         # C-level passes: a reason is a non-empty string, None passes.
         passing = tuple(compress(range(len(names)), map(operator.not_, outcomes)))
+        if len(passing) == len(names):
+            return _everyone(names)
+        kinds = self._reason_kinds
+        for reason, count in Counter(filter(None, outcomes)).items():
+            stats.rejections[kinds.get(reason, "incompatible")] += count
+        stats.nodes_rejected += len(names) - len(passing)
+        if passing and self.config.filter_reasons is FilterReasons.WHEN_ALL_REJECTED:
+            return FilterDecision(passing, {})  # nobody reads them (see FilterReasons)
         failed = cast("dict[str, str]", dict(compress(zip(names, outcomes, strict=True), outcomes)))
         if not passing and subset_check:
             await self._check_subset(plan, resolved, snapshot, len(names))
@@ -833,6 +832,10 @@ def short_image(image: str) -> str:
         return last
     algorithm, _, value = digest.partition(":")
     return f"{last}@{algorithm}:{value[:12]}"
+
+
+def _everyone(names: Sequence[str]) -> FilterDecision:
+    return FilterDecision(tuple(range(len(names))), {})
 
 
 def _reject_all(stats: PolicyStats, names: Sequence[str], reason: str, kind: str) -> FilterDecision:
