@@ -11,6 +11,7 @@ images that each fit one type only, so a placement is right or wrong by the node
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -42,6 +43,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 SCHEDULER = "image-compat-reliability"  # the profile's schedulerName, the pods' too
 FLEET_LABEL = "reliability.image-compat.io/fleet"
 PODS = 40
+# Pods created before the kill (the kill comes once a few are bound, with the rest in flight)
+# and after it (certain to meet the outage whatever the scheduler's pace).
+FIRST = 30
 BIND_WITHIN = 150.0  # generous: pods that met the dead extender wait out their backoff
 
 
@@ -143,6 +147,12 @@ def met_an_error(fleet: Fleet, namespace: str) -> bool:
     return False
 
 
+def failed_attempts(fleet: Fleet, namespace: str) -> int:
+    """FailedScheduling events in the namespace (each counts its repeats): for the figures."""
+    items = fleet.cluster.request("GET", f"/api/v1/namespaces/{namespace}/events")["items"]
+    return sum(int(e.get("count") or 1) for e in items if e.get("reason") == "FailedScheduling")
+
+
 def wait_all_bound(fleet: Fleet, namespace: str) -> dict[str, tuple[str, str]]:
     placed: dict[str, tuple[str, str]] = {}
 
@@ -175,23 +185,27 @@ def test_extender_killed_and_restarted_with_pods_in_flight(
     extender.start()
     lease = start_scheduler(fleet, extender.url, f"{SCHEDULER}-restart")
     try:
-        create_pods(fleet, k8s_namespace, range(PODS // 2))
-        eventually(lambda: len(bound(fleet, k8s_namespace)) >= 5, "the first pods bound")
+        create_pods(fleet, k8s_namespace, range(FIRST))
+        eventually(lambda: len(bound(fleet, k8s_namespace)) >= 3, "the first pods bound")
         extender.process.kill()  # SIGKILL: no graceful shutdown, open connections reset
-        create_pods(fleet, k8s_namespace, range(PODS // 2, PODS))
+        create_pods(fleet, k8s_namespace, range(FIRST, PODS))
         eventually(
             lambda: met_an_error(fleet, k8s_namespace),
             "a pod whose scheduling attempt met the dead extender",
         )
         before_restart = len(bound(fleet, k8s_namespace))
         extender.start()  # the same port: the scheduler's URL is unchanged
+        restarted = time.monotonic()
         placed = wait_all_bound(fleet, k8s_namespace)
+        took = time.monotonic() - restarted
+        failures = failed_attempts(fleet, k8s_namespace)
     finally:
         fleet.cluster.stop_scheduler(lease)
         extender.stop()
     counted = placements(fleet, placed)
     print(
-        f"\nkill -9 and restart: {before_restart}/{PODS} bound before the restart; {dict(counted)}"
+        f"\nkill -9 and restart: {before_restart}/{PODS} bound before the restart, all "
+        f"{took:.1f}s after it; {failures} failed attempts; {dict(counted)}"
     )
     assert counted == Counter(compatible=PODS)
 
@@ -207,16 +221,21 @@ def test_one_of_two_replicas_killed_behind_one_address(fleet: Fleet, k8s_namespa
             replica.start()
         balancer.start()
         lease = start_scheduler(fleet, balancer.url, f"{SCHEDULER}-replicas")
-        create_pods(fleet, k8s_namespace, range(PODS // 2))
-        eventually(lambda: len(bound(fleet, k8s_namespace)) >= 5, "the first pods bound")
+        create_pods(fleet, k8s_namespace, range(FIRST))
+        eventually(lambda: len(bound(fleet, k8s_namespace)) >= 3, "the first pods bound")
         # Kill the replica that answered the scheduler most (kube-scheduler keeps keep-alive
         # connections, each staying with the replica it was given): the other must take over.
         answered = {r.name: filter_answers(r, "ok") for r in replicas}
         survivor, victim = sorted(replicas, key=lambda r: answered[r.name])
         answered_before = answered[survivor.name]
         victim.process.kill()
-        create_pods(fleet, k8s_namespace, range(PODS // 2, PODS))
+        killed = time.monotonic()
+        # Pods still unbound now can only be decided by the survivor.
+        left = PODS - len(bound(fleet, k8s_namespace))
+        create_pods(fleet, k8s_namespace, range(FIRST, PODS))
         placed = wait_all_bound(fleet, k8s_namespace)
+        took = time.monotonic() - killed
+        failures = failed_attempts(fleet, k8s_namespace)
         answered_after = filter_answers(survivor, "ok")
     finally:
         if lease:
@@ -227,11 +246,12 @@ def test_one_of_two_replicas_killed_behind_one_address(fleet: Fleet, k8s_namespa
     counted = placements(fleet, placed)
     print(
         f"\nreplica killed: {dict(counted)}; filter answers before the kill {answered}; the "
-        f"survivor answered {answered_after - answered_before:g} after it; balancer "
+        f"survivor answered {answered_after - answered_before:g} after it; all bound "
+        f"{took:.1f}s after the kill; {failures} failed attempts; balancer "
         f"connections {dict(balancer.connections)}, connect failures "
         f"{dict(balancer.connect_failures)}"
     )
     assert counted == Counter(compatible=PODS)
     # The pods created after the kill were decided by the survivor, through the one address.
     assert answered[victim.name] > 0, "the killed replica was serving the scheduler"
-    assert answered_after - answered_before >= PODS // 2
+    assert answered_after - answered_before >= left
