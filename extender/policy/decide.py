@@ -59,6 +59,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 REASON_PREFIX = "image-compat: "
+IGNORED_LOG_S = 60.0  # an ignored spec failure is logged once per image and failure per this
 MAX_SCORE = 10  # kube-scheduler's MaxExtenderPriority
 
 
@@ -183,6 +184,8 @@ class Policy:
         # Filter tables hold reason strings (one object per distinct reason, so that the
         # answer is built by C-level passes); their rejection classes are kept here.
         self._reason_kinds: BoundedDict[str, str] = BoundedDict(8192)
+        self._ignored_logged: BoundedDict[tuple[str, str], float] = BoundedDict(1024)
+        self._ignored_repeats = 0
         self._plans: BoundedDict[tuple[str, str, str | None, str | None], PodPlan] = BoundedDict(
             4096
         )
@@ -700,12 +703,7 @@ class Policy:
                 elif failure is not None:
                     self.stats.source_failures += 1
                     if self.config.on_registry_error is RegistryErrorPolicy.IGNORE:
-                        log.warning(
-                            "pod %s: no spec for %s (ignored: %s)",
-                            plan.pod,
-                            requirement.image,
-                            failure,
-                        )
+                        self._warn_ignored(plan.pod, requirement.image, failure)
                     elif not resolved.unavailable:
                         resolved.unavailable = (
                             f"cannot load spec for {requirement.image}: {failure}"
@@ -715,6 +713,20 @@ class Policy:
         if not strict:
             resolved.invalid = resolved.unavailable = resolved.bad_annotation = ""
         return resolved
+
+    def _warn_ignored(self, pod: str, image: str, failure: str) -> None:
+        """Log an ignored spec failure once per image and failure every IGNORED_LOG_S: during
+        an outage every filter call of every pod of the image meets it."""
+        now = time.monotonic()
+        key = (image, failure)
+        last = self._ignored_logged.get(key)
+        if last is not None and now - last < IGNORED_LOG_S:
+            self._ignored_repeats += 1
+            return
+        repeats, self._ignored_repeats = self._ignored_repeats, 0
+        self._ignored_logged.put(key, now)
+        more = f"; {repeats} more such calls since the last line" if repeats else ""
+        log.warning("pod %s: no spec for %s (ignored: %s%s)", pod, image, failure, more)
 
     async def _wait_for(
         self, keys: Sequence[SpecKey], context: PullContext

@@ -26,7 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from extender.artifacts.registry_source import ArtifactStats, RegistrySource
+from extender.artifacts.registry_source import LOAD_FAILURE_REASONS, ArtifactStats, RegistrySource
 from extender.artifacts.types import ArtifactSource
 from extender.nodes.store import FeatureReader
 from extender.policy.decide import POD_KINDS, REJECTION_CLASSES, Policy
@@ -183,7 +183,10 @@ METRICS: tuple[MetricDoc, ...] = (
     _doc(
         "image_compat_artifact_load_failures_total",
         "counter",
-        "Spec loads that ended in a failure (registry down, auth refused, bad artifact).",
+        "Spec loads that ended in a failure, by reason: unavailable (refused, reset, timed "
+        "out, 5xx), auth, not_found, protocol (an answer that cannot be used), refused (host "
+        "policy), reference (invalid), timeout (over --load-timeout), internal, error.",
+        reason=LOAD_FAILURE_REASONS,
     ),
     _doc(
         "image_compat_artifact_stale_answers_total",
@@ -290,7 +293,9 @@ class _StateCollector(Collector):
         yield _labelled_counter("image_compat_artifact_cache_hits_total", "cache", hits)
         yield _labelled_counter("image_compat_artifact_cache_misses_total", "cache", misses)
         yield _counter("image_compat_artifact_loads_total", stats.loads)
-        yield _counter("image_compat_artifact_load_failures_total", stats.failures)
+        yield _labelled_counter(
+            "image_compat_artifact_load_failures_total", "reason", stats.failures_by_reason
+        )
         yield _counter("image_compat_artifact_stale_answers_total", stats.stale_served)
         yield _counter("image_compat_artifact_refreshes_total", stats.refreshes)
         requests = source.client.requests if isinstance(source, RegistrySource) else 0
