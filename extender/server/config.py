@@ -381,8 +381,9 @@ OPTIONS: tuple[Option, ...] = (
         "128",
         "Pod shapes (the specs and tags a verb applies) whose per-node answers are kept, per "
         "verb: a warm filter or prioritize is then one lookup per node. Each holds one entry "
-        "per node asked about (~100 bytes), so about 64 MB at 5,000 nodes with the default; "
-        "a shape past it is computed again from the verdict memo.",
+        "per node asked about (~21 bytes: ~104 KB at 5,000 nodes), so at most ~27 MB for "
+        "both verbs at 5,000 nodes with the default; a shape past it is computed again "
+        "from the verdict memo (a few ms).",
         _parse_positive_int,
         "N",
     ),
