@@ -60,6 +60,7 @@ class FeatureSnapshot:
     version: int
     waiting: tuple[str, ...] = ()
     changes: tuple[tuple[int, frozenset[str]], ...] = ()
+    platform_values: frozenset[str] = frozenset()  # the distinct values of ``platforms``
 
     def changed_since(self, version: int) -> frozenset[str] | None:
         """The nodes whose record or platform changed after ``version`` up to this snapshot,
@@ -187,6 +188,9 @@ class FeatureStore:
         changes = old.changes
         if len(changes) >= self.CHANGES_KEPT:
             changes = changes[1 - self.CHANGES_KEPT :]
+        values = old.platform_values
+        if self._platforms is not old.platforms:
+            values = frozenset(self._platforms.values())
         self._snapshot = FeatureSnapshot(
             records if copied is None else copied,
             self._platforms,
@@ -194,4 +198,5 @@ class FeatureStore:
             self._version,
             waiting,
             (*changes, (self._version, frozenset(touched))),
+            values,
         )

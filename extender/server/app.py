@@ -267,7 +267,7 @@ def _kubernetes_context(use: _KubernetesUse, settings: Settings) -> CleanupConte
                     policy, store = app[POLICY], app[FEATURE_STORE]
 
                     def on_pod(obj: Mapping[str, Any]) -> None:
-                        platforms = set(store.snapshot().platforms.values()) or {""}
+                        platforms = store.snapshot().platform_values or {""}
                         policy.prefetch(protocol.pod_from_object(obj), sorted(platforms))
 
                     use.prefetcher = PodPrefetcher(api_client, settings.scheduler_names, on_pod)
