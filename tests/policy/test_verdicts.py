@@ -222,3 +222,49 @@ async def test_determinism_under_shuffled_node_order() -> None:
             priorities = await q.prioritize(pod(APP), nodes(*shuffled))
             assert list(priorities.names) == shuffled
             assert dict(zip(shuffled, scores(priorities), strict=True)) == first_scores
+
+
+async def test_prioritize_shifts_so_that_the_lowest_is_0_and_leaves_it_out() -> None:
+    cluster = {**CLUSTER, "fast-2": fast("fast-2"), "minimal-2": minimal("minimal-2")}
+    p = policy(cluster=cluster)
+    # Unshifted: fast 10, minimal 2, old 0 (fits 11, 2, 0).
+    priorities = await p.prioritize(pod(APP), nodes("minimal", "fast", "minimal-2", "fast-2"))
+    assert list(priorities.scores) == [0, 8, 0, 8]
+    assert priorities.listed() == [("fast", 8), ("fast-2", 8)]
+    # Every candidate alike, whether fit 0 or not: nothing is listed, scores are empty.
+    for alike in (("fast", "fast-2"), ("minimal", "minimal-2"), ("old", "unknown"), ("fast",)):
+        priorities = await p.prioritize(pod(APP), nodes(*alike))
+        assert priorities.listed() == [] and not priorities.scores, alike
+    assert (await p.prioritize(pod(APP), nodes())).listed() == []
+
+
+async def test_the_shift_keeps_every_difference_between_candidates() -> None:
+    # Three sets of weights 7, 3 and 0, a node matching one or none: fits 8, 4, 1 or 0,
+    # normalised over the best among the candidates, then shifted by the lowest.
+    spec = """
+version: v1alpha1
+compatibilities:
+- weight: 7
+  rules: [{name: a, matchFeatures: [{feature: cpu.cpuid, matchExpressions: {A: {op: Exists}}}]}]
+- weight: 3
+  rules: [{name: b, matchFeatures: [{feature: cpu.cpuid, matchExpressions: {B: {op: Exists}}}]}]
+- weight: 0
+  rules: [{name: c, matchFeatures: [{feature: cpu.cpuid, matchExpressions: {C: {op: Exists}}}]}]
+"""
+    kinds = {"a": ["A"], "b": ["B"], "c": ["C"], "none": []}
+    cluster = {
+        f"{kind}{i}": features(flags={"cpu.cpuid": flags})
+        for kind, flags in kinds.items()
+        for i in range(2)
+    }
+    fit = {"a": 8, "b": 4, "c": 1, "none": 0}
+    p = Policy(policy_config(), store_with(cluster), FakeSource({APP: spec}))
+    rng = random.Random(21)
+    for _ in range(30):
+        names = rng.sample(sorted(cluster), rng.randint(1, len(cluster)))
+        fits = [fit[name[:-1]] for name in names]
+        unshifted = [normalise_score(f, max(fits)) for f in fits]
+        got = scores(await p.prioritize(pod(APP), nodes(*names)))
+        assert got == [s - min(unshifted) for s in unshifted], names
+        if len(set(unshifted)) == 1:
+            assert not (await p.prioritize(pod(APP), nodes(*names))).scores
