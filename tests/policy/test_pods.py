@@ -7,7 +7,7 @@ import pytest
 from extender.artifacts.types import PullContext, SpecKey
 from extender.policy.decide import Policy, short_image
 from extender.policy.explain import explain
-from extender.policy.pods import Mode, PolicyConfig, plan_pod
+from extender.policy.pods import Mode, Pod, PolicyConfig, plan_pod
 from extender.server.protocol import pod_from_object
 from tests.policy.helpers import (
     AVX512,
@@ -320,3 +320,28 @@ async def test_containers_without_image_and_empty_pods() -> None:
     assert (await p.filter(pod_from_object(obj), ALL)).passing == (0, 1, 2)
     assert (await p.filter(pod(APP), ())).passing == ()
     assert (await p.prioritize(pod(APP), ())).listed() == []
+
+
+async def test_a_new_pod_version_is_planned_anew() -> None:
+    # Plans are kept per pod version; a changed pod comes with a new resourceVersion.
+    def versioned(version: str, mode: str, scheduler: str = "image-compat-scheduler") -> Pod:
+        return pod_from_object(
+            {
+                "metadata": {
+                    "name": "p",
+                    "uid": "uid-1",
+                    "resourceVersion": version,
+                    "annotations": {"image-compat.io/mode": mode},
+                },
+                "spec": {"schedulerName": scheduler, "containers": [{"name": "c", "image": APP}]},
+            }
+        )
+
+    p = policy()
+    assert (await p.filter(versioned("1", "enforce"), ALL)).passing == (0, 1)
+    assert (await p.filter(versioned("1", "enforce"), ALL)).passing == (0, 1)
+    assert (await p.filter(versioned("2", "prefer"), ALL)).passing == (0, 1, 2)
+    assert (await p.filter(versioned("3", "enforce"), ALL)).passing == (0, 1)
+    # Another scheduler name on the same version (as drift judges pods): not ours.
+    other = versioned("3", "enforce", scheduler="default-scheduler")
+    assert (await p.filter(other, ALL)).passing == (0, 1, 2)
