@@ -817,12 +817,15 @@ def _checks(
     alternative without spec is left out: that alternative passes on every node."""
     name_images = len(plan.requirements) > 1 or drift
     prefix = "" if drift else REASON_PREFIX
+    # Short names keep the scheduler's answers small; a drift event is read by people, once,
+    # and names the full reference (docs/drift.md).
+    named = str if drift else short_image
     plain = range(len(plan.requirements)) if plan.plain is None else plan.plain
     groups: list[tuple[tuple[int, ...], str]] = [
-        ((i,), f"{short_image(plan.requirements[i].image)}: " if name_images else "") for i in plain
+        ((i,), f"{named(plan.requirements[i].image)}: " if name_images else "") for i in plain
     ]
     for variants in plan.variants:
-        first = short_image(variants.images[0])
+        first = named(variants.images[0])
         label = f"container {variants.container}: no compatible variant: {first}: "
         groups.append((variants.indices, label))
     checks: list[tuple[str, list[CompiledSpec]]] = []

@@ -105,7 +105,8 @@ METRICS: tuple[MetricDoc, ...] = (
         "image_compat_nodes_rejected_total",
         "counter",
         "Nodes rejected by filter, by reason class: incompatible, no_features, "
-        "evaluation_error, invalid_spec, invalid_annotation.",
+        "evaluation_error, invalid_spec, invalid_annotation; lower_fit (filter-best-fit only: "
+        "compatible, but another node fits better).",
         reason=REJECTION_CLASSES,
     ),
     _doc(

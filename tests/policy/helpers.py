@@ -13,9 +13,10 @@ from extender.nfd.rules import load_spec
 from extender.nfd.spec import SpecError
 from extender.nodes.model import NodeFeatures
 from extender.nodes.store import FeatureStore
+from extender.policy.decide import Priorities
 from extender.policy.pods import Pod, PolicyConfig
 from extender.server.config import Settings
-from extender.server.protocol import RequestNode, pod_from_object
+from extender.server.protocol import pod_from_object
 
 SCHEDULER = "image-compat-scheduler"
 
@@ -105,6 +106,19 @@ def pod(
 def nodes(*names: str) -> tuple[str, ...]:
     """Candidate node names, as a names-mode request gives them."""
     return names
+
+
+def scores(priorities: Priorities) -> list[int]:
+    """Every candidate's score in request order, 0 for those the answer leaves out; checks
+    the shift's promises on the way (lowest 0, nothing listed when every node is equal)."""
+    if not priorities.scores:
+        return [0] * len(priorities.names)
+    assert len(priorities.scores) == len(priorities.names)
+    assert min(priorities.scores) == 0 < max(priorities.scores) <= 10
+    assert priorities.listed() == [
+        (n, s) for n, s in zip(priorities.names, priorities.scores, strict=True) if s
+    ]
+    return list(priorities.scores)
 
 
 def features(
