@@ -14,7 +14,7 @@ from extender.nfd.spec import SpecError
 from extender.nodes.model import NodeFeatures
 from extender.nodes.store import FeatureStore
 from extender.policy.decide import Priorities
-from extender.policy.pods import Pod, PolicyConfig
+from extender.policy.pods import FilterReasons, Pod, PolicyConfig
 from extender.server.config import Settings
 from extender.server.protocol import pod_from_object
 
@@ -219,3 +219,10 @@ class FakeSource:
 def policy_config(**changes: Any) -> PolicyConfig:
     """``serve``'s default policy settings (from its option table), with ``changes``."""
     return replace(Settings().policy_config(), **changes)
+
+
+def naming_config(**changes: Any) -> PolicyConfig:
+    """:func:`policy_config` with ``--filter-reasons=always``: filter names every rejected node
+    with its reason, even when others pass, so a test can read each node's reason (the
+    default names them only when none passes: tests/policy/test_filter_reasons.py)."""
+    return policy_config(filter_reasons=FilterReasons.ALWAYS, **changes)

@@ -16,6 +16,7 @@ from tests.policy.helpers import (
     fast,
     features,
     minimal,
+    naming_config,
     nodes,
     old,
     pod,
@@ -32,7 +33,7 @@ ALL = nodes("fast", "minimal", "old")
 
 def policy(config: PolicyConfig | None = None, /, **specs: str) -> Policy:
     source = FakeSource({APP: PREFERRED_FALLBACK, AVX: AVX512, **specs})
-    return Policy(config or policy_config(), store_with(CLUSTER), source)
+    return Policy(config or naming_config(), store_with(CLUSTER), source)
 
 
 # -- which pods ---------------------------------------------------------------------------------
@@ -85,7 +86,7 @@ async def test_every_image_with_a_spec_must_be_compatible() -> None:
         "avx-only": features(flags={"cpu.cpuid": ["AVX512F"]}),
     }
     source = FakeSource({APP: PREFERRED_FALLBACK, AVX: AVX512})
-    p = Policy(policy_config(), store_with(cluster), source)
+    p = Policy(naming_config(), store_with(cluster), source)
     decision = await p.filter(pod(APP, AVX, "no-spec:1"), nodes("both", "app-only", "avx-only"))
     assert decision.passing == (0,)
     # With several images the reason names the image that failed (the first, in pod order)
@@ -261,7 +262,7 @@ def test_annotation_prefix_near_the_limit() -> None:
 
 async def test_artifacts_annotation_names_an_explicit_spec_per_container() -> None:
     source = FakeSource({"registry.example/specs/avx:v1": AVX512})
-    p = Policy(policy_config(), store_with(CLUSTER), source)
+    p = Policy(naming_config(), store_with(CLUSTER), source)
     annotated = pod(
         "plain:1",
         "plain:1",

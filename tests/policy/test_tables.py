@@ -15,10 +15,10 @@ from tests.policy.helpers import (
     FakeSource,
     fast,
     minimal,
+    naming_config,
     nodes,
     old,
     pod,
-    policy_config,
     scores,
     store_with,
 )
@@ -32,7 +32,7 @@ KINDS = {"fast": fast, "minimal": minimal, "old": old}
 def make(cluster: dict[str, NodeFeatures]) -> tuple[Policy, FeatureStore]:
     store = store_with(cluster)
     source = FakeSource({APP: PREFERRED_FALLBACK, AVX: AVX512})
-    return Policy(policy_config(), store, source), store
+    return Policy(naming_config(), store, source), store
 
 
 def fleet(count: int) -> dict[str, NodeFeatures]:

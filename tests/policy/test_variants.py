@@ -19,6 +19,7 @@ from tests.policy.helpers import (
     fast,
     features,
     minimal,
+    naming_config,
     nodes,
     old,
     pod,
@@ -111,7 +112,7 @@ CLUSTER = {
 
 def policy(**specs: str) -> Policy:
     source = FakeSource({AVX: AVX512, TUNED: PREFERRED_FALLBACK, **specs})
-    return Policy(policy_config(), store_with(CLUSTER), source)
+    return Policy(naming_config(), store_with(CLUSTER), source)
 
 
 async def test_filter_passes_a_node_where_any_variant_is_compatible() -> None:

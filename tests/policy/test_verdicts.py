@@ -17,6 +17,7 @@ from tests.policy.helpers import (
     fast,
     features,
     minimal,
+    naming_config,
     nodes,
     old,
     pod,
@@ -35,7 +36,7 @@ def policy(
     config: PolicyConfig | None = None,
 ) -> Policy:
     return Policy(
-        config or policy_config(), store_with(cluster or CLUSTER), FakeSource({APP: spec})
+        config or naming_config(), store_with(cluster or CLUSTER), FakeSource({APP: spec})
     )
 
 
@@ -50,7 +51,7 @@ async def test_sets_are_alternatives_and_fit_is_one_plus_best_weight() -> None:
 
 
 async def test_set_semantics_all_requires_every_set() -> None:
-    p = policy(config=policy_config(set_semantics=SetSemantics.ALL))
+    p = policy(config=naming_config(set_semantics=SetSemantics.ALL))
     decision = await p.filter(pod(APP), nodes("fast", "minimal", "old"))
     assert decision.passing == (0,)
     # With all: the first failing set names the reason.
@@ -258,7 +259,7 @@ compatibilities:
         for i in range(2)
     }
     fit = {"a": 8, "b": 4, "c": 1, "none": 0}
-    p = Policy(policy_config(), store_with(cluster), FakeSource({APP: spec}))
+    p = Policy(naming_config(), store_with(cluster), FakeSource({APP: spec}))
     rng = random.Random(21)
     for _ in range(30):
         names = rng.sample(sorted(cluster), rng.randint(1, len(cluster)))

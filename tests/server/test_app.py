@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from extender.artifacts.spec_map import SpecMapError
 from extender.artifacts.types import ArtifactSource, PullContext, SpecKey, SpecLookup
 from extender.nodes.store import FeatureStore
+from extender.policy.pods import FilterReasons
 from extender.server.app import create_app
 from extender.server.config import ArtifactSourceKind, FeatureSourceKind, Settings
 from extender.server.routes import POLICY
@@ -28,6 +29,7 @@ from tests.policy.helpers import (
 )
 
 APP = "registry.example/app:1"
+ALWAYS = FilterReasons.ALWAYS
 CLUSTER = {"fast": fast("fast"), "minimal": minimal("minimal"), "old": old("old")}
 POD = {
     "metadata": {"name": "web", "namespace": "shop"},
@@ -74,15 +76,31 @@ async def test_filter_names_mode(make_client: MakeClient) -> None:
     response = await client.post("/filter", json=names_args("fast", "minimal", "old", "gone"))
     assert response.status == 200
     assert response.content_type == "application/json"
+    # Nodes pass: the rejected ones are left out (--filter-reasons=when-all-rejected).
     assert await response.read() == (
         b'{"Nodes":null,"NodeNames":["fast","minimal"],"FailedNodes":{},'
+        b'"FailedAndUnresolvableNodes":{},"Error":""}'
+    )
+    # None passes: each is named, with why.
+    response = await client.post("/filter", json=names_args("old", "gone"))
+    assert await response.read() == (
+        b'{"Nodes":null,"NodeNames":[],"FailedNodes":{},'
         b'"FailedAndUnresolvableNodes":{"old":"image-compat: kernel.loadedmodule: feature missing",'
         b'"gone":"image-compat: no NFD features"},"Error":""}'
     )
 
 
+async def test_filter_reasons_always_names_every_rejected_node(make_client: MakeClient) -> None:
+    client = await make_client(Settings(spec_wait_budget=0.01, filter_reasons=ALWAYS))
+    response = await client.post("/filter", json=names_args("fast", "minimal", "old", "gone"))
+    assert (await response.json())["FailedAndUnresolvableNodes"] == {
+        "old": "image-compat: kernel.loadedmodule: feature missing",
+        "gone": "image-compat: no NFD features",
+    }
+
+
 async def test_filter_full_nodes_mode_returns_items_unchanged(make_client: MakeClient) -> None:
-    client = await make_client()
+    client = await make_client(Settings(spec_wait_budget=0.01, filter_reasons=ALWAYS))
     items = [NODE.format(name=n) for n in ("fast", "old", "minimal")]
     body = (
         '{"Pod":' + json.dumps(POD) + ',"Nodes":{"metadata":{},"items":[' + ",".join(items) + "]},"
@@ -115,7 +133,7 @@ async def test_prioritize(make_client: MakeClient) -> None:
 
 
 async def test_filter_best_fit_keeps_the_highest_fit_tier(make_client: MakeClient) -> None:
-    client = await make_client()
+    client = await make_client(Settings(spec_wait_budget=0.01, filter_reasons=ALWAYS))
     args = names_args("minimal", "fast", "old", "fast-2")
     response = await client.post("/filter-best-fit", json=args)
     assert response.status == 200
@@ -240,7 +258,7 @@ async def test_ten_thousand_node_names(make_client: MakeClient) -> None:
     response = await client.post("/filter", json=names_args(*names))
     assert response.status == 200
     answer = await response.json()
-    assert len(answer["NodeNames"]) == 6667 and len(answer["FailedAndUnresolvableNodes"]) == 3333
+    assert len(answer["NodeNames"]) == 6667 and not answer["FailedAndUnresolvableNodes"]
     response = await client.post("/prioritize", json=names_args(*names))
     scores = await response.json()
     # Fits 11, 2 and 0 score 10, 2 and 0: the third of nodes at 0 is left out.

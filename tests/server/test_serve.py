@@ -122,6 +122,11 @@ async def test_serve_answers_and_stops_on_sigterm(server: Server) -> None:
         async with session.post(f"{base}/ext/filter", json=args) as response:
             answer = await response.json()
         assert answer["NodeNames"] == ["new"]
+        assert answer["FailedAndUnresolvableNodes"] == {}  # a node passes: none named
+        rejected = {**args, "NodeNames": ["old", "gone"]}
+        async with session.post(f"{base}/ext/filter", json=rejected) as response:
+            answer = await response.json()
+        assert answer["NodeNames"] == []
         assert answer["FailedAndUnresolvableNodes"] == {
             "old": "image-compat: kernel.loadedmodule: feature missing",
             "gone": "image-compat: no NFD features",
