@@ -261,10 +261,14 @@ def test_serve_from_the_image_answers_as_the_checkout_does(
                 assert resp.status == 200, probe
         answer = _post(url + "filter", args)
         assert answer["NodeNames"] == ["new"]
+        assert answer == _post(checkout_url + "filter", args)
+        # None passes: each rejected node is named, with why.
+        rejected = {**args, "NodeNames": ["old", "gone"]}
+        answer = _post(url + "filter", rejected)
         assert answer["FailedAndUnresolvableNodes"] == {
             "old": "image-compat: kernel.loadedmodule: feature missing",
             "gone": "image-compat: no NFD features",
         }
-        assert answer == _post(checkout_url + "filter", args)
+        assert answer == _post(checkout_url + "filter", rejected)
         assert _post(url + "prioritize", args) == _post(checkout_url + "prioritize", args)
     assert "Traceback" not in (tmp_path / "image.log").read_text()
