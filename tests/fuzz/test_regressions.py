@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import pytest
 
 from extender.nfd.spec import SpecError, parse_spec
+from extender.server.app import create_app
+from extender.server.config import ArtifactSourceKind, FeatureSourceKind, Settings
 
 
 @pytest.mark.parametrize(
@@ -30,3 +35,27 @@ def test_characters_beyond_the_bmp_written_as_themselves_are_read() -> None:
         'version: v1alpha1\ncompatibilities: [{description: "\U0001f600 \\U0001F600"}]\n'
     )
     assert spec.compatibilities[0].description == "\U0001f600 \U0001f600"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "encoding"),
+    [("GET", "/healthz", "gzip"), ("POST", "/nowhere", "deflate"), ("GET", "/filter", "gzip")],
+)
+async def test_unread_body_that_does_not_inflate_logs_no_traceback(
+    aiohttp_client: Any, caplog: pytest.LogCaptureFixture, method: str, path: str, encoding: str
+) -> None:
+    # aiohttp read such a body after the answer, logged "Unhandled exception" with a
+    # traceback and dropped the kept-alive connection under the client's next request.
+    settings = Settings(
+        feature_source=FeatureSourceKind.NONE, artifact_source=ArtifactSourceKind.NONE
+    )
+    client = await aiohttp_client(create_app(settings))
+    with caplog.at_level(logging.ERROR):
+        response = await client.request(
+            method, path, data=b"garbage", headers={"Content-Encoding": encoding}
+        )
+        assert response.status in (200, 404, 405)
+        assert "error" in await response.json() or response.status == 200
+        again = await client.get("/healthz")
+        assert again.status == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
