@@ -569,8 +569,21 @@ def structured_bodies(draw: st.DrawFn) -> bytes:
     return json.dumps(body).encode()
 
 
+@st.composite
+def byte_mutated(draw: st.DrawFn, documents: tuple[str, ...]) -> bytes:
+    """A valid document with random bytes written over a few places: bytes that are not
+    UTF-8 inside a string reach the decoder only this way."""
+    data = bytearray(draw(st.sampled_from(documents)).encode())
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(data)))
+        chunk = draw(st.binary(min_size=1, max_size=4))
+        data[at : at + draw(st.integers(0, len(chunk)))] = chunk
+    return bytes(data)
+
+
 request_bodies = st.one_of(
     st.binary(max_size=300),
     mutated(VALID_BODIES, JSON_PIECES).map(lambda text: text.encode("utf-8", "surrogatepass")),
+    byte_mutated(VALID_BODIES),
     structured_bodies(),
 )

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from extender.server.protocol import (
@@ -19,7 +19,13 @@ from extender.server.protocol import (
     encode_preemption_result,
 )
 from tests.fuzz import _profile
-from tests.fuzz.strategies import JSON_PIECES, VALID_BODIES, mutated, structured_bodies
+from tests.fuzz.strategies import (
+    JSON_PIECES,
+    VALID_BODIES,
+    byte_mutated,
+    mutated,
+    structured_bodies,
+)
 
 DECODERS: tuple[Callable[[bytes], Any], ...] = (
     decode_extender_args,
@@ -48,7 +54,7 @@ def decode_all(body: bytes) -> None:
             encode_preemption_result(decoded.victims)
 
 
-@_profile.fuzz_settings(short=150, long=25_000)
+@_profile.fuzz_settings(short=150, long=20_000)
 @given(st.binary(max_size=400))
 def test_protocol_random_bytes(body: bytes) -> None:
     decode_all(body)
@@ -61,6 +67,16 @@ def test_protocol_mutated_bodies(body: str) -> None:
 
 
 @_profile.fuzz_settings(short=100, long=10_000)
+@given(byte_mutated(VALID_BODIES))
+# Found by the atheris harness: a string that is not UTF-8 made msgspec raise
+# UnicodeDecodeError, which escaped the decoder (and became a 500 over HTTP).
+@example(b'{"Pod": {}, "Nodes": {"items": [{"metadata": {"name": "\x9a"}}]}}')
+@example(b'{"Pod": {"metadata": {"name": "\xff"}}, "NodeNames": []}')
+def test_protocol_byte_mutated_bodies(body: bytes) -> None:
+    decode_all(body)
+
+
+@_profile.fuzz_settings(short=100, long=6_000)
 @given(structured_bodies())
 def test_protocol_structured(body: bytes) -> None:
     decode_all(body)

@@ -59,3 +59,31 @@ async def test_unread_body_that_does_not_inflate_logs_no_traceback(
         again = await client.get("/healthz")
         assert again.status == 200
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+NOT_UTF8_IN_A_NODE = b'{"Pod": {}, "Nodes": {"items": [{"metadata": {"name": "\x9a"}}]}}'
+NOT_UTF8_IN_THE_POD = b'{"Pod": {"metadata": {"name": "\xff"}}, "NodeNames": [], "PodName": "\xc3"}'
+
+
+@pytest.mark.parametrize(
+    ("verb", "body"),
+    [
+        ("filter", NOT_UTF8_IN_A_NODE),
+        ("prioritize", NOT_UTF8_IN_A_NODE),
+        ("filter", NOT_UTF8_IN_THE_POD),
+        ("prioritize", NOT_UTF8_IN_THE_POD),
+        ("preempt", NOT_UTF8_IN_THE_POD),
+        ("bind", NOT_UTF8_IN_THE_POD),
+    ],
+)
+async def test_string_that_is_not_utf8_is_a_bad_request(
+    aiohttp_client: Any, verb: str, body: bytes
+) -> None:
+    # msgspec raised UnicodeDecodeError, not a DecodeError: it escaped as a 500.
+    settings = Settings(
+        feature_source=FeatureSourceKind.NONE, artifact_source=ArtifactSourceKind.NONE
+    )
+    client = await aiohttp_client(create_app(settings))
+    response = await client.post(f"/{verb}", data=body)
+    assert response.status == 400
+    assert "UTF-8" in (await response.json())["error"]
