@@ -32,9 +32,26 @@ def run_hypothesis() -> dict[str, dict[str, Any]]:
     env = {**os.environ, "FUZZ_REPORT": str(report)}
     env.setdefault("HYPOTHESIS_PROFILE", "fuzz")
     command = [sys.executable, "-m", "pytest", "tests/fuzz", "-q", "-p", "no:cacheprovider"]
-    subprocess.run(command, cwd=ROOT, env=env, check=False)
+    done = subprocess.run(command, cwd=ROOT, env=env, check=False)
+    if not report.exists():  # pytest stopped before running anything (a collection error)
+        failure = f"pytest exited {done.returncode} before running the targets"
+        return {
+            "pytest": {
+                "engine": "hypothesis",
+                "inputs": 0,
+                "seconds": 0.0,
+                "passed": False,
+                "crashes": 1,
+                "failure": failure,
+            }
+        }
     results: dict[str, dict[str, Any]] = json.loads(report.read_text())
-    return {name: {"engine": "hypothesis", **r} for name, r in results.items() if r["inputs"]}
+    # Plain tests (the regression tests) count no inputs: listed only when they fail.
+    return {
+        name: {"engine": "hypothesis", **r}
+        for name, r in results.items()
+        if r["inputs"] or not r["passed"]
+    }
 
 
 def _seed(target: str) -> Path:
