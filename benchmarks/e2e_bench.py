@@ -10,15 +10,19 @@ each configuration:
 
 - ``default``: the scheduler without an extender (adaptive percentageOfNodesToScore);
 - ``default-p100``: the same with percentageOfNodesToScore 100;
-- ``ours``: ``scheduler-config/image-compat-scheduler.yaml`` as shipped, calling
-  ``image-compat-extender serve``;
+- ``ours``: ``scheduler-config/image-compat-scheduler.yaml`` as shipped (filter and
+  prioritize), calling ``image-compat-extender serve``;
 - ``ours-adaptive``: the same without percentageOfNodesToScore;
+- ``ours-single-call``: ``scheduler-config/image-compat-scheduler-single-call.yaml`` (one
+  ``filter-best-fit`` call per pod);
 - each ``--variant NAME=CONFIG[::EXTENDER ARGS[::NULL ARGS]]``: a profile of ours under study,
-  e.g. ``--variant filter-only=bench/filter-only.yaml::--memo-size=131072::-prioritize-empty``
-  (a null beside it answers in the same shape: ``-pass-fraction=0.7`` makes it reject 30% of
-  the nodes with a reason each, as ours does on this fleet; ``-prioritize-empty``, ``-score``);
-- ``null-VERBS``: the same scheduler profile calling ``null-extender`` (a Go server that passes
-  every node and scores 0) with the verbs of the profile it stands beside: the protocol's floor.
+  e.g. ``--variant lean=scheduler-config/image-compat-scheduler.yaml::--gc-freeze=false``;
+- ``null-PROFILE`` beside each profile of ours: the same scheduler profile calling
+  ``null-extender`` (a Go server that computes nothing) with that profile's verbs, answering
+  in the same shape as ours does on this fleet (``-pass-fraction``: the share filter passes;
+  ``-reasons=false``: rejected nodes left out, as ours leaves them when a node passes;
+  ``-prioritize-fraction``: the share prioritize lists; ``-score``): the protocol's floor for
+  that profile. A variant without null args gets ``null-VERBS`` (passes all, scores 0).
 
 Two modes: ``backlog`` (the pods exist before the scheduler starts; pods/s is the drain rate from
 the first binding to the last) and ``paced`` (the scheduler runs while the pods are created;
@@ -83,6 +87,8 @@ from devcluster.controlplane import ControlPlane  # noqa: E402
 from devcluster.processes import ManagedProcess, free_port  # noqa: E402
 from devcluster.registries import start_oci_registry  # noqa: E402
 from devcluster.stack import SCHEDULER_CONFIG, SCHEDULER_NAME, Extender, pod  # noqa: E402
+
+SINGLE_CALL_CONFIG = ROOT / "scheduler-config" / "image-compat-scheduler-single-call.yaml"
 
 RESULTS = ROOT / "benchmarks" / "results"
 FLEET = ROOT / "examples" / "nodes" / "all-nodes.yaml"
@@ -400,6 +406,10 @@ class Config:
 
     def scheduler_doc(self, url: str, qps: float, burst: int) -> dict[str, Any]:
         doc = copy.deepcopy(dict(self.doc))
+        if self.kind == "null":
+            for ext in doc.get("extenders") or []:
+                if ext.get("filterVerb"):
+                    ext["filterVerb"] = "filter"  # the null serves one filter, in ours' shape
         doc["clientConnection"] = {"qps": qps, "burst": burst}
         doc["leaderElection"] = {"leaderElect": False}
         profiles = doc.get("profiles") or [{}]
@@ -430,11 +440,34 @@ def configurations(variants: Sequence[str], only: Sequence[str] | None) -> list[
     p100 = {**_base_doc(), "percentageOfNodesToScore": 100}
     shipped = _profile(SCHEDULER_CONFIG)
     adaptive = {k: v for k, v in shipped.items() if k != "percentageOfNodesToScore"}
+    # Each profile of ours has a null beside it that answers in the same shape on this fleet:
+    # filter passes the compatible 70% (3 of the 10 types are incompatible) and, since a node
+    # passes, names none of the rejected; prioritize lists the preferred nodes only (3 types,
+    # 43% of those it is sent), the others score 0 after the shift; filter-best-fit keeps the
+    # preferred 30%.
     configs = [
         Config("default", "default", _base_doc(), "no extender, adaptive percentageOfNodesToScore"),
         Config("default-p100", "default", p100, "no extender, percentageOfNodesToScore 100"),
-        Config("ours", "extender", shipped, "scheduler-config/image-compat-scheduler.yaml"),
+        Config(
+            "ours",
+            "extender",
+            shipped,
+            "scheduler-config/image-compat-scheduler.yaml",
+            null_args=(
+                "-pass-fraction=0.7",
+                "-reasons=false",
+                "-prioritize-fraction=0.43",
+                "-score=8",
+            ),
+        ),
         Config("ours-adaptive", "extender", adaptive, "ours without percentageOfNodesToScore"),
+        Config(
+            "ours-single-call",
+            "extender",
+            _profile(SINGLE_CALL_CONFIG),
+            "scheduler-config/image-compat-scheduler-single-call.yaml",
+            null_args=("-pass-fraction=0.3", "-reasons=false"),
+        ),
     ]
     for spec in variants:
         name, _, rest = spec.partition("=")
@@ -463,10 +496,10 @@ def configurations(variants: Sequence[str], only: Sequence[str] | None) -> list[
         if key in nulls:
             nulls[key] = dataclasses.replace(nulls[key], beside=(*nulls[key].beside, c.name))
         else:
-            # Names end up in namespace and process names: lowercase letters, digits and '-'.
-            shape = "-".join(re.sub(r"[^a-z0-9]+", "", a.lower()) for a in c.null_args)
+            # Names end up in namespace and process names (lowercase letters, digits and '-',
+            # at most 63): a null shaped like a profile is named after the profile.
             nulls[key] = Config(
-                f"null-{'-'.join(c.verbs) or 'none'}" + (f"-{shape}" if shape else ""),
+                f"null-{c.name}" if c.null_args else f"null-{'-'.join(c.verbs) or 'none'}",
                 "null",
                 c.doc,
                 f"null extender, verbs {', '.join(c.verbs)}"

@@ -14,7 +14,9 @@ is simulated here rather than by restarting it. Faults (``Fault.mode``):
 - ``error``: answer ``status`` (default 503) with an OCI error body;
 - ``reset``: forward the upstream status and headers and half of the body, then reset the
   connection (TCP RST);
-- ``unauthorized``: answer 401 with a Basic challenge.
+- ``unauthorized``: answer 401 with a Basic challenge;
+- ``redirect``: answer 307 with a ``Location`` back to the same path on the proxy, with a
+  query naming the hop, so a client that follows redirects loops until its own limit.
 
 A fault can be limited to paths matching a regex (others pass) and to the next ``count``
 matching requests. Every request is counted per method and path, so tests can assert on the
@@ -71,7 +73,7 @@ __all__ = [
     "start_fault_proxy_process",
 ]
 
-MODES = ("pass", "refuse", "hang", "delay", "error", "reset", "unauthorized")
+MODES = ("pass", "refuse", "hang", "delay", "error", "reset", "unauthorized", "redirect")
 MAX_DELAY_MS = 120_000
 _MAX_BODY = 64 << 20  # test images are tiny; a bigger body is a bug, not a workload
 _MAX_PATHS = 10_000  # distinct (method, path) keys counted; more would be a runaway client
@@ -436,6 +438,13 @@ class FaultProxy:
             return await self._forward(request, reset=False)
         if mode == "error":
             return self._oci_error(fault.status, "UNKNOWN", "error injected by the fault proxy")
+        if mode == "redirect":
+            # Each hop's URL differs (a client may refuse a Location equal to the URL it
+            # asked for), but all lead back here: a loop only the client's hop limit ends.
+            previous = request.query.get("hop", "")
+            hop = min(int(previous), 1_000_000) + 1 if previous.isdigit() else 1
+            location = f"{self.url}{request.path}?hop={hop}"
+            return web.Response(status=307, headers={"Location": location})
         # unauthorized
         resp = self._oci_error(401, "UNAUTHORIZED", "authentication required (fault proxy)")
         resp.headers["WWW-Authenticate"] = 'Basic realm="faultproxy"'

@@ -42,6 +42,7 @@ from extender.registry.reference import (
 )
 
 __all__ = [
+    "LOAD_FAILURE_REASONS",
     "ArtifactCacheConfig",
     "ArtifactStats",
     "CacheCounters",
@@ -52,6 +53,20 @@ log = logging.getLogger(__name__)
 
 
 Stat = tuple[int, int, int] | None
+
+# Label values of failed loads: the registry error kinds (extender.registry.errors), a load
+# over --load-timeout, and a bug. A fixed set, so the metric's cardinality is bounded.
+LOAD_FAILURE_REASONS = (
+    "unavailable",  # refused, reset, timed out, 5xx: retried after --error-ttl
+    "auth",
+    "not_found",
+    "protocol",  # an answer that cannot be used: bad JSON, wrong digest, too large
+    "refused",  # the host policy refused the registry host
+    "reference",  # not a valid image reference
+    "timeout",  # the whole load took over --load-timeout
+    "internal",
+    "error",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +116,10 @@ class ArtifactStats:
     secrets: CacheCounters = field(default_factory=CacheCounters)
     loads: int = 0  # loads that did work (single-flight leaders)
     failures: int = 0  # loads that ended in a failure
+    # ... by what failed (LOAD_FAILURE_REASONS): the registry error's kind, or timeout/internal
+    failures_by_reason: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(LOAD_FAILURE_REASONS, 0)
+    )
     stale_served: int = 0  # failures hidden by a previous good answer (registry outage)
     refreshes: int = 0  # background refreshes started by an expired answer
 
@@ -223,6 +242,11 @@ class RegistrySource:
 
     # -- one load ------------------------------------------------------------------------------
 
+    def _failed(self, reason: str) -> None:
+        self.stats.failures += 1
+        by_reason = self.stats.failures_by_reason
+        by_reason[reason if reason in by_reason else "error"] += 1
+
     async def _load(self, key: SpecKey, context: PullContext) -> SpecLookup:
         self.stats.loads += 1
         origin = f"registry:{key.reference}"
@@ -232,7 +256,7 @@ class RegistrySource:
                 lookup, expires = await self._lookup(key, context, origin)
         except (InvalidReferenceError, HostRefusedError) as err:
             # The reference's fault, not the registry's: no retry or outage policy applies.
-            self.stats.failures += 1
+            self._failed(err.kind)
             log.warning("cannot use reference %s: %s", key.reference, err)
             if isinstance(err, HostRefusedError):
                 message = "its registry host is refused by the extender's host policy"
@@ -248,7 +272,7 @@ class RegistrySource:
             else:
                 message = f"{key.reference}: loading took over {self.config.load_timeout:g}s"
             now = self._clock()
-            self.stats.failures += 1
+            self._failed(err.kind if isinstance(err, RegistryError) else "timeout")
             if (
                 isinstance(err, RegistryUnavailableError | TimeoutError)
                 and previous is not None
@@ -273,7 +297,7 @@ class RegistrySource:
             return lookup
         except Exception as err:  # a bug or an unexpected library error: still an answer
             log.exception("loading the spec of %s failed unexpectedly", key.reference)
-            self.stats.failures += 1
+            self._failed("internal")
             lookup = SpecLookup.failed(f"internal error: {type(err).__name__}: {err}", origin)
             expires = self._clock() + self.config.error_ttl
             self._answers.put((key, context), _Answer(lookup, expires, None))

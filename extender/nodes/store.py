@@ -49,6 +49,9 @@ class FeatureSnapshot:
     ``synced`` is false until every registered source has delivered its first full state;
     ``waiting`` names those that have not. ``version`` changes with any content change.
     ``platforms`` maps node name to ``os/arch`` from its Node labels, where a source knows it.
+    ``changes`` lists the latest versions with the nodes whose record or platform each one
+    changed, newest last, so that something derived per node can catch up on those nodes
+    alone (:meth:`changed_since`).
     """
 
     nodes: Mapping[str, NodeRecord]
@@ -56,6 +59,25 @@ class FeatureSnapshot:
     synced: bool
     version: int
     waiting: tuple[str, ...] = ()
+    changes: tuple[tuple[int, frozenset[str]], ...] = ()
+    platform_values: frozenset[str] = frozenset()  # the distinct values of ``platforms``
+
+    def changed_since(self, version: int) -> frozenset[str] | None:
+        """The nodes whose record or platform changed after ``version`` up to this snapshot,
+        or None when the store no longer remembers that far back (derive everything again)."""
+        if version == self.version:
+            return frozenset()
+        if version > self.version:
+            return None
+        changed: set[str] = set()
+        for at, nodes in reversed(self.changes):
+            if at <= version:
+                return frozenset(changed)
+            changed |= nodes
+        # Every kept entry is newer: complete only if the oldest kept one follows ``version``.
+        if self.changes and self.changes[0][0] == version + 1:
+            return frozenset(changed)
+        return None
 
     def record(self, node: str) -> NodeRecord | None:
         return self.nodes.get(node)
@@ -71,6 +93,10 @@ class FeatureStore:
     snapshot by swapping one reference; readers never lock. When several sources know a node,
     the one registered last wins. A store without sources is synced and empty.
     """
+
+    # Versions remembered in FeatureSnapshot.changes: enough for a steady stream of NodeFeature
+    # updates between two requests of the same pod shape; past it, derived tables start over.
+    CHANGES_KEPT = 256
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -125,8 +151,9 @@ class FeatureStore:
                 platforms[node] = platform
             else:
                 platforms.pop(node, None)
+            changed = platforms.get(node) != self._platforms.get(node)
             self._platforms = platforms
-            self._publish(())
+            self._publish((), platform_of=node if changed else None)
 
     def _effective(self, node: str) -> NodeFeatures | None:
         for nodes in reversed(self._sources.values()):
@@ -135,10 +162,11 @@ class FeatureStore:
                 return found
         return None
 
-    def _publish(self, changed: Iterable[str]) -> None:
+    def _publish(self, changed: Iterable[str], platform_of: str | None = None) -> None:
         old = self._snapshot
         records = old.nodes
         copied: dict[str, NodeRecord] | None = None
+        touched: set[str] = set() if platform_of is None else {platform_of}
         for node in changed:
             features = self._effective(node)
             previous = records.get(node)
@@ -147,18 +175,28 @@ class FeatureStore:
                     continue
                 copied = copied if copied is not None else dict(records)
                 del copied[node]
+                touched.add(node)
             elif previous is None or not previous.features.same_content(features):
                 copied = copied if copied is not None else dict(records)
                 self._generation += 1
                 copied[node] = NodeRecord(features, self._generation)
+                touched.add(node)
         waiting = tuple(name for name, synced in self._synced.items() if not synced)
         if copied is None and waiting == old.waiting and self._platforms is old.platforms:
             return
         self._version += 1
+        changes = old.changes
+        if len(changes) >= self.CHANGES_KEPT:
+            changes = changes[1 - self.CHANGES_KEPT :]
+        values = old.platform_values
+        if self._platforms is not old.platforms:
+            values = frozenset(self._platforms.values())
         self._snapshot = FeatureSnapshot(
             records if copied is None else copied,
             self._platforms,
             not waiting,
             self._version,
             waiting,
+            (*changes, (self._version, frozenset(touched))),
+            values,
         )

@@ -15,36 +15,51 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
+import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from itertools import compress
+from typing import TypeVar, cast
 
 import msgspec
 
 from extender._util import BoundedDict
 from extender.artifacts.types import NO_SPEC, ArtifactSource, PullContext, SpecKey, SpecLookup
 from extender.nfd.rules import CompiledSpec, ImageVerdict
-from extender.nodes.store import FeatureReader, FeatureSnapshot
-from extender.policy.memo import VerdictMemo
-from extender.policy.pods import Mode, Pod, PodPlan, PolicyConfig, RegistryErrorPolicy, plan_pod
+from extender.nodes.store import FeatureReader, FeatureSnapshot, NodeRecord
+from extender.policy.memo import NodeTables, VerdictMemo
+from extender.policy.pods import (
+    FilterReasons,
+    Mode,
+    Pod,
+    PodPlan,
+    PolicyConfig,
+    RegistryErrorPolicy,
+    plan_pod,
+)
 
 __all__ = [
+    "LOWER_FIT_REASON",
     "MAX_SCORE",
     "POD_KINDS",
     "REASON_PREFIX",
     "REJECTION_CLASSES",
-    "Candidate",
     "FilterDecision",
     "Policy",
     "PolicyStats",
     "PolicyUnavailableError",
+    "Priorities",
     "normalise_score",
+    "short_image",
 ]
 
 log = logging.getLogger(__name__)
 
 REASON_PREFIX = "image-compat: "
+IGNORED_LOG_S = 60.0  # an ignored spec failure is logged once per image and failure per this
 MAX_SCORE = 10  # kube-scheduler's MaxExtenderPriority
 
 
@@ -56,14 +71,7 @@ class PolicyUnavailableError(Exception):
     """
 
 
-class Candidate(Protocol):
-    """A candidate node of a request (:class:`extender.server.protocol.RequestNode` is one)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def platform(self) -> str: ...  # "" when the request did not say
+V = TypeVar("V")
 
 
 def normalise_score(raw: int, best: int) -> int:
@@ -75,6 +83,21 @@ def normalise_score(raw: int, best: int) -> int:
 
 # --------------------------------------------------------------------------------------------
 # The policy
+
+
+@dataclass(frozen=True, slots=True)
+class Priorities:
+    """prioritize's answer: per name (request order), its score after the shift, so that the
+    lowest is 0. ``scores`` is empty when every node scores 0."""
+
+    names: Sequence[str]
+    scores: Sequence[int]
+
+    def listed(self) -> list[tuple[str, int]]:
+        """The nodes the answer lists: those above 0, in request order."""
+        if not self.scores:
+            return []
+        return [(n, score) for n, score in zip(self.names, self.scores, strict=True) if score]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +117,9 @@ REJECTION_CLASSES = (
     "evaluation_error",  # a node-side value NFD cannot compare (e.g. a version string)
     "invalid_spec",  # the image's spec cannot be used: every node is rejected
     "invalid_annotation",  # the pod's annotations cannot be honoured: every node is rejected
+    "lower_fit",  # compatible, but another node fits better (filter's best-fit mode)
 )
+LOWER_FIT_REASON = REASON_PREFIX + "another node fits the image better"
 
 
 def _zeros(keys: tuple[str, ...]) -> dict[str, int]:
@@ -154,6 +179,16 @@ class Policy:
         self.store = store
         self.source = source
         self.memo = VerdictMemo(config.memo_size, config.set_semantics)
+        self._filter_tables: NodeTables[str | None] = NodeTables(config.node_tables)
+        self._fit_tables: NodeTables[int] = NodeTables(config.node_tables)
+        # Filter tables hold reason strings (one object per distinct reason, so that the
+        # answer is built by C-level passes); their rejection classes are kept here.
+        self._reason_kinds: BoundedDict[str, str] = BoundedDict(8192)
+        self._ignored_logged: BoundedDict[tuple[str, str], float] = BoundedDict(1024)
+        self._ignored_repeats = 0
+        self._plans: BoundedDict[tuple[str, str, str | None, str | None], PodPlan] = BoundedDict(
+            4096
+        )
         self.stats = PolicyStats()
         # Waits in progress, kept so that none is collected early and aclose can end them.
         # Single-flight is the source's (see ArtifactSource.load): these only wait.
@@ -161,14 +196,38 @@ class Policy:
         self._subset_seen: BoundedDict[object, str] = BoundedDict(256)
 
     def plan(self, pod: Pod) -> PodPlan:
-        return plan_pod(pod, self.config)
+        """The pod's plan; kept per pod version, as the scheduler asks filter and prioritize
+        (and retries) about the same pod object."""
+        meta, spec = pod.meta, pod.pod_spec
+        if not meta.uid or not meta.resource_version:
+            return plan_pod(pod, self.config)
+        # What a caller may change on a pod it was given (drift judges as another scheduler).
+        key = (meta.uid, meta.resource_version, spec.scheduler_name, spec.node_name)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = plan_pod(pod, self.config)
+            self._plans.put(key, plan)
+        return plan
 
     # -- filter ------------------------------------------------------------------------------
 
-    async def filter(self, pod: Pod, nodes: Sequence[Candidate]) -> FilterDecision:
-        """Which nodes may run the pod. Raises :class:`PolicyUnavailableError`."""
+    async def filter(
+        self,
+        pod: Pod,
+        names: Sequence[str],
+        platforms: Mapping[str, str] | None = None,
+        *,
+        best_fit: bool = False,
+    ) -> FilterDecision:
+        """Which nodes may run the pod. Raises :class:`PolicyUnavailableError`.
+
+        ``names`` are the candidates in request order; ``platforms`` the ``os/arch`` a
+        full-Nodes request gave some of them (the feature store's is used for the others).
+        With ``best_fit`` (the single-call profile, docs/performance.md), only the nodes of
+        the highest fit among those that pass are kept, as prioritize would rank them.
+        """
         self.stats.filter_requests += 1
-        return await self._filter(pod, nodes, self.stats)
+        return await self._filter(pod, names, platforms, self.stats, best_fit=best_fit)
 
     async def preempt(self, pod: Pod, nodes: Sequence[str]) -> tuple[str, ...]:
         """Which of the scheduler's preemption candidates may run the pod: exactly the nodes
@@ -180,57 +239,94 @@ class Policy:
         and a candidate list is a subset of the cluster by design.
         """
         self.stats.preempt_requests += 1
-        candidates = [_NamedNode(name) for name in nodes]
-        decision = await self._filter(pod, candidates, PolicyStats(), subset_check=False)
+        decision = await self._filter(pod, nodes, None, PolicyStats(), subset_check=False)
         return tuple(nodes[i] for i in decision.passing)
 
     async def _filter(
         self,
         pod: Pod,
-        nodes: Sequence[Candidate],
+        names: Sequence[str],
+        given: Mapping[str, str] | None,
         stats: PolicyStats,
         *,
         subset_check: bool = True,
+        best_fit: bool = False,
     ) -> FilterDecision:
         plan = self.plan(pod)
         kind = "invalid" if plan.problem else plan.mode.value if plan.ours else "not_ours"
         stats.pods[kind] += 1
-        everyone = FilterDecision(tuple(range(len(nodes))), {})
         if not plan.ours or (plan.mode is Mode.OFF and not plan.problem):
-            return everyone
+            return _everyone(names)
         if plan.problem:
-            return _reject_all(stats, nodes, plan.problem, "invalid_annotation")
-        if not plan.requirements or not nodes:
-            return everyone
+            return _reject_all(stats, names, plan.problem, "invalid_annotation")
+        if not plan.requirements or not names:
+            return _everyone(names)
         snapshot = self.store.snapshot()
-        platforms = _platforms(nodes, snapshot)
-        if plan.mode is Mode.PREFER:
-            self._prefetch(plan, set(platforms))  # so that prioritize finds them loaded
-            return everyone
-        resolved = await self._resolve(plan, set(platforms), strict=True)
+        overrides = _overrides(given, snapshot)
+        platforms = _platform_set(names, snapshot, overrides)
+        prefer = plan.mode is Mode.PREFER
+        if prefer and not best_fit:
+            self._prefetch(plan, platforms)  # so that prioritize finds them loaded
+            return _everyone(names)
+        resolved = await self._resolve(plan, platforms, strict=not prefer)
         if resolved.bad_annotation:
-            return _reject_all(stats, nodes, resolved.bad_annotation, "invalid_annotation")
+            return _reject_all(stats, names, resolved.bad_annotation, "invalid_annotation")
         if resolved.invalid:
-            return _reject_all(stats, nodes, resolved.invalid, "invalid_spec")
+            return _reject_all(stats, names, resolved.invalid, "invalid_spec")
         if resolved.unavailable:
             raise PolicyUnavailableError(REASON_PREFIX + resolved.unavailable)
         if not resolved.any_spec:
-            return everyone
+            return _everyone(names)
         if not snapshot.synced:
             raise PolicyUnavailableError(_not_synced(snapshot))
-        checks = {platform: _checks(plan, resolved, platform) for platform in set(platforms)}
-        verdict, tags, records = self.memo.verdict, plan.tags, snapshot.nodes
-        passing: list[int] = []
-        failed: dict[str, str] = {}
-        # Rejections per verdict object (memoised verdicts are shared): classified once per
-        # distinct verdict after the loop, since a verdict's error is not free to compute.
-        rejected: dict[int, tuple[ImageVerdict, bool, int]] = {}
-        memo, slicer = self.memo, _Slicer()
-        for index, node in enumerate(nodes):
-            if memo.misses != slicer.misses:  # evaluations ran: time to let others in?
-                await slicer.maybe_yield(memo.misses)
-            record = records.get(node.name)
-            for label, alternatives in checks[platforms[index]]:
+        if prefer:
+            outcomes: list[str | None] = [None] * len(names)
+        else:
+            outcomes = await self._rejections(
+                plan, resolved, platforms, names, snapshot=snapshot, overrides=overrides
+            )
+        if best_fit:
+            outcomes = await self._keep_best_fit(
+                plan, resolved, names, outcomes, snapshot=snapshot, overrides=overrides
+            )
+        # C-level passes: a reason is a non-empty string, None passes.
+        passing = tuple(compress(range(len(names)), map(operator.not_, outcomes)))
+        if len(passing) == len(names):
+            return _everyone(names)
+        kinds = self._reason_kinds
+        for reason, count in Counter(filter(None, outcomes)).items():
+            stats.rejections[kinds.get(reason, "incompatible")] += count
+        stats.nodes_rejected += len(names) - len(passing)
+        if passing and self.config.filter_reasons is FilterReasons.WHEN_ALL_REJECTED:
+            return FilterDecision(passing, {})  # nobody reads them (see FilterReasons)
+        failed = cast("dict[str, str]", dict(compress(zip(names, outcomes, strict=True), outcomes)))
+        if not passing and subset_check:
+            await self._check_subset(plan, resolved, snapshot, len(names))
+        return FilterDecision(passing, failed)
+
+    async def _rejections(
+        self,
+        plan: PodPlan,
+        resolved: _Resolved,
+        platforms: set[str],
+        names: Sequence[str],
+        *,
+        snapshot: FeatureSnapshot,
+        overrides: Mapping[str, str],
+    ) -> list[str | None]:
+        """Per name, why filter rejects the node (None: it passes)."""
+        checks = {platform: _checks(plan, resolved, platform) for platform in platforms}
+        shape = (
+            plan.tags,
+            tuple(
+                (platform, tuple((label, tuple(s.digest for s in alts)) for label, alts in group))
+                for platform, group in sorted(checks.items())
+            ),
+        )
+        verdict, tags = self.memo.verdict, plan.tags
+
+        def rejection(platform: str, record: NodeRecord | None) -> str | None:
+            for label, alternatives in checks[platform]:
                 first: ImageVerdict | None = None
                 for spec in alternatives:
                     outcome = verdict(spec, tags, record)
@@ -239,19 +335,96 @@ class Policy:
                     first = first or outcome
                 else:
                     assert first is not None  # a group has at least one alternative
-                    failed[node.name] = label + first.reason
-                    seen = rejected.get(id(first))
-                    count = seen[2] + 1 if seen is not None else 1
-                    rejected[id(first)] = (first, record is None, count)
-                    break
-            else:
-                passing.append(index)
-        stats.nodes_rejected += len(nodes) - len(passing)
-        for outcome, no_record, count in rejected.values():
-            stats.rejections[_rejection_class(outcome, no_record)] += count
-        if not passing and subset_check:
-            await self._check_subset(plan, resolved, snapshot, len(nodes))
-        return FilterDecision(tuple(passing), failed)
+                    return self._rejection(
+                        label + first.reason, _rejection_class(first, record is None)
+                    )
+            return None
+
+        return await self._per_node(
+            self._filter_tables,
+            shape,
+            names,
+            snapshot=snapshot,
+            overrides=overrides,
+            compute=rejection,
+        )
+
+    async def _keep_best_fit(
+        self,
+        plan: PodPlan,
+        resolved: _Resolved,
+        names: Sequence[str],
+        outcomes: list[str | None],
+        *,
+        snapshot: FeatureSnapshot,
+        overrides: Mapping[str, str],
+    ) -> list[str | None]:
+        """``outcomes`` with the passing nodes below the best fit among them rejected."""
+        fits = await self._fits(plan, resolved, names, snapshot=snapshot, overrides=overrides)
+        best = max((f for f, o in zip(fits, outcomes, strict=True) if o is None), default=0)
+        if best == 0:
+            return outcomes  # nothing fits better than "no spec": every passing node stays
+        lower = self._rejection(LOWER_FIT_REASON, "lower_fit")
+        return [
+            lower if outcome is None and fit < best else outcome
+            for fit, outcome in zip(fits, outcomes, strict=True)
+        ]
+
+    def _rejection(self, reason: str, kind: str) -> str:
+        """``reason`` as the one string object filter tables share for it, its class noted."""
+        reason = sys.intern(reason)
+        if self._reason_kinds.get(reason) != kind:
+            self._reason_kinds.put(reason, kind)
+        return reason
+
+    async def _per_node(
+        self,
+        tables: NodeTables[V],
+        shape: Hashable,
+        names: Sequence[str],
+        *,
+        snapshot: FeatureSnapshot,
+        overrides: Mapping[str, str],
+        compute: Callable[[str, NodeRecord | None], V],
+    ) -> list[V]:
+        """``compute(platform, record)`` for each name, through the table of ``shape``.
+
+        Warm, one C-level pass over the names. Otherwise the missing nodes are computed
+        first, giving the event loop back between cold evaluations (:class:`_Slicer`), and
+        stored once no await separates the table from the snapshot they were computed on.
+        Names whose platform the request gave differently are computed and never stored.
+        """
+        table = tables.table(shape, snapshot)
+        if not overrides:
+            try:
+                return list(map(table.__getitem__, names))
+            except KeyError:
+                pass
+        memo, slicer = self.memo, _Slicer()
+        records, known = snapshot.nodes, snapshot.platforms
+        fresh: dict[str, V] = {}
+        for name in names:
+            if name in table and name not in overrides:
+                continue
+            if memo.misses != slicer.misses:  # evaluations ran: time to let others in?
+                await slicer.maybe_yield(memo.misses)
+            platform = overrides.get(name) or known.get(name, "")
+            fresh[name] = compute(platform, records.get(name))
+        table = tables.table(shape, snapshot)  # the awaits above may have moved it on
+        for name, value in fresh.items():
+            if name not in overrides:
+                table[name] = value
+        answers: list[V] = []
+        for name in names:
+            if name in fresh:
+                answers.append(fresh[name])
+            elif name in table:
+                answers.append(table[name])
+            else:  # dropped by a catch-up during the awaits
+                value = compute(known.get(name, ""), records.get(name))
+                table[name] = value
+                answers.append(value)
+        return answers
 
     async def _check_subset(
         self, plan: PodPlan, resolved: _Resolved, snapshot: FeatureSnapshot, offered: int
@@ -349,44 +522,75 @@ class Policy:
 
     # -- prioritize --------------------------------------------------------------------------
 
-    async def prioritize(self, pod: Pod, nodes: Sequence[Candidate]) -> list[tuple[str, int]]:
-        """Integer scores 0..10 in request order. Raises :class:`PolicyUnavailableError`."""
+    async def prioritize(
+        self, pod: Pod, names: Sequence[str], platforms: Mapping[str, str] | None = None
+    ) -> Priorities:
+        """Scores in request order, shifted so that the lowest among ``names`` is 0 (the
+        answer lists only the nodes above it). Raises :class:`PolicyUnavailableError`.
+
+        The scheduler adds score times weight for each node listed and nothing for the
+        others, so subtracting one constant from every node's score changes no ranking, and
+        the nodes at the lowest score need not be sent (docs/semantics.md). Before the shift a
+        score is round-half-up(10 * fit / best fit among ``names``).
+        """
         self.stats.prioritize_requests += 1
-        zeros = [(node.name, 0) for node in nodes]
+        nothing = Priorities(names, ())
         plan = self.plan(pod)
         if not plan.ours or plan.mode is Mode.OFF or plan.problem or not plan.requirements:
-            return zeros
-        if not nodes:
-            return zeros
+            return nothing
+        if not names:
+            return nothing
         snapshot = self.store.snapshot()
-        platforms = _platforms(nodes, snapshot)
-        resolved = await self._resolve(plan, set(platforms), strict=False)
+        overrides = _overrides(platforms, snapshot)
+        resolved = await self._resolve(
+            plan, _platform_set(names, snapshot, overrides), strict=False
+        )
         if not resolved.any_spec:
-            return zeros
+            return nothing
         if not snapshot.synced:
             raise PolicyUnavailableError(_not_synced(snapshot))
-        groups = plan.groups
-        verdict, tags, records = self.memo.verdict, plan.tags, snapshot.nodes
-        raws: list[int] = []
-        memo, slicer = self.memo, _Slicer()
-        for node, platform in zip(nodes, platforms, strict=True):
-            if memo.misses != slicer.misses:
-                await slicer.maybe_yield(memo.misses)
-            record = records.get(node.name)
+        fits = await self._fits(plan, resolved, names, snapshot=snapshot, overrides=overrides)
+        present = set(fits)
+        best, low = max(present), min(present)
+        if best == low:
+            return nothing
+        shift = normalise_score(low, best)
+        by_fit = {fit: normalise_score(fit, best) - shift for fit in present}
+        return Priorities(names, list(map(by_fit.__getitem__, fits)))
+
+    async def _fits(
+        self,
+        plan: PodPlan,
+        resolved: _Resolved,
+        names: Sequence[str],
+        *,
+        snapshot: FeatureSnapshot,
+        overrides: Mapping[str, str],
+    ) -> list[int]:
+        """Per name, prioritize's raw fit: per group, its best alternative's fit, summed."""
+        groups, specs = plan.groups, resolved.specs
+        shape = (
+            plan.tags,
+            groups,
+            tuple(sorted((slot, spec.digest if spec else "") for slot, spec in specs.items())),
+        )
+        verdict, tags = self.memo.verdict, plan.tags
+
+        def fit(platform: str, record: NodeRecord | None) -> int:
             raw = 0
             for group in groups:
                 # A container with variants scores with its best variant on this node.
                 best_fit = 0
                 for index in group:
-                    spec = resolved.specs.get((index, platform))
+                    spec = specs.get((index, platform))
                     if spec is not None:
                         best_fit = max(best_fit, verdict(spec, tags, record).fit)
                 raw += best_fit
-            raws.append(raw)
-        best = max(raws)
-        return [
-            (node.name, normalise_score(raw, best)) for node, raw in zip(nodes, raws, strict=True)
-        ]
+            return raw
+
+        return await self._per_node(
+            self._fit_tables, shape, names, snapshot=snapshot, overrides=overrides, compute=fit
+        )
 
     # -- bind --------------------------------------------------------------------------------
 
@@ -499,12 +703,7 @@ class Policy:
                 elif failure is not None:
                     self.stats.source_failures += 1
                     if self.config.on_registry_error is RegistryErrorPolicy.IGNORE:
-                        log.warning(
-                            "pod %s: no spec for %s (ignored: %s)",
-                            plan.pod,
-                            requirement.image,
-                            failure,
-                        )
+                        self._warn_ignored(plan.pod, requirement.image, failure)
                     elif not resolved.unavailable:
                         resolved.unavailable = (
                             f"cannot load spec for {requirement.image}: {failure}"
@@ -514,6 +713,20 @@ class Policy:
         if not strict:
             resolved.invalid = resolved.unavailable = resolved.bad_annotation = ""
         return resolved
+
+    def _warn_ignored(self, pod: str, image: str, failure: str) -> None:
+        """Log an ignored spec failure once per image and failure every IGNORED_LOG_S: during
+        an outage every filter call of every pod of the image meets it."""
+        now = time.monotonic()
+        key = (image, failure)
+        last = self._ignored_logged.get(key)
+        if last is not None and now - last < IGNORED_LOG_S:
+            self._ignored_repeats += 1
+            return
+        repeats, self._ignored_repeats = self._ignored_repeats, 0
+        self._ignored_logged.put(key, now)
+        more = f"; {repeats} more such calls since the last line" if repeats else ""
+        log.warning("pod %s: no spec for %s (ignored: %s%s)", pod, image, failure, more)
 
     async def _wait_for(
         self, keys: Sequence[SpecKey], context: PullContext
@@ -596,14 +809,6 @@ class _Slicer:
         self.misses = misses
 
 
-@dataclass(frozen=True, slots=True)
-class _NamedNode:
-    """A candidate known by name only; its platform comes from the feature store."""
-
-    name: str
-    platform: str = ""
-
-
 def _checks(
     plan: PodPlan, resolved: _Resolved, platform: str, *, drift: bool = False
 ) -> list[tuple[str, list[CompiledSpec]]]:
@@ -612,12 +817,16 @@ def _checks(
     alternative without spec is left out: that alternative passes on every node."""
     name_images = len(plan.requirements) > 1 or drift
     prefix = "" if drift else REASON_PREFIX
+    # Short names keep the scheduler's answers small; a drift event is read by people, once,
+    # and names the full reference (docs/drift.md).
+    named = str if drift else short_image
     plain = range(len(plan.requirements)) if plan.plain is None else plan.plain
     groups: list[tuple[tuple[int, ...], str]] = [
-        ((i,), f"{plan.requirements[i].image}: " if name_images else "") for i in plain
+        ((i,), f"{named(plan.requirements[i].image)}: " if name_images else "") for i in plain
     ]
     for variants in plan.variants:
-        label = f"container {variants.container}: no compatible variant: {variants.images[0]}: "
+        first = named(variants.images[0])
+        label = f"container {variants.container}: no compatible variant: {first}: "
         groups.append((variants.indices, label))
     checks: list[tuple[str, list[CompiledSpec]]] = []
     for group, label in groups:
@@ -628,13 +837,26 @@ def _checks(
     return checks
 
 
-def _reject_all(
-    stats: PolicyStats, nodes: Sequence[Candidate], reason: str, kind: str
-) -> FilterDecision:
-    stats.nodes_rejected += len(nodes)
-    stats.rejections[kind] += len(nodes)
-    text = REASON_PREFIX + reason
-    return FilterDecision((), {node.name: text for node in nodes})
+def short_image(image: str) -> str:
+    """How reasons name an image: its last path component, tag kept, a digest cut to 12 hex
+    digits (``registry.example/team/tool:1`` → ``tool:1``), so that reasons stay short for the
+    scheduler to decode and read the same whichever registry or mirror serves the image."""
+    name, at, digest = image.partition("@")
+    last = name.rsplit("/", 1)[-1]
+    if not at:
+        return last
+    algorithm, _, value = digest.partition(":")
+    return f"{last}@{algorithm}:{value[:12]}"
+
+
+def _everyone(names: Sequence[str]) -> FilterDecision:
+    return FilterDecision(tuple(range(len(names))), {})
+
+
+def _reject_all(stats: PolicyStats, names: Sequence[str], reason: str, kind: str) -> FilterDecision:
+    stats.nodes_rejected += len(names)
+    stats.rejections[kind] += len(names)
+    return FilterDecision((), dict.fromkeys(names, REASON_PREFIX + reason))
 
 
 def _rejection_class(verdict: ImageVerdict, no_record: bool) -> str:
@@ -643,12 +865,29 @@ def _rejection_class(verdict: ImageVerdict, no_record: bool) -> str:
     return "no_features" if no_record else "incompatible"
 
 
-def _platforms(nodes: Sequence[Candidate], snapshot: FeatureSnapshot) -> list[str]:
-    """Each node's platform: from the request (full-Nodes labels), else from the store."""
+def _overrides(given: Mapping[str, str] | None, snapshot: FeatureSnapshot) -> dict[str, str]:
+    """The nodes whose platform the request gave (full-Nodes labels) unlike the store."""
+    if not given:
+        return {}
     known = snapshot.platforms
+    return {name: p for name, p in given.items() if p and p != known.get(name, "")}
+
+
+def _platform_set(
+    names: Sequence[str], snapshot: FeatureSnapshot, overrides: Mapping[str, str]
+) -> set[str]:
+    """The platforms of ``names``: the request's where it differs, else the store's ("" when
+    neither knows)."""
+    known = snapshot.platforms
+    if overrides:
+        return {overrides.get(name) or known.get(name, "") for name in names}
     if not known:
-        return [node.platform for node in nodes]
-    return [node.platform or known.get(node.name, "") for node in nodes]
+        return {""}
+    found = set(map(known.get, names))  # one C-level pass; None for nodes it does not know
+    platforms = {p for p in found if p is not None}
+    if None in found:
+        platforms.add("")
+    return platforms
 
 
 def _failing_rule(verdict: ImageVerdict) -> str:

@@ -32,7 +32,13 @@ from typing import Any
 
 from extender.nfd import report
 from extender.nfd.rules import CompiledSpec, ImageVerdict
-from extender.policy.decide import REASON_PREFIX, Policy, PolicyUnavailableError, normalise_score
+from extender.policy.decide import (
+    REASON_PREFIX,
+    Policy,
+    PolicyUnavailableError,
+    normalise_score,
+    short_image,
+)
 from extender.policy.pods import Mode, Pod, PodPlan
 
 __all__ = ["UnknownNodeError", "explain", "render_explanation"]
@@ -173,7 +179,7 @@ def _reason(problem: str, plan: PodPlan, by_index: Mapping[int, ImageVerdict]) -
     group = _failing_group(plan, by_index)
     if not group:
         return ""
-    first = plan.requirements[group[0]].image
+    first = short_image(plan.requirements[group[0]].image)  # as filter names it
     verdict = by_index[group[0]]
     for variants in plan.variants:
         if variants.indices == group:

@@ -57,6 +57,16 @@ class RegistryErrorPolicy(StrEnum):
     IGNORE = "ignore"  # treat the image as having no spec
 
 
+class FilterReasons(StrEnum):
+    """``--filter-reasons``: which rejected nodes filter's answer names, with why."""
+
+    # Only when no node passes. When one does, the scheduler places the pod among those that
+    # pass and never reads the others' reasons; a node left out of the answer counts as
+    # UnschedulableAndUnresolvable, as FailedAndUnresolvableNodes would say.
+    WHEN_ALL_REJECTED = "when-all-rejected"
+    ALWAYS = "always"  # every rejected node, every time (another extender runs after us)
+
+
 # --------------------------------------------------------------------------------------------
 # Configuration
 
@@ -99,6 +109,8 @@ class PolicyConfig:
     on_registry_error: RegistryErrorPolicy
     spec_wait_budget: float  # seconds
     memo_size: int
+    node_tables: int
+    filter_reasons: FilterReasons
 
     def __post_init__(self) -> None:
         check_annotation_prefix(self.annotation_prefix)
@@ -111,6 +123,8 @@ class PolicyConfig:
             raise ValueError("the spec wait budget cannot be negative")
         if self.memo_size < 1:
             raise ValueError("the memo size must be at least 1")
+        if self.node_tables < 1:
+            raise ValueError("the node table count must be at least 1")
 
     @property
     def tags_key(self) -> str:
@@ -334,6 +348,7 @@ class ObjectMeta(msgspec.Struct, frozen=True, rename="camel"):
     name: str | None = None
     namespace: str | None = None
     uid: str | None = None
+    resource_version: str | None = None
     annotations: dict[str, str] | None = None
     labels: dict[str, str] | None = None
 

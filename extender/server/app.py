@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import ssl
@@ -88,6 +89,7 @@ from extender.server.routes import (
     handle_bind,
     handle_explain,
     handle_filter,
+    handle_filter_best_fit,
     handle_healthz,
     handle_metrics,
     handle_preempt,
@@ -265,7 +267,7 @@ def _kubernetes_context(use: _KubernetesUse, settings: Settings) -> CleanupConte
                     policy, store = app[POLICY], app[FEATURE_STORE]
 
                     def on_pod(obj: Mapping[str, Any]) -> None:
-                        platforms = set(store.snapshot().platforms.values()) or {""}
+                        platforms = store.snapshot().platform_values or {""}
                         policy.prefetch(protocol.pod_from_object(obj), sorted(platforms))
 
                     use.prefetcher = PodPrefetcher(api_client, settings.scheduler_names, on_pod)
@@ -400,6 +402,7 @@ def create_app(
 
     prefix = settings.path_prefix
     app.router.add_post(prefix + "filter", handle_filter, name="filter")
+    app.router.add_post(prefix + "filter-best-fit", handle_filter_best_fit, name="filter-best-fit")
     app.router.add_post(prefix + "prioritize", handle_prioritize, name="prioritize")
     app.router.add_post(prefix + "preempt", handle_preempt, name="preempt")
     app.router.add_post(prefix + "bind", handle_bind, name="bind")
@@ -412,6 +415,26 @@ def create_app(
 
 # --------------------------------------------------------------------------------------------
 # Serving
+
+
+# The young generation's threshold while serving (Python's default is 700): a request
+# allocates thousands of short-lived objects, nearly all freed by reference counting, so
+# collections that find nothing can run less often. Gen 1 and 2 keep their ratios.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+async def _freeze_when_synced(store: FeatureReader, poll: float = 0.2) -> None:
+    """After the first sync, freeze what is alive (see ``--gc-freeze``)."""
+    # The store publishes snapshots, not events; this waits once, at start.
+    while not store.snapshot().synced:  # noqa: ASYNC110
+        await asyncio.sleep(poll)
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+    log.info(
+        "node features synced: %d objects frozen out of garbage collection", gc.get_freeze_count()
+    )
 
 
 async def serve(app: web.Application, settings: Settings) -> None:
@@ -458,6 +481,9 @@ async def serve(app: web.Application, settings: Settings) -> None:
                 log.info(
                     "listening on %s (%s; verbs under %s)", shown, scheme, settings.path_prefix
                 )
+            if settings.gc_freeze:
+                freezer = asyncio.create_task(_freeze_when_synced(app[FEATURE_STORE]))
+                stack.callback(freezer.cancel)
             await stop.wait()
             log.info("shutting down")
     finally:

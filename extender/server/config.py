@@ -27,6 +27,7 @@ from extender.nodes.model import DEFAULT_NFD_NAMESPACE
 from extender.policy.pods import (
     DEFAULT_ANNOTATION_PREFIX,
     DEFAULT_SCHEDULER_NAME,
+    FilterReasons,
     Mode,
     PolicyConfig,
     RegistryErrorPolicy,
@@ -307,6 +308,19 @@ OPTIONS: tuple[Option, ...] = (
         "fail|ignore",
     ),
     Option(
+        "filter_reasons",
+        "--filter-reasons",
+        "when-all-rejected",
+        "Which rejected nodes filter's answer lists in FailedAndUnresolvableNodes, each with its "
+        "reason. when-all-rejected: only when no node passes (the reasons then make the pod's "
+        "FailedScheduling event; when a node passes, kube-scheduler places the pod among those "
+        "and reads no reason, and a node missing from the answer counts as unschedulable and "
+        "unresolvable, so answers stay small). always: every time, for a scheduler with "
+        "another extender after this one. Rejections are counted in the metrics either way.",
+        _parse_choice(FilterReasons),
+        "when-all-rejected|always",
+    ),
+    Option(
         "spec_wait_budget",
         "--spec-wait-budget",
         "300ms",
@@ -358,6 +372,18 @@ OPTIONS: tuple[Option, ...] = (
         "65536",
         "Entries in each level of the verdict memo (node generation → fingerprint; "
         "spec, tags, fingerprint → verdict).",
+        _parse_positive_int,
+        "N",
+    ),
+    Option(
+        "node_tables",
+        "--node-tables",
+        "128",
+        "Pod shapes (the specs and tags a verb applies) whose per-node answers are kept, per "
+        "verb: a warm filter or prioritize is then one lookup per node. Each holds one entry "
+        "per node asked about (~21 bytes: ~104 KB at 5,000 nodes), so at most ~27 MB for "
+        "both verbs at 5,000 nodes with the default; a shape past it is computed again "
+        "from the verdict memo (a few ms).",
         _parse_positive_int,
         "N",
     ),
@@ -580,6 +606,17 @@ OPTIONS: tuple[Option, ...] = (
         boolean=True,
     ),
     Option(
+        "gc_freeze",
+        "--gc-freeze",
+        "true",
+        "Once node features first sync, move everything alive into the garbage collector's "
+        "permanent generation (gc.freeze) and collect the young generation less often: the "
+        "features of thousands of nodes are never garbage, and a full collection walking "
+        "them stalls every request in flight. false keeps Python's defaults.",
+        _parse_bool,
+        boolean=True,
+    ),
+    Option(
         "drift_label",
         "--drift-label",
         "false",
@@ -711,12 +748,14 @@ class Settings:
     default_mode: Mode = _default("default_mode")
     set_semantics: SetSemantics = _default("set_semantics")
     on_registry_error: RegistryErrorPolicy = _default("on_registry_error")
+    filter_reasons: FilterReasons = _default("filter_reasons")
     spec_wait_budget: float = _default("spec_wait_budget")
     max_body_bytes: int = _default("max_body_bytes")
     max_inflight_body_bytes: int = _default("max_inflight_body_bytes")
     request_read_timeout: float = _default("request_read_timeout")
     keepalive_timeout: float = _default("keepalive_timeout")
     memo_size: int = _default("memo_size")
+    node_tables: int = _default("node_tables")
     feature_source: FeatureSourceKind = _default("feature_source")
     features_file: Path | None = _default("features_file")
     kubeconfig: Path | None = _default("kubeconfig")
@@ -742,6 +781,7 @@ class Settings:
     drift: bool = _default("drift")
     drift_all_pods: bool = _default("drift_all_pods")
     drift_label: bool = _default("drift_label")
+    gc_freeze: bool = _default("gc_freeze")
     drift_interval: float = _default("drift_interval")
     scheduler_http_timeout: float = _default("scheduler_http_timeout")
     file_check_interval: float = _default("file_check_interval")
@@ -764,6 +804,8 @@ class Settings:
             on_registry_error=self.on_registry_error,
             spec_wait_budget=self.spec_wait_budget,
             memo_size=self.memo_size,
+            node_tables=self.node_tables,
+            filter_reasons=self.filter_reasons,
         )
 
     def check(self) -> Settings:

@@ -26,7 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from extender.artifacts.registry_source import ArtifactStats, RegistrySource
+from extender.artifacts.registry_source import LOAD_FAILURE_REASONS, ArtifactStats, RegistrySource
 from extender.artifacts.types import ArtifactSource
 from extender.nodes.store import FeatureReader
 from extender.policy.decide import POD_KINDS, REJECTION_CLASSES, Policy
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-VERBS = ("filter", "prioritize", "preempt", "bind")
+VERBS = ("filter", "filter-best-fit", "prioritize", "preempt", "bind")
 OUTCOMES = ("ok", "unavailable", "bad_request", "error")
 RELIST_KINDS = ("nodefeatures", "nodes")
 TLS_RESULTS = ("ok", "error")
@@ -105,7 +105,8 @@ METRICS: tuple[MetricDoc, ...] = (
         "image_compat_nodes_rejected_total",
         "counter",
         "Nodes rejected by filter, by reason class: incompatible, no_features, "
-        "evaluation_error, invalid_spec, invalid_annotation.",
+        "evaluation_error, invalid_spec, invalid_annotation; lower_fit (filter-best-fit only: "
+        "compatible, but another node fits better).",
         reason=REJECTION_CLASSES,
     ),
     _doc(
@@ -183,7 +184,10 @@ METRICS: tuple[MetricDoc, ...] = (
     _doc(
         "image_compat_artifact_load_failures_total",
         "counter",
-        "Spec loads that ended in a failure (registry down, auth refused, bad artifact).",
+        "Spec loads that ended in a failure, by reason: unavailable (refused, reset, timed "
+        "out, 5xx), auth, not_found, protocol (an answer that cannot be used), refused (host "
+        "policy), reference (invalid), timeout (over --load-timeout), internal, error.",
+        reason=LOAD_FAILURE_REASONS,
     ),
     _doc(
         "image_compat_artifact_stale_answers_total",
@@ -290,7 +294,9 @@ class _StateCollector(Collector):
         yield _labelled_counter("image_compat_artifact_cache_hits_total", "cache", hits)
         yield _labelled_counter("image_compat_artifact_cache_misses_total", "cache", misses)
         yield _counter("image_compat_artifact_loads_total", stats.loads)
-        yield _counter("image_compat_artifact_load_failures_total", stats.failures)
+        yield _labelled_counter(
+            "image_compat_artifact_load_failures_total", "reason", stats.failures_by_reason
+        )
         yield _counter("image_compat_artifact_stale_answers_total", stats.stale_served)
         yield _counter("image_compat_artifact_refreshes_total", stats.refreshes)
         requests = source.client.requests if isinstance(source, RegistrySource) else 0

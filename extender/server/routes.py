@@ -99,6 +99,7 @@ class Call:
 CALL = web.RequestKey("call", Call)
 
 JSON = "application/json"
+FILTER_VERBS = ("filter", "filter-best-fit")  # answered with an ExtenderFilterResult
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -167,26 +168,38 @@ async def request_body(request: web.Request) -> AsyncIterator[bytes]:
 
 def _call(request: web.Request, args: protocol.FilterRequest) -> Call:
     call = request[CALL]
-    call.pod, call.nodes = args.pod.key, len(args.nodes)
+    call.pod, call.nodes = args.pod.key, len(args.names)
     return call
 
 
-async def handle_filter(request: web.Request) -> web.Response:
+async def _filter(request: web.Request, *, best_fit: bool) -> web.Response:
     async with request_body(request) as body:
         args = protocol.decode_extender_args(body)
     call = _call(request, args)
-    decision = await request.app[POLICY].filter(args.pod, args.nodes)
-    call.rejected = len(decision.unresolvable)
+    policy = request.app[POLICY]
+    decision = await policy.filter(args.pod, args.names, args.platforms, best_fit=best_fit)
+    call.rejected = len(args.names) - len(decision.passing)
     body = protocol.encode_filter_result(args, decision.passing, unresolvable=decision.unresolvable)
     return web.Response(body=body, content_type=JSON)
+
+
+async def handle_filter(request: web.Request) -> web.Response:
+    return await _filter(request, best_fit=False)
+
+
+async def handle_filter_best_fit(request: web.Request) -> web.Response:
+    """filter, keeping only the passing nodes of the highest fit: the single-call profile
+    (scheduler-config/image-compat-scheduler-single-call.yaml) has no prioritize verb."""
+    return await _filter(request, best_fit=True)
 
 
 async def handle_prioritize(request: web.Request) -> web.Response:
     async with request_body(request) as body:
         args = protocol.decode_extender_args(body)
     _call(request, args)
-    scores = await request.app[POLICY].prioritize(args.pod, args.nodes)
-    return web.Response(body=protocol.encode_priorities(scores), content_type=JSON)
+    scores = await request.app[POLICY].prioritize(args.pod, args.names, args.platforms)
+    body = protocol.encode_priorities(scores.names, scores.scores)
+    return web.Response(body=body, content_type=JSON)
 
 
 async def handle_preempt(request: web.Request) -> web.Response:
@@ -306,7 +319,7 @@ async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         log.info("%s: cannot decide now: %s", route, err)
         if CALL in request:
             request[CALL].unavailable = True
-        if route == "filter":
+        if route in FILTER_VERBS:
             return web.Response(
                 body=protocol.encode_filter_result(None, error=str(err)), content_type=JSON
             )

@@ -113,9 +113,11 @@ async def test_pending_pod_is_prefetched_before_filter(  # noqa: PLR0917 - fixtu
     answer = await response.json()
     assert not answer.get("Error"), answer
     assert answer["NodeNames"] == [amd]
-    assert "kernel.version" in answer["FailedAndUnresolvableNodes"][arm]
-    response = await client.post("/prioritize", json={**args, "NodeNames": [amd]})
+    response = await client.post("/filter", json={**args, "NodeNames": [arm]})
+    assert "kernel.version" in (await response.json())["FailedAndUnresolvableNodes"][arm]
+    response = await client.post("/prioritize", json=args)
     assert response.status == 200
+    # amd fits (1), arm not (0, the lowest: left out of the answer).
     assert await response.json() == [{"Host": amd, "Score": 10}]
     # Filter and prioritize were answered from memory: no registry request.
     assert source.client.requests == prefetched

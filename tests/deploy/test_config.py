@@ -108,6 +108,17 @@ def test_base_scheduler_config_matches_the_reference_config(kubectl: Path) -> No
     assert ours["leaderElection"]["resourceNamespace"] == NAMESPACE
 
 
+def test_single_call_overlay_matches_its_reference_config(kubectl: Path) -> None:
+    reference = yaml.safe_load(
+        (ROOT / "scheduler-config" / "image-compat-scheduler-single-call.yaml").read_text()
+    )
+    ours = scheduler_config(kustomize(kubectl, DEPLOY / "overlays" / "single-call"))
+    assert _without(ours, *DEPLOY_SPECIFIC) == _without(reference, *DEPLOY_SPECIFIC)
+    assert (
+        ours["extenders"][0]["urlPrefix"] == f"http://image-compat-extender.{NAMESPACE}.svc:8888/"
+    )
+
+
 @pytest.mark.parametrize(
     ("overlay", "scheme", "host"),
     [

@@ -45,6 +45,7 @@ VARIANTS = {
     "default": ([], "default"),
     "all-on": (ALL_ON, "all"),
     "variants": (["variants.enabled=true"], "variants"),
+    "single-call": (["scheduler.singleCall=true"], "single-call"),
 }
 
 

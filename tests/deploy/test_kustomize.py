@@ -20,7 +20,7 @@ COMPONENT_NEEDS = {"tls": ["cert-manager", "tls"]}
 
 
 def test_the_expected_overlays_and_components_exist() -> None:
-    assert OVERLAYS == ["all", "default", "sidecar", "tls", "variants"]
+    assert OVERLAYS == ["all", "default", "sidecar", "single-call", "tls", "variants"]
     assert COMPONENTS == [
         "cert-manager",
         "drift-label",
@@ -28,6 +28,7 @@ def test_the_expected_overlays_and_components_exist() -> None:
         "pull-secrets",
         "registry-auth",
         "registry-config",
+        "single-call",
         "spec-map",
         "tls",
         "variants",

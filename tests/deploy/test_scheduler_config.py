@@ -21,6 +21,7 @@ def load(path: Path) -> dict[str, Any]:
 
 def test_there_is_a_config_per_feature() -> None:
     assert [p.name for p in CONFIGS] == [
+        "image-compat-scheduler-single-call.yaml",
         "image-compat-scheduler-tls.yaml",
         "image-compat-scheduler-variants.yaml",
         "image-compat-scheduler.yaml",
@@ -35,6 +36,19 @@ def test_variants_config_is_the_plain_one_with_bind() -> None:
     assert variants == plain
     # The shipped file has no bindVerb: a cluster without variants keeps the default binder.
     assert "bindVerb" not in plain["extenders"][0]
+
+
+def test_single_call_config_is_the_plain_one_with_one_verb() -> None:
+    plain = load(CONFIG_DIR / "image-compat-scheduler.yaml")
+    single = load(CONFIG_DIR / "image-compat-scheduler-single-call.yaml")
+    [extender] = single["extenders"]
+    [plain_extender] = plain["extenders"]
+    # One call per attempt: filter keeps the best fit, nothing is scored, so no weight.
+    assert extender.pop("filterVerb") == "filter-best-fit"
+    assert plain_extender.pop("filterVerb") == "filter"
+    assert "prioritizeVerb" not in extender and "weight" not in extender
+    del plain_extender["prioritizeVerb"], plain_extender["weight"]
+    assert single == plain
 
 
 def test_tls_variant_verifies_the_extender_and_presents_a_client_certificate() -> None:
@@ -68,12 +82,16 @@ def test_dedicated_scheduler_with_the_extender(path: Path) -> None:
     assert election["leaderElect"] is True
     assert election["resourceName"] not in ("", "kube-scheduler")
     [extender] = config["extenders"]
-    assert extender["filterVerb"] == "filter"
-    assert extender["prioritizeVerb"] == "prioritize"
+    if path.name == "image-compat-scheduler-single-call.yaml":
+        assert extender["filterVerb"] == "filter-best-fit"
+        assert "prioritizeVerb" not in extender
+    else:
+        assert extender["filterVerb"] == "filter"
+        assert extender["prioritizeVerb"] == "prioritize"
+        assert isinstance(extender["weight"], int) and extender["weight"] > 0
     assert extender["preemptVerb"] == "preempt"
     assert extender["nodeCacheCapable"] is True
     assert extender["ignorable"] is False
-    assert isinstance(extender["weight"], int) and extender["weight"] > 0
     assert extender["httpTimeout"].endswith("s")
     assert extender["urlPrefix"].endswith("/")
 

@@ -158,3 +158,29 @@ def test_null_extender_can_reject_a_fixed_share_like_a_real_filter() -> None:
     assert sorted(passed + list(failed)) == names
     assert 600 < len(passed) < 800
     assert set(failed.values()) == {"null-extender: rejected"}
+
+
+@pytest.mark.integration
+def test_null_extender_answers_in_the_shape_of_a_lean_extender() -> None:
+    argv = [
+        str(build.binary("null-extender")),
+        "-listen=127.0.0.1:0",
+        "-pass-fraction=0.7",
+        "-reasons=false",
+        "-prioritize-fraction=0.4",
+        "-score=3",
+    ]
+    null, url = _start(argv)
+    try:
+        names = [f"node-{i:04d}" for i in range(1000)]
+        args: dict[str, object] = {"Pod": {}, "Nodes": None, "NodeNames": names}
+        filtered = _post(url + "filter", args)
+        scored = _post(url + "prioritize", args)
+    finally:
+        null.terminate()
+        null.wait(10)
+    # Rejected nodes are left out of the answer; prioritize lists a share, the others score 0.
+    assert 600 < len(filtered["NodeNames"]) < 800 and not filtered["FailedNodes"]
+    assert 300 < len(scored) < 500
+    assert {h["Score"] for h in scored} == {3}
+    assert [h["Host"] for h in scored] == [n for n in names if n in {h["Host"] for h in scored}]

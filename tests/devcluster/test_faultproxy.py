@@ -176,6 +176,27 @@ async def test_unauthorized(fault_proxy: FaultProxy, image: oci.PushedImage) -> 
     assert b"UNAUTHORIZED" in body
 
 
+async def test_redirect_loops_back_to_the_proxy(
+    fault_proxy: FaultProxy, image: oci.PushedImage
+) -> None:
+    path = f"/v2/{image.repo}/manifests/{image.digest}"
+    await fault_proxy.set_fault("redirect")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(
+            fault_proxy.url + path, timeout=SHORT, allow_redirects=False
+        ) as resp:
+            assert resp.status == 307
+            assert resp.headers["Location"] == f"{fault_proxy.url}{path}?hop=1"
+        # A client that follows redirects goes round until its own limit.
+        with pytest.raises(aiohttp.TooManyRedirects):
+            await _get(session, fault_proxy.url + path)
+    # The request above, then 10 (aiohttp gives up at its 10th redirect, max_redirects).
+    assert fault_proxy.count(path, "GET") == 1 + 10
+    await fault_proxy.set_fault("pass")
+    async with aiohttp.ClientSession() as session:
+        assert (await _get(session, fault_proxy.url + path))[0] == 200
+
+
 async def test_fault_limited_by_path_and_count(
     fault_proxy: FaultProxy, image: oci.PushedImage
 ) -> None:

@@ -1,6 +1,9 @@
 """The e2e stack: a real control plane, NFD's real nfd-worker output, a registry behind the
-fault proxy with specs attached by the real oras CLI, our ``serve``, and a kube-scheduler
-running the shipped ``scheduler-config/`` profile that calls it.
+fault proxy with specs attached by the real oras CLI, our ``serve``, and two kube-schedulers
+calling it: one running the shipped ``scheduler-config/image-compat-scheduler.yaml`` (filter
+and prioritize), one ``image-compat-scheduler-single-call.yaml`` (filter-best-fit only) under
+the schedulerName ``image-compat-single-call``. Scenarios that place pods run under both
+(the ``scheduler_name`` fixture), so the two profiles are shown to place pods alike.
 
 Built once for tests/e2e (a few seconds on a warm machine); scenarios keep apart by
 namespace and by image. The fleet is 8 nodes of 4 hardware types, all cloned from the
@@ -38,13 +41,16 @@ from devcluster import nfd, oci
 from devcluster.controlplane import ControlPlane
 from devcluster.faultproxy import FaultProxyProcess, start_fault_proxy_process
 from devcluster.registries import Registry
-from devcluster.stack import Extender, scheduler_config
+from devcluster.stack import SCHEDULER_CONFIG, SCHEDULER_NAME, Extender, scheduler_config
 
 SPECS = Path(__file__).resolve().parent / "specs"
 FLEET_LABEL = "e2e.image-compat.io/fleet"
 TYPE_LABEL = "e2e.image-compat.io/type"
 SELECTOR = {FLEET_LABEL: "true"}
 SCHEDULER = "image-compat-e2e"  # the kube-scheduler process's name in devcluster logs
+SINGLE_CALL_SCHEDULER = "image-compat-e2e-single-call"  # the single-call one's
+SINGLE_CALL = "image-compat-single-call"  # its profile's schedulerName
+SINGLE_CALL_CONFIG = SCHEDULER_CONFIG.parent / "image-compat-scheduler-single-call.yaml"
 
 MARKER_MODULES = ("vfio_pci", "vfio_iommu_type1", "nvidia", "nvidia_uvm", "irdma")
 MARKER_CPUID = ("AMXTILE", "AMXBF16", "AMXINT8")
@@ -184,13 +190,19 @@ def stack(
         "--registry-allow-loopback",
         "--drift-interval=1s",  # tests/e2e/test_drift.py waits for drift to be seen
         "--drift-label",
+        f"--scheduler-name={SCHEDULER_NAME},{SINGLE_CALL}",
     ]
     extender = Extender(devcluster, args=args, name="image-compat-extender-e2e")
     extender.start()
     devcluster.start_scheduler(scheduler_config(extender.url), name=SCHEDULER)
+    single_call = scheduler_config(
+        extender.url, scheduler_name=SINGLE_CALL, path=SINGLE_CALL_CONFIG
+    )
+    devcluster.start_scheduler(single_call, name=SINGLE_CALL_SCHEDULER)
     try:
         yield Stack(devcluster, e2e_registry, e2e_proxy, extender, real, nodes, images)
     finally:
+        devcluster.stop_scheduler(SINGLE_CALL_SCHEDULER)
         devcluster.stop_scheduler(SCHEDULER)
         extender.stop()
         for name in nodes:
@@ -200,6 +212,12 @@ def stack(
 @pytest.fixture
 def ns(stack: Stack, k8s_namespace: str) -> str:
     return k8s_namespace
+
+
+@pytest.fixture(params=[SCHEDULER_NAME, SINGLE_CALL], ids=["shipped", "single-call"])
+def scheduler_name(request: pytest.FixtureRequest) -> str:
+    """The schedulerName a placing scenario's pods use: each profile places them once."""
+    return str(request.param)
 
 
 @pytest.hookimpl(hookwrapper=True)

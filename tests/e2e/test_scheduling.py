@@ -1,7 +1,9 @@
-"""The real kube-scheduler, running the shipped profile, places real pods through our extender.
+"""The real kube-scheduler, running the shipped profiles, places real pods through our extender.
 
 Every scenario asserts the node a pod was bound to (or that it was not bound, and why) through
 the API server, as a user would see it. The stack and its fleet are described in conftest.py.
+Scenarios taking ``scheduler_name`` run under both shipped profiles (two calls per pod, and
+the single-call one): the same assertions hold for both.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import pytest
 
 from devcluster import nfd
 from devcluster.stack import (
+    SCHEDULER_NAME,
     create_pod,
     get_pod,
     pod,
@@ -20,12 +23,14 @@ from devcluster.stack import (
     wait_bound,
     wait_event,
 )
+from extender.policy.decide import short_image
 from tests._support.polling import eventually
 from tests.e2e.conftest import SELECTOR, Stack, node_feature
 
 pytestmark = pytest.mark.e2e
 
 BIND_TIMEOUT = 90.0
+TAGS = "image-compat.io/tags"
 
 
 def _name(prefix: str) -> str:
@@ -38,9 +43,9 @@ def place(stack: Stack, ns: str, name: str, images: Any, **kwargs: Any) -> str:
     return wait_bound(stack.cluster, ns, name, BIND_TIMEOUT)
 
 
-def rejected(stack: Stack, ns: str, name: str, images: Any, contains: str) -> str:
+def rejected(stack: Stack, ns: str, name: str, images: Any, contains: str, **kwargs: Any) -> str:
     """Create a pod that must not fit; return the FailedScheduling message carrying ``contains``."""
-    create_pod(stack.cluster, ns, pod(name, images, node_selector=SELECTOR))
+    create_pod(stack.cluster, ns, pod(name, images, node_selector=SELECTOR, **kwargs))
     event = wait_event(stack.cluster, ns, name, "FailedScheduling", contains=contains)
     assert not get_pod(stack.cluster, ns, name)["spec"].get("nodeName")
     return str(event["message"])
@@ -55,54 +60,73 @@ def filter_args(stack: Stack, manifest: dict[str, Any], nodes: list[str]) -> dic
 # ---------------------------------------------------------------------------------------------
 
 
-def test_preferred_nodes_first_then_fallback_when_none_is_left(stack: Stack, ns: str) -> None:
+def test_preferred_nodes_first_then_fallback_when_none_is_left(
+    stack: Stack, ns: str, scheduler_name: str
+) -> None:
     # Each pod asks for 1500m of a node's 2 CPUs, so every pod fills the node it lands on.
+    # With the shipped profile the fallback nodes score 0 after prioritize's shift and are
+    # left out of its answer: the real scheduler ranks the nodes as with unshifted scores.
     image = stack.images["preferred-fallback"]
     amx = stack.nodes_of("amx")
-    first = place(stack, ns, "infer-1", [image], cpu="1500m")
-    second = place(stack, ns, "infer-2", [image], cpu="1500m")
+    on = {"cpu": "1500m", "scheduler_name": scheduler_name}
+    first = place(stack, ns, "infer-1", [image], **on)
+    second = place(stack, ns, "infer-2", [image], **on)
     assert {first, second} == amx, "both preferred (AMX) nodes are taken first"
-    third = place(stack, ns, "infer-3", [image], cpu="1500m")
+    third = place(stack, ns, "infer-3", [image], **on)
     assert third in stack.nodes_of("plain", "dpdk", "gpu"), "then a fallback node"
 
 
-def test_image_needing_a_gpu_lands_only_on_gpu_nodes(stack: Stack, ns: str) -> None:
+def test_image_needing_a_gpu_lands_only_on_gpu_nodes(
+    stack: Stack, ns: str, scheduler_name: str
+) -> None:
     gpu = stack.nodes_of("gpu")
-    placed = {place(stack, ns, f"cuda-{i}", [stack.images["gpu-app"]]) for i in range(4)}
+    image = [stack.images["gpu-app"]]
+    placed = {place(stack, ns, f"cuda-{i}", image, scheduler_name=scheduler_name) for i in range(4)}
     assert placed <= gpu
 
 
-def test_tags_annotation_changes_the_outcome(stack: Stack, ns: str) -> None:
+def test_tags_annotation_changes_the_outcome(stack: Stack, ns: str, scheduler_name: str) -> None:
     image = stack.images["variants"]
-    cuda = place(stack, ns, "build-cuda", [image], annotations={"image-compat.io/tags": "cuda"})
-    amx = place(stack, ns, "build-amx", [image], annotations={"image-compat.io/tags": "amx"})
-    either = place(stack, ns, "build-any", [image])
+    on = {"scheduler_name": scheduler_name}
+    cuda = place(stack, ns, "build-cuda", [image], annotations={TAGS: "cuda"}, **on)
+    amx = place(stack, ns, "build-amx", [image], annotations={TAGS: "amx"}, **on)
+    either = place(stack, ns, "build-any", [image], **on)
     assert cuda in stack.nodes_of("gpu")
     assert amx in stack.nodes_of("amx")
     assert either in stack.nodes_of("gpu", "amx")
 
 
-def test_image_without_artifact_schedules_anywhere(stack: Stack, ns: str) -> None:
+def test_image_without_artifact_schedules_anywhere(
+    stack: Stack, ns: str, scheduler_name: str
+) -> None:
     image = stack.images["plain-app"]
-    manifest = pod("plain", [image], node_selector=SELECTOR)
-    answer = stack.extender.post("filter", filter_args(stack, manifest, sorted(stack.nodes)))
+    manifest = pod("plain", [image], node_selector=SELECTOR, scheduler_name=scheduler_name)
+    verb = "filter" if scheduler_name == SCHEDULER_NAME else "filter-best-fit"
+    answer = stack.extender.post(verb, filter_args(stack, manifest, sorted(stack.nodes)))
     assert sorted(answer["NodeNames"]) == sorted(stack.nodes)
     assert not answer["FailedAndUnresolvableNodes"]
-    assert place(stack, ns, "plain", [image]) in stack.nodes
+    assert place(stack, ns, "plain", [image], scheduler_name=scheduler_name) in stack.nodes
 
 
-def test_both_containers_of_a_pod_must_fit(stack: Stack, ns: str) -> None:
+def test_both_containers_of_a_pod_must_fit(stack: Stack, ns: str, scheduler_name: str) -> None:
     dpdk, gpu = stack.images["dpdk-app"], stack.images["gpu-app"]
+    on = {"scheduler_name": scheduler_name}
     # dpdk-app alone fits dpdk and gpu nodes, gpu-app alone the gpu nodes: together, gpu nodes.
-    both = place(stack, ns, "dpdk-and-cuda", {"dataplane": dpdk, "cuda": gpu})
+    both = place(stack, ns, "dpdk-and-cuda", {"dataplane": dpdk, "cuda": gpu}, **on)
     assert both in stack.nodes_of("gpu")
     gaudi = stack.images["gaudi-app"]
-    message = rejected(stack, ns, "dpdk-and-gaudi", {"dataplane": dpdk, "ml": gaudi}, "1da3")
-    assert f"image-compat: {gaudi}: pci.device" in message
+    images = {"dataplane": dpdk, "ml": gaudi}
+    message = rejected(stack, ns, "dpdk-and-gaudi", images, "1da3", **on)
+    # Reasons name the image short, without the registry host (gaudi-app:v1).
+    assert f"image-compat: {short_image(gaudi)}: pci.device" in message
+    assert stack.proxy.host not in message
 
 
-def test_incompatible_pod_stays_pending_with_our_reason(stack: Stack, ns: str) -> None:
-    message = rejected(stack, ns, "gaudi", [stack.images["gaudi-app"]], "image-compat:")
+def test_incompatible_pod_stays_pending_with_our_reason(
+    stack: Stack, ns: str, scheduler_name: str
+) -> None:
+    image = [stack.images["gaudi-app"]]
+    message = rejected(stack, ns, "gaudi", image, "image-compat:", scheduler_name=scheduler_name)
     assert "0/" in message and "image-compat: pci.device: vendor In [1da3]" in message
 
 

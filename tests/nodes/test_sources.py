@@ -74,6 +74,52 @@ def test_platforms() -> None:
     assert store.snapshot().platform("a") == "" and snapshot.platform("a") == "linux/arm64"
 
 
+def test_changed_since_names_the_nodes_changed_after_a_version() -> None:
+    store = FeatureStore()
+    store.add_source("s")
+    store.replace("s", {"a": fast("a"), "b": minimal("b"), "c": fast("c")})
+    start = store.snapshot()
+    assert start.changed_since(start.version) == frozenset()
+    assert start.changed_since(start.version + 1) is None  # a version it has not seen
+    store.update("s", "a", minimal("a"))
+    after_a = store.snapshot()
+    assert after_a.changed_since(start.version) == frozenset({"a"})
+    store.replace("s", {"a": minimal("a"), "b": fast("b"), "c": fast("c")})  # b alone differs
+    store.update("s", "c", None)  # gone
+    store.set_platform("d", "linux/arm64")  # a platform alone
+    latest = store.snapshot()
+    assert latest.changed_since(start.version) == frozenset({"a", "b", "c", "d"})
+    assert latest.changed_since(after_a.version) == frozenset({"b", "c", "d"})
+    assert latest.changed_since(latest.version - 1) == frozenset({"d"})
+    # Older snapshots keep their own view.
+    assert after_a.changed_since(start.version) == frozenset({"a"})
+    # What changes no node: same content (no new version), sync state, the same platform.
+    store.update("s", "a", minimal("a"))
+    assert store.snapshot().version == latest.version
+    store.set_synced("s", False)
+    store.set_platform("d", "linux/arm64")
+    assert store.snapshot().version > latest.version
+    assert store.snapshot().changed_since(latest.version) == frozenset()
+    store.set_platform("d", None)
+    assert store.snapshot().changed_since(latest.version) == frozenset({"d"})
+
+
+def test_changed_since_knows_when_it_no_longer_reaches_back() -> None:
+    store = FeatureStore()
+    store.add_source("s")
+    store.replace("s", {"a": fast("a"), "b": fast("b")})
+    start = store.snapshot().version
+    for step in range(FeatureStore.CHANGES_KEPT):
+        store.update("s", "a", minimal("a") if step % 2 == 0 else fast("a"))
+    store.update("s", "b", minimal("b"))
+    snapshot = store.snapshot()
+    assert snapshot.version == start + FeatureStore.CHANGES_KEPT + 1
+    assert snapshot.changed_since(start) is None  # derive everything again
+    assert snapshot.changed_since(start + 1) == frozenset({"a", "b"})  # the oldest change kept on
+    assert snapshot.changed_since(snapshot.version - 1) == frozenset({"b"})
+    assert len(snapshot.changes) == FeatureStore.CHANGES_KEPT
+
+
 # -- --features-file ---------------------------------------------------------------------------
 
 NODEFEATURE = """

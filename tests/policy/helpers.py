@@ -13,9 +13,10 @@ from extender.nfd.rules import load_spec
 from extender.nfd.spec import SpecError
 from extender.nodes.model import NodeFeatures
 from extender.nodes.store import FeatureStore
-from extender.policy.pods import Pod, PolicyConfig
+from extender.policy.decide import Priorities
+from extender.policy.pods import FilterReasons, Pod, PolicyConfig
 from extender.server.config import Settings
-from extender.server.protocol import RequestNode, pod_from_object
+from extender.server.protocol import pod_from_object
 
 SCHEDULER = "image-compat-scheduler"
 
@@ -102,8 +103,22 @@ def pod(
     return pod_from_object(obj)
 
 
-def nodes(*names: str) -> tuple[RequestNode, ...]:
-    return tuple(RequestNode(name, {}) for name in names)
+def nodes(*names: str) -> tuple[str, ...]:
+    """Candidate node names, as a names-mode request gives them."""
+    return names
+
+
+def scores(priorities: Priorities) -> list[int]:
+    """Every candidate's score in request order, 0 for those the answer leaves out; checks
+    the shift's promises on the way (lowest 0, nothing listed when every node is equal)."""
+    if not priorities.scores:
+        return [0] * len(priorities.names)
+    assert len(priorities.scores) == len(priorities.names)
+    assert min(priorities.scores) == 0 < max(priorities.scores) <= 10
+    assert priorities.listed() == [
+        (n, s) for n, s in zip(priorities.names, priorities.scores, strict=True) if s
+    ]
+    return list(priorities.scores)
 
 
 def features(
@@ -204,3 +219,10 @@ class FakeSource:
 def policy_config(**changes: Any) -> PolicyConfig:
     """``serve``'s default policy settings (from its option table), with ``changes``."""
     return replace(Settings().policy_config(), **changes)
+
+
+def naming_config(**changes: Any) -> PolicyConfig:
+    """:func:`policy_config` with ``--filter-reasons=always``: filter names every rejected node
+    with its reason, even when others pass, so a test can read each node's reason (the
+    default names them only when none passes: tests/policy/test_filter_reasons.py)."""
+    return policy_config(filter_reasons=FilterReasons.ALWAYS, **changes)

@@ -14,7 +14,7 @@ from extender.server.protocol import (
     encode_preemption_result,
     encode_priorities,
 )
-from tests.policy.helpers import FakeSource, features, nodes, pod, policy_config, store_with
+from tests.policy.helpers import FakeSource, features, naming_config, nodes, pod, store_with
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "semantics.md"
 
@@ -35,13 +35,15 @@ async def test_worked_example_matches_the_policy() -> None:
         "node-c": features(attributes={"kernel.version": {"major": "4", "minor": "18"}}),
     }
     image = "registry.example/dpdk-app:2.1"
-    policy = Policy(policy_config(), store_with(cluster), FakeSource({image: spec}))
+    # The page shows the reasons as --filter-reasons=always answers them.
+    policy = Policy(naming_config(), store_with(cluster), FakeSource({image: spec}))
     candidates = nodes("node-a", "node-b", "node-c", "node-d")
     decision = await policy.filter(pod(image), candidates)
-    request = FilterRequest(pod(image), candidates, names_mode=True, nodes_mode=False)
+    request = FilterRequest(pod(image), list(candidates), names_mode=True, nodes_mode=False)
     answer = encode_filter_result(request, decision.passing, unresolvable=decision.unresolvable)
     assert json.loads(answer) == json.loads(filter_json)
-    scores = encode_priorities(await policy.prioritize(pod(image), candidates))
+    priorities = await policy.prioritize(pod(image), candidates)
+    scores = encode_priorities(priorities.names, priorities.scores)
     assert json.loads(scores) == json.loads(prioritize_json)
     args = decode_preemption_args(preempt_args.encode())
     keep = await policy.preempt(args.pod, list(args.victims))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from extender.artifacts.types import PullContext, SpecKey
-from extender.policy.decide import Policy
-from extender.policy.pods import Mode, PolicyConfig, plan_pod
+from extender.policy.decide import Policy, short_image
+from extender.policy.explain import explain
+from extender.policy.pods import Mode, Pod, PolicyConfig, plan_pod
 from extender.server.protocol import pod_from_object
 from tests.policy.helpers import (
     AVX512,
@@ -15,10 +16,12 @@ from tests.policy.helpers import (
     fast,
     features,
     minimal,
+    naming_config,
     nodes,
     old,
     pod,
     policy_config,
+    scores,
     store_with,
 )
 
@@ -30,7 +33,7 @@ ALL = nodes("fast", "minimal", "old")
 
 def policy(config: PolicyConfig | None = None, /, **specs: str) -> Policy:
     source = FakeSource({APP: PREFERRED_FALLBACK, AVX: AVX512, **specs})
-    return Policy(config or policy_config(), store_with(CLUSTER), source)
+    return Policy(config or naming_config(), store_with(CLUSTER), source)
 
 
 # -- which pods ---------------------------------------------------------------------------------
@@ -41,11 +44,8 @@ async def test_pods_of_other_schedulers_pass_untouched(scheduler: str | None) ->
     p = policy()
     decision = await p.filter(pod(APP, scheduler=scheduler), ALL)
     assert decision.passing == (0, 1, 2) and decision.unresolvable == {}
-    assert await p.prioritize(pod(APP, scheduler=scheduler), ALL) == [
-        ("fast", 0),
-        ("minimal", 0),
-        ("old", 0),
-    ]
+    priorities = await p.prioritize(pod(APP, scheduler=scheduler), ALL)
+    assert priorities.listed() == [] and not priorities.scores
 
 
 async def test_several_scheduler_names_can_be_ours() -> None:
@@ -72,9 +72,8 @@ def test_images_of_init_and_regular_containers_deduped_in_order() -> None:
 async def test_an_init_container_image_is_checked_like_any_other() -> None:
     decision = await policy().filter(pod("plain:1", init=[AVX]), ALL)
     assert decision.passing == ()
-    assert decision.unresolvable[
-        "fast"
-    ] == "image-compat: avx:1: cpu.cpuid: feature missing".replace("avx:1", AVX)
+    # Named by its short name: no registry host.
+    assert decision.unresolvable["fast"] == "image-compat: avx:1: cpu.cpuid: feature missing"
 
 
 async def test_every_image_with_a_spec_must_be_compatible() -> None:
@@ -87,14 +86,45 @@ async def test_every_image_with_a_spec_must_be_compatible() -> None:
         "avx-only": features(flags={"cpu.cpuid": ["AVX512F"]}),
     }
     source = FakeSource({APP: PREFERRED_FALLBACK, AVX: AVX512})
-    p = Policy(policy_config(), store_with(cluster), source)
+    p = Policy(naming_config(), store_with(cluster), source)
     decision = await p.filter(pod(APP, AVX, "no-spec:1"), nodes("both", "app-only", "avx-only"))
     assert decision.passing == (0,)
-    # With several images the reason names the image that failed (the first, in pod order).
+    # With several images the reason names the image that failed (the first, in pod order)
+    # by its short name.
     assert decision.unresolvable == {
-        "app-only": f"image-compat: {AVX}: cpu.cpuid: feature missing",
-        "avx-only": f"image-compat: {APP}: kernel.loadedmodule: feature missing",
+        "app-only": "image-compat: avx:1: cpu.cpuid: feature missing",
+        "avx-only": "image-compat: app:1: kernel.loadedmodule: feature missing",
     }
+
+
+async def test_explain_names_the_image_as_filter_does() -> None:
+    # explain's reason is filter's words: the short name, too (regression: the full reference).
+    p = policy()
+    several = pod(APP, AVX)
+    decision = await p.filter(several, ALL)
+    rows = {row["node"]: row for row in (await explain(p, several))["nodes"]}
+    assert (
+        decision.unresolvable["old"] == "image-compat: app:1: kernel.loadedmodule: feature missing"
+    )
+    for name in ALL:
+        assert rows[name].get("reason", "") == decision.unresolvable.get(name, ""), name
+    assert [image["image"] for image in (await explain(p, several))["images"]] == [APP, AVX]
+
+
+@pytest.mark.parametrize(
+    ("image", "short"),
+    [
+        ("tool:1", "tool:1"),
+        ("registry.example/team/tool:1", "tool:1"),
+        ("registry.example:5000/tool", "tool"),
+        (
+            "registry.example/tool@sha256:" + "0123456789abcdef" * 4,
+            "tool@sha256:0123456789ab",
+        ),
+    ],
+)
+def test_short_image(image: str, short: str) -> None:
+    assert short_image(image) == short
 
 
 async def test_single_image_reason_does_not_name_the_image() -> None:
@@ -104,15 +134,15 @@ async def test_single_image_reason_does_not_name_the_image() -> None:
 
 async def test_prioritize_sums_fit_over_images() -> None:
     # fit: APP 11 (fast) / 2 (minimal) / 0; the same image twice counts once (deduped).
-    scores = await policy().prioritize(pod(APP, APP, "no-spec:1"), ALL)
-    assert scores == [("fast", 10), ("minimal", 2), ("old", 0)]
+    priorities = await policy().prioritize(pod(APP, APP, "no-spec:1"), ALL)
+    assert scores(priorities) == [10, 2, 0]
 
 
 # -- tags ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("tags", "passing", "scores"),
+    ("tags", "passing", "expected"),
     [
         (None, (0, 1), [10, 2, 0]),
         ("", (0, 1), [10, 2, 0]),
@@ -123,13 +153,13 @@ async def test_prioritize_sums_fit_over_images() -> None:
     ],
 )
 async def test_tags_select_the_sets_that_count(
-    tags: str | None, passing: tuple[int, ...], scores: list[int]
+    tags: str | None, passing: tuple[int, ...], expected: list[int]
 ) -> None:
     annotations = None if tags is None else {"image-compat.io/tags": tags}
     p = policy()
     decision = await p.filter(pod(APP, annotations=annotations), ALL)
     assert decision.passing == passing
-    assert [s for _, s in await p.prioritize(pod(APP, annotations=annotations), ALL)] == scores
+    assert scores(await p.prioritize(pod(APP, annotations=annotations), ALL)) == expected
 
 
 async def test_tags_nothing_matches_reason() -> None:
@@ -151,7 +181,7 @@ async def test_prefer_filters_nothing_and_scores() -> None:
     p = policy()
     prefer = pod(APP, annotations={"image-compat.io/mode": "prefer"})
     assert (await p.filter(prefer, ALL)).passing == (0, 1, 2)
-    assert await p.prioritize(prefer, ALL) == [("fast", 10), ("minimal", 2), ("old", 0)]
+    assert (await p.prioritize(prefer, ALL)).listed() == [("fast", 10), ("minimal", 2)]
 
 
 async def test_prefer_ignores_an_invalid_spec_in_filter() -> None:
@@ -160,14 +190,14 @@ async def test_prefer_ignores_an_invalid_spec_in_filter() -> None:
     p = policy(**{"bad:1": INVALID_WEIGHT})
     prefer = pod("bad:1", annotations={"image-compat.io/mode": "prefer"})
     assert (await p.filter(prefer, ALL)).passing == (0, 1, 2)
-    assert [s for _, s in await p.prioritize(prefer, ALL)] == [0, 0, 0]
+    assert (await p.prioritize(prefer, ALL)).listed() == []
 
 
 async def test_off_judges_nothing() -> None:
     p = policy()
     off = pod(APP, annotations={"image-compat.io/mode": " OFF "})
     assert (await p.filter(off, ALL)).passing == (0, 1, 2)
-    assert [s for _, s in await p.prioritize(off, ALL)] == [0, 0, 0]
+    assert (await p.prioritize(off, ALL)).listed() == []
 
 
 async def test_a_mode_outside_the_allow_list_is_refused_on_every_node() -> None:
@@ -179,7 +209,7 @@ async def test_a_mode_outside_the_allow_list_is_refused_on_every_node() -> None:
     assert set(decision.unresolvable.values()) == {
         "image-compat: annotation image-compat.io/mode: mode off is not allowed (enforce)"
     }
-    assert [s for _, s in await p.prioritize(off, ALL)] == [0, 0, 0]
+    assert (await p.prioritize(off, ALL)).listed() == []
 
 
 async def test_an_unknown_mode_is_refused_on_every_node() -> None:
@@ -232,7 +262,7 @@ def test_annotation_prefix_near_the_limit() -> None:
 
 async def test_artifacts_annotation_names_an_explicit_spec_per_container() -> None:
     source = FakeSource({"registry.example/specs/avx:v1": AVX512})
-    p = Policy(policy_config(), store_with(CLUSTER), source)
+    p = Policy(naming_config(), store_with(CLUSTER), source)
     annotated = pod(
         "plain:1",
         "plain:1",
@@ -290,4 +320,29 @@ async def test_containers_without_image_and_empty_pods() -> None:
     p = policy()
     assert (await p.filter(pod_from_object(obj), ALL)).passing == (0, 1, 2)
     assert (await p.filter(pod(APP), ())).passing == ()
-    assert await p.prioritize(pod(APP), ()) == []
+    assert (await p.prioritize(pod(APP), ())).listed() == []
+
+
+async def test_a_new_pod_version_is_planned_anew() -> None:
+    # Plans are kept per pod version; a changed pod comes with a new resourceVersion.
+    def versioned(version: str, mode: str, scheduler: str = "image-compat-scheduler") -> Pod:
+        return pod_from_object(
+            {
+                "metadata": {
+                    "name": "p",
+                    "uid": "uid-1",
+                    "resourceVersion": version,
+                    "annotations": {"image-compat.io/mode": mode},
+                },
+                "spec": {"schedulerName": scheduler, "containers": [{"name": "c", "image": APP}]},
+            }
+        )
+
+    p = policy()
+    assert (await p.filter(versioned("1", "enforce"), ALL)).passing == (0, 1)
+    assert (await p.filter(versioned("1", "enforce"), ALL)).passing == (0, 1)
+    assert (await p.filter(versioned("2", "prefer"), ALL)).passing == (0, 1, 2)
+    assert (await p.filter(versioned("3", "enforce"), ALL)).passing == (0, 1)
+    # Another scheduler name on the same version (as drift judges pods): not ours.
+    other = versioned("3", "enforce", scheduler="default-scheduler")
+    assert (await p.filter(other, ALL)).passing == (0, 1, 2)

@@ -19,10 +19,12 @@ from tests.policy.helpers import (
     fast,
     features,
     minimal,
+    naming_config,
     nodes,
     old,
     pod,
     policy_config,
+    scores,
     store_with,
 )
 
@@ -110,7 +112,7 @@ CLUSTER = {
 
 def policy(**specs: str) -> Policy:
     source = FakeSource({AVX: AVX512, TUNED: PREFERRED_FALLBACK, **specs})
-    return Policy(policy_config(), store_with(CLUSTER), source)
+    return Policy(naming_config(), store_with(CLUSTER), source)
 
 
 async def test_filter_passes_a_node_where_any_variant_is_compatible() -> None:
@@ -119,7 +121,8 @@ async def test_filter_passes_a_node_where_any_variant_is_compatible() -> None:
     decision = await p.filter(pod_, nodes("avx", "fast", "minimal", "old"))
     assert decision.passing == (0, 1, 2)
     reason = decision.unresolvable["old"]
-    assert reason.startswith(f"image-compat: container c0: no compatible variant: {AVX}: ")
+    # The first variant names the failure, by its short name.
+    assert reason.startswith("image-compat: container c0: no compatible variant: app:avx512: ")
 
 
 async def test_a_variant_without_spec_passes_everywhere() -> None:
@@ -135,19 +138,18 @@ async def test_other_images_still_pass_as_usual() -> None:
     pod_ = variants_pod({"c0": [TUNED, GENERIC]}, "app:placeholder", SIDECAR)
     decision = await p.filter(pod_, nodes("avx", "fast"))
     assert decision.passing == (0,)
-    assert decision.unresolvable["fast"].startswith(f"image-compat: {SIDECAR}: ")
+    assert decision.unresolvable["fast"].startswith("image-compat: sidecar:1: ")
 
 
 async def test_prioritize_scores_the_best_variant_per_node() -> None:
     p = policy()
     pod_ = variants_pod({"c0": [AVX, TUNED]})
     # avx: AVX512 fits 1, TUNED fits 11 -> 11; fast: 11; minimal: TUNED 2; old: 0.
-    assert await p.prioritize(pod_, nodes("avx", "fast", "minimal", "old")) == [
-        ("avx", 10),
-        ("fast", 10),
-        ("minimal", 2),
-        ("old", 0),
-    ]
+    priorities = await p.prioritize(pod_, nodes("avx", "fast", "minimal", "old"))
+    assert scores(priorities) == [10, 10, 2, 0]
+    # Without old, minimal is the lowest: the shift takes its 2 off every node.
+    priorities = await p.prioritize(pod_, nodes("avx", "fast", "minimal"))
+    assert priorities.listed() == [("avx", 8), ("fast", 8)]
 
 
 async def test_choose_prefers_compatible_then_fit_then_list_order() -> None:
@@ -174,12 +176,16 @@ async def test_explain_agrees_with_filter_and_prioritize() -> None:
     pod_ = variants_pod({"c0": [AVX, TUNED]})
     names = ("avx", "fast", "minimal", "old")
     decision = await p.filter(pod_, nodes(*names))
-    scores = dict(await p.prioritize(pod_, nodes(*names)))
+    shifted = dict(zip(names, scores(await p.prioritize(pod_, nodes(*names))), strict=True))
     answer = await explain(p, pod_)
     rows = {row["node"]: row for row in answer["nodes"]}
+    # explain shows the score before the shift (normalised over every node); prioritize
+    # takes the lowest among its candidates off each one (here: every node, lowest 0).
+    lowest = min(rows[name]["score"] for name in names)
+    assert lowest == 0
     for index, name in enumerate(names):
         assert rows[name]["passes"] == (index in decision.passing), name
-        assert rows[name]["score"] == scores[name], name
+        assert rows[name]["score"] - lowest == shifted[name], name
         assert rows[name].get("reason", "") == decision.unresolvable.get(name, ""), name
 
 

@@ -17,10 +17,12 @@ from tests.policy.helpers import (
     fast,
     features,
     minimal,
+    naming_config,
     nodes,
     old,
     pod,
     policy_config,
+    scores,
     store_with,
 )
 
@@ -34,7 +36,7 @@ def policy(
     config: PolicyConfig | None = None,
 ) -> Policy:
     return Policy(
-        config or policy_config(), store_with(cluster or CLUSTER), FakeSource({APP: spec})
+        config or naming_config(), store_with(cluster or CLUSTER), FakeSource({APP: spec})
     )
 
 
@@ -42,23 +44,21 @@ async def test_sets_are_alternatives_and_fit_is_one_plus_best_weight() -> None:
     p = policy()
     decision = await p.filter(pod(APP), nodes("fast", "minimal", "old"))
     assert decision.passing == (0, 1)  # one matching set is enough
-    # fit 11 and 2: 10*2/11 = 1.8 -> 2
-    assert await p.prioritize(pod(APP), nodes("fast", "minimal", "old")) == [
-        ("fast", 10),
-        ("minimal", 2),
-        ("old", 0),
-    ]
+    # fit 11, 2 and 0: 10*2/11 = 1.8 -> 2; old is at the lowest (0) already, so no shift
+    priorities = await p.prioritize(pod(APP), nodes("fast", "minimal", "old"))
+    assert scores(priorities) == [10, 2, 0]
+    assert priorities.listed() == [("fast", 10), ("minimal", 2)]
 
 
 async def test_set_semantics_all_requires_every_set() -> None:
-    p = policy(config=policy_config(set_semantics=SetSemantics.ALL))
+    p = policy(config=naming_config(set_semantics=SetSemantics.ALL))
     decision = await p.filter(pod(APP), nodes("fast", "minimal", "old"))
     assert decision.passing == (0,)
     # With all: the first failing set names the reason.
     assert decision.unresolvable["minimal"] == (
         "image-compat: kernel.loadedmodule: feature missing"
     )
-    assert [s for _, s in await p.prioritize(pod(APP), nodes("fast", "minimal"))] == [10, 0]
+    assert scores(await p.prioritize(pod(APP), nodes("fast", "minimal"))) == [10, 0]
 
 
 async def test_reason_is_the_first_failing_expression_of_the_closest_set() -> None:
@@ -89,13 +89,13 @@ compatibilities:
 async def test_image_without_spec_is_neutral() -> None:
     p = Policy(policy_config(), store_with(CLUSTER), FakeSource({}))
     assert (await p.filter(pod("other:1"), nodes("fast", "old", "unknown"))).passing == (0, 1, 2)
-    assert [s for _, s in await p.prioritize(pod("other:1"), nodes("fast", "old"))] == [0, 0]
+    assert (await p.prioritize(pod("other:1"), nodes("fast", "old"))).listed() == []
 
 
 async def test_spec_without_sets_requires_nothing() -> None:
     p = policy("version: v1alpha1\ncompatibilities: []\n")
     assert (await p.filter(pod(APP), nodes("fast", "unknown"))).passing == (0, 1)
-    assert [s for _, s in await p.prioritize(pod(APP), nodes("fast", "unknown"))] == [0, 0]
+    assert (await p.prioritize(pod(APP), nodes("fast", "unknown"))).listed() == []
 
 
 async def test_node_without_nodefeature_reads_no_nfd_features() -> None:
@@ -107,7 +107,7 @@ async def test_node_without_nodefeature_reads_no_nfd_features() -> None:
         # A NodeFeature without the feature names the missing feature instead.
         "empty": "image-compat: kernel.loadedmodule: feature missing",
     }
-    assert [s for _, s in await p.prioritize(pod(APP), nodes("fast", "unknown"))] == [10, 0]
+    assert scores(await p.prioritize(pod(APP), nodes("fast", "unknown"))) == [10, 0]
 
 
 async def test_node_side_evaluation_error_fails_that_set_with_the_error_as_reason() -> None:
@@ -184,15 +184,20 @@ compatibilities:
     cluster = {
         "four": features(flags={"cpu.cpuid": ["AVX512F"]}),
         "one": features(attributes={"kernel.version": {"major": "5"}}),
+        "none": features(),
     }
-    scores = await policy(spec, cluster).prioritize(pod(APP), nodes("four", "one"))
-    assert scores == [("four", 10), ("one", 3)]  # 10 * 1/4 = 2.5 -> 3
+    # "none" (fit 0) keeps the lowest at 0, so the rounding shows unshifted.
+    priorities = await policy(spec, cluster).prioritize(pod(APP), nodes("four", "one", "none"))
+    assert priorities.listed() == [("four", 10), ("one", 3)]  # 10 * 1/4 = 2.5 -> 3
+    # Without it, the shift takes the rounded 3 off both: 10 - 3 = 7, "one" is left out.
+    priorities = await policy(spec, cluster).prioritize(pod(APP), nodes("four", "one"))
+    assert priorities.listed() == [("four", 7)]
 
 
 async def test_all_zero_when_no_node_fits() -> None:
     prefer = pod(APP, annotations={"image-compat.io/mode": "prefer"})
-    scores = await policy().prioritize(prefer, nodes("old", "unknown"))
-    assert scores == [("old", 0), ("unknown", 0)]
+    priorities = await policy().prioritize(prefer, nodes("old", "unknown"))
+    assert priorities.listed() == [] and not priorities.scores
 
 
 async def test_determinism_under_shuffled_node_order() -> None:
@@ -201,7 +206,10 @@ async def test_determinism_under_shuffled_node_order() -> None:
     p = policy(cluster=cluster)
     first = await p.filter(pod(APP), nodes(*names))
     first_passing = {names[i] for i in first.passing}
-    first_scores = dict(await p.prioritize(pod(APP), nodes(*names)))
+    first_scores = dict(
+        zip(names, scores(await p.prioritize(pod(APP), nodes(*names))), strict=True)
+    )
+    assert first_scores["n0"] == 10 and first_scores["missing-1"] == 0
     rng = random.Random(7)
     for _ in range(20):
         shuffled = names[:]
@@ -212,6 +220,52 @@ async def test_determinism_under_shuffled_node_order() -> None:
             assert {shuffled[i] for i in decision.passing} == first_passing
             assert decision.passing == tuple(sorted(decision.passing))  # request order
             assert dict(decision.unresolvable) == dict(first.unresolvable)
-            scores = await q.prioritize(pod(APP), nodes(*shuffled))
-            assert [n for n, _ in scores] == shuffled
-            assert dict(scores) == first_scores
+            priorities = await q.prioritize(pod(APP), nodes(*shuffled))
+            assert list(priorities.names) == shuffled
+            assert dict(zip(shuffled, scores(priorities), strict=True)) == first_scores
+
+
+async def test_prioritize_shifts_so_that_the_lowest_is_0_and_leaves_it_out() -> None:
+    cluster = {**CLUSTER, "fast-2": fast("fast-2"), "minimal-2": minimal("minimal-2")}
+    p = policy(cluster=cluster)
+    # Unshifted: fast 10, minimal 2, old 0 (fits 11, 2, 0).
+    priorities = await p.prioritize(pod(APP), nodes("minimal", "fast", "minimal-2", "fast-2"))
+    assert list(priorities.scores) == [0, 8, 0, 8]
+    assert priorities.listed() == [("fast", 8), ("fast-2", 8)]
+    # Every candidate alike, whether fit 0 or not: nothing is listed, scores are empty.
+    for alike in (("fast", "fast-2"), ("minimal", "minimal-2"), ("old", "unknown"), ("fast",)):
+        priorities = await p.prioritize(pod(APP), nodes(*alike))
+        assert priorities.listed() == [] and not priorities.scores, alike
+    assert (await p.prioritize(pod(APP), nodes())).listed() == []
+
+
+async def test_the_shift_keeps_every_difference_between_candidates() -> None:
+    # Three sets of weights 7, 3 and 0, a node matching one or none: fits 8, 4, 1 or 0,
+    # normalised over the best among the candidates, then shifted by the lowest.
+    spec = """
+version: v1alpha1
+compatibilities:
+- weight: 7
+  rules: [{name: a, matchFeatures: [{feature: cpu.cpuid, matchExpressions: {A: {op: Exists}}}]}]
+- weight: 3
+  rules: [{name: b, matchFeatures: [{feature: cpu.cpuid, matchExpressions: {B: {op: Exists}}}]}]
+- weight: 0
+  rules: [{name: c, matchFeatures: [{feature: cpu.cpuid, matchExpressions: {C: {op: Exists}}}]}]
+"""
+    kinds = {"a": ["A"], "b": ["B"], "c": ["C"], "none": []}
+    cluster = {
+        f"{kind}{i}": features(flags={"cpu.cpuid": flags})
+        for kind, flags in kinds.items()
+        for i in range(2)
+    }
+    fit = {"a": 8, "b": 4, "c": 1, "none": 0}
+    p = Policy(naming_config(), store_with(cluster), FakeSource({APP: spec}))
+    rng = random.Random(21)
+    for _ in range(30):
+        names = rng.sample(sorted(cluster), rng.randint(1, len(cluster)))
+        fits = [fit[name[:-1]] for name in names]
+        unshifted = [normalise_score(f, max(fits)) for f in fits]
+        got = scores(await p.prioritize(pod(APP), nodes(*names)))
+        assert got == [s - min(unshifted) for s in unshifted], names
+        if len(set(unshifted)) == 1:
+            assert not (await p.prioritize(pod(APP), nodes(*names))).scores

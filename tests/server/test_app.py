@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from extender.artifacts.spec_map import SpecMapError
 from extender.artifacts.types import ArtifactSource, PullContext, SpecKey, SpecLookup
 from extender.nodes.store import FeatureStore
+from extender.policy.pods import FilterReasons
 from extender.server.app import create_app
 from extender.server.config import ArtifactSourceKind, FeatureSourceKind, Settings
 from extender.server.routes import POLICY
@@ -28,6 +29,7 @@ from tests.policy.helpers import (
 )
 
 APP = "registry.example/app:1"
+ALWAYS = FilterReasons.ALWAYS
 CLUSTER = {"fast": fast("fast"), "minimal": minimal("minimal"), "old": old("old")}
 POD = {
     "metadata": {"name": "web", "namespace": "shop"},
@@ -74,15 +76,31 @@ async def test_filter_names_mode(make_client: MakeClient) -> None:
     response = await client.post("/filter", json=names_args("fast", "minimal", "old", "gone"))
     assert response.status == 200
     assert response.content_type == "application/json"
+    # Nodes pass: the rejected ones are left out (--filter-reasons=when-all-rejected).
     assert await response.read() == (
         b'{"Nodes":null,"NodeNames":["fast","minimal"],"FailedNodes":{},'
+        b'"FailedAndUnresolvableNodes":{},"Error":""}'
+    )
+    # None passes: each is named, with why.
+    response = await client.post("/filter", json=names_args("old", "gone"))
+    assert await response.read() == (
+        b'{"Nodes":null,"NodeNames":[],"FailedNodes":{},'
         b'"FailedAndUnresolvableNodes":{"old":"image-compat: kernel.loadedmodule: feature missing",'
         b'"gone":"image-compat: no NFD features"},"Error":""}'
     )
 
 
+async def test_filter_reasons_always_names_every_rejected_node(make_client: MakeClient) -> None:
+    client = await make_client(Settings(spec_wait_budget=0.01, filter_reasons=ALWAYS))
+    response = await client.post("/filter", json=names_args("fast", "minimal", "old", "gone"))
+    assert (await response.json())["FailedAndUnresolvableNodes"] == {
+        "old": "image-compat: kernel.loadedmodule: feature missing",
+        "gone": "image-compat: no NFD features",
+    }
+
+
 async def test_filter_full_nodes_mode_returns_items_unchanged(make_client: MakeClient) -> None:
-    client = await make_client()
+    client = await make_client(Settings(spec_wait_budget=0.01, filter_reasons=ALWAYS))
     items = [NODE.format(name=n) for n in ("fast", "old", "minimal")]
     body = (
         '{"Pod":' + json.dumps(POD) + ',"Nodes":{"metadata":{},"items":[' + ",".join(items) + "]},"
@@ -104,9 +122,45 @@ async def test_prioritize(make_client: MakeClient) -> None:
     client = await make_client()
     response = await client.post("/prioritize", json=names_args("fast", "minimal", "old"))
     assert response.status == 200
-    assert await response.read() == (
-        b'[{"Host":"fast","Score":10},{"Host":"minimal","Score":2},{"Host":"old","Score":0}]'
-    )
+    # old scores the lowest, 0: left out.
+    assert await response.read() == b'[{"Host":"fast","Score":10},{"Host":"minimal","Score":2}]'
+    # Without old, minimal's 2 is the lowest: taken off fast too, minimal left out.
+    response = await client.post("/prioritize", json=names_args("fast", "minimal"))
+    assert await response.read() == b'[{"Host":"fast","Score":8}]'
+    # Every candidate alike: nothing to list.
+    response = await client.post("/prioritize", json=names_args("minimal"))
+    assert response.status == 200 and await response.read() == b"[]"
+
+
+async def test_filter_best_fit_keeps_the_highest_fit_tier(make_client: MakeClient) -> None:
+    client = await make_client(Settings(spec_wait_budget=0.01, filter_reasons=ALWAYS))
+    args = names_args("minimal", "fast", "old", "fast-2")
+    response = await client.post("/filter-best-fit", json=args)
+    assert response.status == 200
+    answer = await response.json()
+    assert answer["NodeNames"] == ["fast"]  # fast-2 has no NodeFeature: rejected as usual
+    failed = answer["FailedAndUnresolvableNodes"]
+    assert sorted(failed) == ["fast-2", "minimal", "old"]
+    # Three reasons: a lower fit, incompatible, no NodeFeature.
+    assert len(set(failed.values())) == 3
+    assert all(reason.startswith("image-compat: ") for reason in failed.values())
+    # The plain filter still passes both compatible nodes.
+    plain = await (await client.post("/filter", json=args)).json()
+    assert plain["NodeNames"] == ["minimal", "fast"]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'image_compat_requests_total{outcome="ok",verb="filter-best-fit"} 1.0' in metrics
+    assert 'image_compat_nodes_rejected_total{reason="lower_fit"} 1.0' in metrics
+    # The plain filter's rejections of old and fast-2 counted too, by their own classes.
+    assert 'image_compat_nodes_rejected_total{reason="incompatible"} 2.0' in metrics
+    assert 'image_compat_nodes_rejected_total{reason="no_features"} 2.0' in metrics
+
+
+async def test_filter_best_fit_answers_an_error_as_filter_does(make_client: MakeClient) -> None:
+    client = await make_client(store=store_with({}, synced=False))
+    response = await client.post("/filter-best-fit", json=names_args("fast"))
+    assert response.status == 200
+    answer = await response.json()
+    assert answer["NodeNames"] == [] and "not synced" in answer["Error"]
 
 
 async def test_path_prefix(make_client: MakeClient) -> None:
@@ -204,10 +258,12 @@ async def test_ten_thousand_node_names(make_client: MakeClient) -> None:
     response = await client.post("/filter", json=names_args(*names))
     assert response.status == 200
     answer = await response.json()
-    assert len(answer["NodeNames"]) == 6667 and len(answer["FailedAndUnresolvableNodes"]) == 3333
+    assert len(answer["NodeNames"]) == 6667 and not answer["FailedAndUnresolvableNodes"]
     response = await client.post("/prioritize", json=names_args(*names))
     scores = await response.json()
-    assert len(scores) == 10_000 and {s["Score"] for s in scores} == {0, 2, 10}
+    # Fits 11, 2 and 0 score 10, 2 and 0: the third of nodes at 0 is left out.
+    assert len(scores) == 6667 and {s["Score"] for s in scores} == {2, 10}
+    assert [s["Host"] for s in scores] == [n for i, n in enumerate(names) if i % 3 != 2]
     assert (await client.get("/healthz")).status == 200
 
 

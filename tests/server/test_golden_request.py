@@ -21,7 +21,7 @@ def test_golden_filter_request_decodes() -> None:
     raw = json.loads(body)
     args = decode_extender_args(body)
     assert args.names_mode and not args.nodes_mode
-    assert [n.name for n in args.nodes] == raw["NodeNames"]
+    assert args.names == raw["NodeNames"] and args.nodes == ()
     assert args.pod.metadata is not None and args.pod.metadata.name == "golden"
 
 

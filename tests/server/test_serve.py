@@ -122,16 +122,18 @@ async def test_serve_answers_and_stops_on_sigterm(server: Server) -> None:
         async with session.post(f"{base}/ext/filter", json=args) as response:
             answer = await response.json()
         assert answer["NodeNames"] == ["new"]
+        assert answer["FailedAndUnresolvableNodes"] == {}  # a node passes: none named
+        rejected = {**args, "NodeNames": ["old", "gone"]}
+        async with session.post(f"{base}/ext/filter", json=rejected) as response:
+            answer = await response.json()
+        assert answer["NodeNames"] == []
         assert answer["FailedAndUnresolvableNodes"] == {
             "old": "image-compat: kernel.loadedmodule: feature missing",
             "gone": "image-compat: no NFD features",
         }
         async with session.post(f"{base}/ext/prioritize", json=args) as response:
-            assert await response.json() == [
-                {"Host": "new", "Score": 10},
-                {"Host": "old", "Score": 0},
-                {"Host": "gone", "Score": 0},
-            ]
+            # old and gone score the lowest, 0: left out of the answer.
+            assert await response.json() == [{"Host": "new", "Score": 10}]
         # Bad input on the real server: clear answers, and it keeps serving.
         for body in (b"", b"junk", b'{"Pod": null}', b'{"Pod": {}, "NodeNames": 3}'):
             async with session.post(f"{base}/ext/filter", data=body) as response:

@@ -74,7 +74,10 @@ async def test_filter_errors_until_synced_then_decides(
                 decided, lambda: f"a decision after sync: {answer}", interval=0.2
             )
             assert answer.get("NodeNames") == ["new"], answer
-            assert "old" in (answer.get("FailedAndUnresolvableNodes") or {})
+            # "new" passes, so "old" is rejected without being named; alone, it is named.
+            async with session.post(f"{base}/filter", json={**args, "NodeNames": ["old"]}) as r:
+                alone = await r.json()
+            assert alone["NodeNames"] == [] and "old" in alone["FailedAndUnresolvableNodes"]
             async with session.get(f"{base}/readyz") as response:
                 assert response.status == 200
         assert "is NFD installed?" in server.log

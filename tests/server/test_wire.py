@@ -23,6 +23,7 @@ POD = {
         "name": "web",
         "namespace": "shop",
         "uid": "1234",
+        "resourceVersion": "42",
         "annotations": {"image-compat.io/tags": "fast"},
         "labels": {"app": "web"},
         "managedFields": [{"manager": "kubectl"}],
@@ -64,7 +65,7 @@ def nodes_body(items: list[bytes]) -> bytes:
 def test_names_mode_request_and_answer_have_exact_keys() -> None:
     request = decode_extender_args(names_body(["node-a", "node-b", "node-c"]))
     assert request.names_mode and not request.nodes_mode
-    assert [n.name for n in request.nodes] == ["node-a", "node-b", "node-c"]
+    assert request.names == ["node-a", "node-b", "node-c"]
     body = encode_filter_result(request, [0, 2], unresolvable={"node-b": "image-compat: x"})
     assert body == (
         b'{"Nodes":null,"NodeNames":["node-a","node-c"],"FailedNodes":{},'
@@ -75,8 +76,10 @@ def test_names_mode_request_and_answer_have_exact_keys() -> None:
 def test_full_nodes_mode_returns_node_objects_unchanged() -> None:
     request = decode_extender_args(nodes_body([NODE_A, NODE_B]))
     assert request.nodes_mode and not request.names_mode
+    assert request.names == ["node-a", "node-b"]
     assert request.nodes[0].platform == "linux/arm64"
     assert request.nodes[1].platform == ""
+    assert request.platforms == {"node-a": "linux/arm64"}  # only the nodes that say
     body = encode_filter_result(request, [0], unresolvable={"node-b": "r"})
     assert body == (
         b'{"Nodes":{"metadata":{"resourceVersion":"7"},"items":[' + NODE_A + b"]},"
@@ -92,11 +95,28 @@ def test_full_nodes_mode_with_nothing_passing_still_has_a_list() -> None:
     assert decoded["NodeNames"] is None
 
 
-def test_priorities_are_a_bare_array() -> None:
-    assert encode_priorities([("node-a", 10), ("node-b", 0)]) == (
-        b'[{"Host":"node-a","Score":10},{"Host":"node-b","Score":0}]'
+def test_names_mode_node_names_decode_to_the_plain_list() -> None:
+    # Nothing is built per node in names mode: the decoded list of str is the candidates.
+    names = [f"node-{i}" for i in range(1000)]
+    request = decode_extender_args(names_body(names))
+    assert type(request.names) is list and request.names == names
+    assert all(type(name) is str for name in request.names)
+    assert request.nodes == () and request.platforms is None
+    # Everyone passing answers that same list.
+    answer = json.loads(encode_filter_result(request, range(len(names))))
+    assert answer["NodeNames"] == names
+
+
+def test_priorities_are_a_bare_array_of_the_nodes_above_0() -> None:
+    assert encode_priorities(["node-a", "node-b", "node-c"], [10, 0, 3]) == (
+        b'[{"Host":"node-a","Score":10},{"Host":"node-c","Score":3}]'
     )
-    assert encode_priorities([]) == b"[]"
+    # Empty scores: every node scores the same (or is not judged); nothing is listed.
+    assert encode_priorities(["node-a", "node-b"], []) == b"[]"
+    assert encode_priorities([], []) == b"[]"
+    assert encode_priorities(["node-a"], [0]) == b"[]"
+    # The same host at another score is another answer (fragments are kept per pair).
+    assert encode_priorities(["node-a", "node-c"], [0, 7]) == b'[{"Host":"node-c","Score":7}]'
 
 
 def test_error_answer_never_has_both_lists_null() -> None:
@@ -112,7 +132,7 @@ def test_error_answer_never_has_both_lists_null() -> None:
 
 def test_request_without_any_list_is_answered_in_names_mode() -> None:
     request = decode_extender_args(json.dumps({"Pod": POD}).encode())
-    assert request.nodes == ()
+    assert request.nodes == () and request.names == []
     assert json.loads(encode_filter_result(request, []))["NodeNames"] == []
 
 
@@ -122,7 +142,9 @@ def test_both_lists_sent_are_both_answered() -> None:
         b'"Nodes":{"metadata":{},"items":[' + NODE_A + b"," + NODE_B + b"]}}"
     )
     request = decode_extender_args(body)
-    assert [n.name for n in request.nodes] == ["node-b", "node-x", "node-a"]
+    assert request.names == ["node-b", "node-x", "node-a"]
+    assert [n.name for n in request.nodes] == request.names
+    assert request.platforms == {"node-a": "linux/arm64"}
     decoded = json.loads(encode_filter_result(request, [0, 2]))
     assert decoded["NodeNames"] == ["node-b", "node-a"]
     assert [i["metadata"]["name"] for i in decoded["Nodes"]["items"]] == ["node-b", "node-a"]
@@ -133,6 +155,7 @@ def test_pod_fields_we_read() -> None:
     pod = request.pod
     assert pod.key == "shop/web"
     assert pod.meta.uid == "1234"
+    assert pod.meta.resource_version == "42"
     assert pod.meta.annotations == {"image-compat.io/tags": "fast"}
     assert pod.pod_spec.scheduler_name == "image-compat-scheduler"
     assert [c.image for c in pod.pod_spec.init_containers or [] if c] == ["busybox:1"]
@@ -152,14 +175,14 @@ def test_pod_fields_we_read() -> None:
 )
 def test_go_nulls_are_tolerated_everywhere(pod: dict[str, object]) -> None:
     request = decode_extender_args(names_body(None, pod))
-    assert request.nodes == ()
+    assert request.nodes == () and request.names == []
     assert request.pod.key == "/"
 
 
 def test_nodes_items_null_is_an_empty_list() -> None:
     body = b'{"Pod":{},"Nodes":{"metadata":null,"items":null},"NodeNames":null}'
     request = decode_extender_args(body)
-    assert request.nodes_mode and request.nodes == ()
+    assert request.nodes_mode and request.nodes == () and request.names == []
     decoded = json.loads(encode_filter_result(request, []))
     assert decoded["Nodes"] == {"metadata": {}, "items": []}
 
@@ -213,4 +236,4 @@ def test_unknown_fields_are_ignored_and_not_built() -> None:
     # Large parts of the Pod we do not read (status, volumes, managedFields) are skipped.
     request = decode_extender_args(names_body(["a"]))
     assert not hasattr(request.pod, "status")
-    assert msgspec.json.decode(encode_priorities([("a", 1)])) == [{"Host": "a", "Score": 1}]
+    assert msgspec.json.decode(encode_priorities(["a"], [1])) == [{"Host": "a", "Score": 1}]

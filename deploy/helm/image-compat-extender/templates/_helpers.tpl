@@ -51,8 +51,12 @@ profiles:
   - schedulerName: {{ .Values.scheduler.schedulerName }}
 extenders:
   - urlPrefix: {{ printf "%s://%s:%d/" (ternary "https" "http" .Values.tls.enabled) (include "ice.extender.host" .) (int .Values.extender.port) | quote }}
+{{- if .Values.scheduler.singleCall }}
+    filterVerb: filter-best-fit
+{{- else }}
     filterVerb: filter
     prioritizeVerb: prioritize
+{{- end }}
     preemptVerb: preempt
 {{- if .Values.variants.enabled }}
     bindVerb: bind
@@ -60,7 +64,9 @@ extenders:
     nodeCacheCapable: true
     httpTimeout: {{ .Values.scheduler.httpTimeout }}
     ignorable: {{ .Values.scheduler.ignorable }}
+{{- if not .Values.scheduler.singleCall }}
     weight: {{ .Values.scheduler.weight }}
+{{- end }}
 {{- if .Values.tls.enabled }}
     enableHTTPS: true
     tlsConfig:

@@ -7,12 +7,14 @@
 // Usage:
 //
 //	null-extender -listen 127.0.0.1:0 [-verbs filter,prioritize] [-score 0] [-prioritize-empty]
-//	              [-pass-fraction 1] [-reason "null-extender: rejected"]
+//	              [-prioritize-fraction 1] [-pass-fraction 1] [-reasons=true]
+//	              [-reason "null-extender: rejected"]
 //
 // -pass-fraction below 1 makes filter reject a fixed share of the names it is sent (chosen
-// by a hash of each name, so the same nodes every time), each with -reason in FailedNodes:
-// the answer shape of an extender that rejects that share, and the same number of nodes left
-// for the scheduler to score.
+// by a hash of each name, so the same nodes every time), each with -reason in FailedNodes
+// unless -reasons=false: the answer shape of an extender that rejects that share, and the
+// same number of nodes left for the scheduler to score. -prioritize-fraction below 1 makes
+// prioritize list only that share of the names (an answer that leaves out the lowest score).
 //
 // It prints "listening on HOST:PORT" on stderr once it accepts connections. GET /stats
 // answers JSON with, per verb, the calls served and the request and answer bytes.
@@ -71,12 +73,14 @@ type verbStats struct {
 }
 
 type server struct {
-	score           int64
-	prioritizeEmpty bool
-	passFraction    float64
-	reason          string
-	mu              sync.Mutex
-	stats           map[string]*verbStats
+	score              int64
+	prioritizeEmpty    bool
+	prioritizeFraction float64
+	passFraction       float64
+	reason             string
+	reasons            bool
+	mu                 sync.Mutex
+	stats              map[string]*verbStats
 }
 
 func (s *server) count(verb string, in, out int) {
@@ -123,9 +127,9 @@ func (s *server) filter(w http.ResponseWriter, r *http.Request) {
 		passed := make([]string, 0, len(*a.NodeNames))
 		res.FailedNodes = map[string]string{}
 		for _, name := range *a.NodeNames {
-			if s.passes(name) {
+			if picked(name, "filter", s.passFraction) {
 				passed = append(passed, name)
-			} else {
+			} else if s.reasons {
 				res.FailedNodes[name] = s.reason
 			}
 		}
@@ -134,10 +138,12 @@ func (s *server) filter(w http.ResponseWriter, r *http.Request) {
 	s.reply(w, "filter", len(body), res)
 }
 
-func (s *server) passes(name string) bool {
+// picked chooses a stable share of the names by a hash of each name; the verb salts it, so
+// that filter's and prioritize's shares are independent draws.
+func picked(name, verb string, fraction float64) bool {
 	h := fnv.New32a()
-	_, _ = h.Write([]byte(name))
-	return float64(h.Sum32()%10000) < s.passFraction*10000
+	_, _ = h.Write([]byte(verb + "/" + name))
+	return float64(h.Sum32()%10000) < fraction*10000
 }
 
 // names lists the nodes of a request in either mode (names, or full Node objects).
@@ -171,9 +177,11 @@ func (s *server) prioritize(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		hosts = make([]hostPriority, len(nodes))
-		for i, n := range nodes {
-			hosts[i] = hostPriority{Host: n, Score: s.score}
+		hosts = make([]hostPriority, 0, len(nodes))
+		for _, n := range nodes {
+			if s.prioritizeFraction >= 1 || picked(n, "prioritize", s.prioritizeFraction) {
+				hosts = append(hosts, hostPriority{Host: n, Score: s.score})
+			}
 		}
 	}
 	s.reply(w, "prioritize", len(body), hosts)
@@ -201,14 +209,20 @@ func main() {
 	passFraction := flag.Float64("pass-fraction", 1,
 		"share of the names filter passes (by a hash of each name); the others fail with -reason")
 	reason := flag.String("reason", "null-extender: rejected", "the reason of a node filter rejects")
+	reasons := flag.Bool("reasons", true,
+		"list the nodes filter rejects in FailedNodes (false: leave them out, as an answer that names them only when none passes)")
+	prioritizeFraction := flag.Float64("prioritize-fraction", 1,
+		"share of the names prioritize lists (by a hash of each name; the shape of an answer that leaves out the lowest score)")
 	flag.Parse()
 
 	s := &server{
-		score:           *score,
-		prioritizeEmpty: *prioritizeEmpty,
-		passFraction:    *passFraction,
-		reason:          *reason,
-		stats:           map[string]*verbStats{},
+		score:              *score,
+		prioritizeEmpty:    *prioritizeEmpty,
+		prioritizeFraction: *prioritizeFraction,
+		passFraction:       *passFraction,
+		reason:             *reason,
+		reasons:            *reasons,
+		stats:              map[string]*verbStats{},
 	}
 	mux := http.NewServeMux()
 	for _, verb := range strings.Split(*verbs, ",") {
