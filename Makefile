@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 
-.PHONY: all venv devcluster image lint typecheck test unit demo bench lock docs clean audit
+.PHONY: all venv devcluster image lint typecheck test unit demo bench fuzz lock docs clean audit
 
 all: test
 
@@ -66,10 +66,17 @@ bench: venv devcluster
 	$(PY) benchmarks/nfd_eval_bench.py
 	$(PY) benchmarks/performance_page.py
 
+# The long fuzz run, never part of `make test` (which runs each target briefly): the hypothesis
+# targets of tests/fuzz at their long budgets (FUZZ_SCALE=2 doubles them), then the atheris
+# harnesses (ATHERIS_RUNS, ATHERIS_SECONDS each); prints inputs, time and crashes per target
+# and writes build/fuzz/summary.json. See docs/reliability-fuzzing.md.
+fuzz: venv
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m tests.fuzz
+
 lock:
 	@echo "pip-compile (pip-tools) regenerates the locks; see README 'Dependencies'."
 	pip-compile -q --strip-extras --generate-hashes --allow-unsafe -o requirements.lock pyproject.toml
-	pip-compile -q --strip-extras --generate-hashes --allow-unsafe --extra dev --extra demo -o requirements-dev.lock pyproject.toml
+	pip-compile -q --strip-extras --generate-hashes --allow-unsafe --extra dev --extra demo --extra fuzz -o requirements-dev.lock pyproject.toml
 
 # Known vulnerabilities in the locked runtime dependencies. Not part of `make test`: pip-audit
 # reads advisories from PyPI's JSON API (pypi.org/pypi/NAME/VERSION/json) or OSV (api.osv.dev),

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -354,6 +355,9 @@ _EXPLICIT_SCALAR_TAGS = {
     "tag:yaml.org,2002:null": type(None),
 }
 _MERGE_KEY = "<<"
+# A "\ud800"-style escape leaves half a UTF-16 pair in the text: go-yaml refuses such escapes,
+# and no UTF-8 encoder can write one (the digest is taken over UTF-8).
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(slots=True)
@@ -433,6 +437,8 @@ class _Builder:
 
     @staticmethod
     def _scalar(node: ScalarNode, path: str) -> _Scalar:
+        if _SURROGATE.search(node.value):
+            raise SpecError(path, "invalid Unicode character escape (a UTF-16 surrogate)")
         if node.tag == _Loader.PLAIN_TAG:
             return _Scalar(resolve_plain_scalar(node.value), node.value, True)
         expected = _EXPLICIT_SCALAR_TAGS.get(node.tag)

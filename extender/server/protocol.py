@@ -218,6 +218,8 @@ def _decode(decoder: msgspec.json.Decoder[T], body: bytes | msgspec.Raw, what: s
         raise _decode_error(err, what) from None
     except RecursionError:  # msgspec's depth guard: JSON nested deeper than Python recurses
         raise ProtocolError(f"invalid {what}: JSON nested too deeply") from None
+    except UnicodeDecodeError as err:  # msgspec raises it, not a DecodeError, for a bad string
+        raise ProtocolError(f"invalid {what}: a string is not UTF-8 ({err.reason})") from None
 
 
 def decode_extender_args(body: bytes) -> FilterRequest:

@@ -295,6 +295,20 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await _answer(request, handler)
+    if not request.content.is_eof() and response.keep_alive is not False:
+        # A body the route did not read (a GET with one, an unknown path): aiohttp would
+        # read it after the answer, log a traceback for one that does not inflate and drop
+        # the kept-alive connection. Read it here within the body limits, then close.
+        # Answers that already close (413, 408, 503 of request_body) are not held back.
+        with contextlib.suppress(web.HTTPException):
+            async with request_body(request):
+                pass
+        response.force_close()
+    return response
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except protocol.ProtocolError as err:
