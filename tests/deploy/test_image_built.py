@@ -82,7 +82,8 @@ def test_runs_as_non_root_and_writes_only_tmp(container: image.Container) -> Non
         assert sorted(writable) == ["/tmp"]
     else:
         # The sticky scratch directories Debian ships (/var/lock is a link to /run/lock).
-        assert sorted(writable) == ["/run/lock", "/tmp", "/var/lock", "/var/tmp"]
+        # buildah sometimes mounts /run on its own, which -xdev then leaves out.
+        assert set(writable) - {"/run/lock"} == {"/tmp", "/var/lock", "/var/tmp"}
     # What serve wrote while it ran, besides its working directory /tmp.
     with (
         image.serving(container.built, container=container) as (url, _),

@@ -269,7 +269,10 @@ async def test_healthy_registry_baseline(
     assert all("not loaded yet" in a["Error"] for a in run.answers[: -len(decided)])
     for answer in decided:
         assert answer["NodeNames"] == ["new"], answer
-        assert list(answer["FailedAndUnresolvableNodes"]) == ["old"], answer
+        # "old" is rejected; a node passes, so it is not named (--filter-reasons).
+        assert answer["FailedAndUnresolvableNodes"] == {}, answer
+    rejected = sample("image_compat_nodes_rejected_total", reason="incompatible")
+    assert run.metric(rejected) == len(decided)
     assert run.metric("image_compat_artifact_loads_total") == 1
     assert run.proxy_requests == run.metric("image_compat_registry_requests_total")
     print(f"\nhealthy: {run.proxy_requests} registry requests for {CALLS} filter calls")
