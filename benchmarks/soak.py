@@ -258,13 +258,14 @@ class Cluster:
 class Serve:
     """A real ``image-compat-extender serve`` subprocess watching the cluster."""
 
-    def __init__(self, kubeconfig: Path, spec_map: Path) -> None:
+    def __init__(self, kubeconfig: Path, spec_map: Path, extra: Sequence[str] = ()) -> None:
         self.process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "extender", "serve", "--listen=127.0.0.1:0"),
                 f"--kubeconfig={kubeconfig}",
                 f"--spec-map={spec_map}",
                 "--log-level=info",
+                *extra,
             ],
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
@@ -573,13 +574,23 @@ class Load:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(0.0, delay))
 
+    def progress(self) -> None:
+        """A line a minute on a long run, so a watcher knows it is alive and on schedule."""
+        t = self.tally
+        print(
+            f"{time.monotonic() - self.started:5.0f} s: {t.pods} pods done, {t.late} late, "
+            f"{t.errors} errors, {t.churn_updates} NodeFeature updates",
+            file=sys.stderr,
+        )
+
     async def run(self, cluster: Cluster, rss: RssSampler) -> float:
         """Pods on a fixed schedule for ``--duration`` seconds; the seconds it took.
 
         At most ``--in-flight`` pods are between their filter call and their prioritize
         answer, as a scheduler does not pile up calls without bound: when the extender falls
         behind, pods start late (counted) and the achieved rate shows it, instead of a client
-        queue turning into timeouts. Late pods catch up as soon as a slot frees.
+        queue turning into timeouts. Late pods catch up as soon as a slot frees; none starts
+        after ``--duration`` (in --smoke, after a minute: there the count is what is tested).
         """
         stop = asyncio.Event()
         churn = asyncio.create_task(self.churn(stop, cluster))
@@ -601,8 +612,13 @@ class Load:
             if delay > 0:
                 await asyncio.sleep(delay)
             await slots.acquire()
+            if time.monotonic() - self.started >= self.args.cutoff:
+                slots.release()
+                break  # bounded in time too: pods that could not start in it are not sent
             if time.monotonic() - due > LATE_S:
                 self.tally.late += 1
+            if index and index % round(60 * self.args.rate) == 0:
+                self.progress()
             task = asyncio.create_task(pod_in_slot(index))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
@@ -677,6 +693,7 @@ def figures(
         "pods": tally.pods,
         "late_pods": tally.late,
         "in_flight": args.in_flight,
+        "memo_size": args.memo_size or "serve's default",
         "requests": dict(tally.requests, total=sent),
         "errors": tally.errors,
         "error_samples": tally.error_samples,
@@ -823,7 +840,8 @@ async def soak(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
     try:
         created = await asyncio.to_thread(cluster.populate, fleet)
         print(f"{args.nodes} Nodes and NodeFeatures created in {created:.1f} s", file=sys.stderr)
-        serve = Serve(cluster.kubeconfig, workdir / "map.yaml")
+        extra = [f"--memo-size={args.memo_size}"] if args.memo_size else []
+        serve = Serve(cluster.kubeconfig, workdir / "map.yaml", extra)
         connector = aiohttp.TCPConnector(limit=args.in_flight + 2)
         timeout = aiohttp.ClientTimeout(total=args.request_timeout)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -898,6 +916,13 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="KB/min after warm-up above which the run fails (see docs/reliability-load.md)",
     )
     parser.add_argument(
+        "--memo-size",
+        type=int,
+        default=0,
+        help="serve's --memo-size (default: serve's own): each NodeFeature update adds memo "
+        "entries until this bound, so RSS grows until it is reached",
+    )
+    parser.add_argument(
         "--in-flight", type=int, default=8, help="pods at most between filter and prioritize"
     )
     parser.add_argument(
@@ -914,11 +939,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     args = parser.parse_args(argv)
+    args.cutoff = args.duration
     if args.smoke:
         args.duration, args.rate, args.nodes = 5.0, 10.0, 60
         args.churn_rate, args.churn_share = 10.0, 0.2
         args.rss_interval, args.warmup, args.max_rss_slope = 1.0, 0.0, math.inf
-        args.min_rate = 0.0  # no speed is asserted in a test
+        args.min_rate, args.cutoff = 0.0, 60.0  # no speed is asserted in a test
     return args
 
 
