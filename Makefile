@@ -68,7 +68,7 @@ bench: venv devcluster
 
 # Ten minutes of 50 pods/s (filter then prioritize) over 1,000 nodes against a real serve
 # watching a real kube-apiserver, NodeFeatures changing throughout; every answer checked and the
-# extender's RSS sampled every 10 s. Fails on any error or RSS growth; prints a table and writes
+# extender's RSS sampled every 10 s. Fails on any error, a missed rate or RSS growth; writes
 # benchmarks/results/soak.json and soak.png. `make soak SOAK_ARGS="--duration 60"` for less.
 soak: venv
 	$(PY) benchmarks/soak.py $(SOAK_ARGS)

@@ -164,3 +164,5 @@ def test_soak_smoke_checks_every_answer_under_churn(tmp_path: Path) -> None:
     rss = document["rss"]
     assert len(rss["samples"]) >= 5 and rss["first_kb"] > 0 and rss["last_kb"] > 0
     assert rss["slope_kb_per_min"] is not None
+    assert document["extender_cpu_ms_per_pod"]["samples"]
+    assert set(document["cpu_share"]) == {"extender", "kube-apiserver", "etcd", "load tool"}
