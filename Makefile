@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 
-.PHONY: all venv devcluster image lint typecheck test unit demo bench fuzz lock docs clean audit
+.PHONY: all venv devcluster image lint typecheck test unit demo bench fuzz soak lock docs clean audit
 
 all: test
 
@@ -69,9 +69,16 @@ bench: venv devcluster
 # The long fuzz run, never part of `make test` (which runs each target briefly): the hypothesis
 # targets of tests/fuzz at their long budgets (FUZZ_SCALE=2 doubles them), then the atheris
 # harnesses (ATHERIS_RUNS, ATHERIS_SECONDS each); prints inputs, time and crashes per target
-# and writes build/fuzz/summary.json. See docs/reliability-fuzzing.md.
+# and writes build/fuzz/summary.json. See docs/reliability.md, "Fuzzing".
 fuzz: venv
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m tests.fuzz
+
+# Ten minutes of 50 pods/s (filter then prioritize) over 1,000 nodes against a real serve
+# watching a real kube-apiserver, NodeFeatures changing throughout; every answer checked and the
+# extender's RSS sampled every 10 s. Fails on any error, a missed rate or RSS growth; writes
+# benchmarks/results/soak.json and soak.png. `make soak SOAK_ARGS="--duration 60"` for less.
+soak: venv
+	$(PY) benchmarks/soak.py $(SOAK_ARGS)
 
 lock:
 	@echo "pip-compile (pip-tools) regenerates the locks; see README 'Dependencies'."

@@ -153,3 +153,32 @@ def test_nfd_eval_bench_ours_beside_nfd(tmp_path: Path) -> None:
     assert (memo["nodes"], memo["types"], memo["new_specs"]) == (5000, 50, 3)
     assert memo["ours_filter_ms"]["n"] == memo["nfd_all_nodes_ms"]["n"] == 3
     assert set(memo["targets"]) == {"speed_up_per_node", "p99_ms", "speed_up_met", "p99_met"}
+
+
+@pytest.mark.integration
+def test_soak_smoke_checks_every_answer_under_churn(tmp_path: Path) -> None:
+    stdout = run_benchmark("soak.py", "--smoke", out=tmp_path)
+    assert "RSS slope" in stdout and "errors (non-200, Error, wrong answer) | 0 |" in stdout
+    document = results(tmp_path, "soak")
+    assert document["feature_source"] == "kube-apiserver (NodeFeature watch)"
+    assert document["errors"] == 0 and document["error_samples"] == []
+    # The schedule is bounded by count, not by speed: 10 pods/s for 5 s, two calls per pod.
+    assert document["pods"] == 50
+    assert document["requests"] == {"filter": 50, "prioritize": 50, "total": 100}
+    verdicts = document["verdicts"]
+    assert verdicts["passed"] + verdicts["rejected"] == 50 * document["nodes"]
+    assert verdicts["passed"] > 0 and verdicts["rejected"] > 0
+    # Churn happened through the apiserver and answers about churned nodes were checked.
+    assert document["churn"]["updates"] > 0 and document["churn"]["update_errors"] == 0
+    assert verdicts["on_churned_nodes"] > 0
+    # Each image's reference has hardware types that pass and types that are rejected.
+    for types in document["reference"].values():
+        assert {t["passes"] for t in types.values()} == {True, False}
+    for verb in ("filter", "prioritize"):
+        latency = document["latency_ms"][verb]
+        assert latency["count"] == 50 and 0 < latency["p50"] <= latency["p99"] <= latency["max"]
+    rss = document["rss"]
+    assert len(rss["samples"]) >= 5 and rss["first_kb"] > 0 and rss["last_kb"] > 0
+    assert rss["slope_kb_per_min"] is not None
+    assert document["extender_cpu_ms_per_pod"]["samples"]
+    assert set(document["cpu_share"]) == {"extender", "kube-apiserver", "etcd", "load tool"}
