@@ -363,21 +363,27 @@ class WrongAnswerError(Exception):
 
 def filter_sets(answer: Any, asked: Sequence[str]) -> tuple[list[str], set[str]]:
     """Passing names (in answer order) and rejected names, after the checks every answer must
-    pass: no Error, each asked node exactly once."""
+    pass: no Error, no node twice, nothing that was not asked; a rejected node is named only
+    when none passes (serve's --filter-reasons=when-all-rejected), and then every one is."""
     if not isinstance(answer, dict):
         raise WrongAnswerError(f"filter answered {answer!r:.200}")
     if answer.get("Error"):
         raise WrongAnswerError(f"filter answered Error: {answer['Error']!r:.300}")
     passing = list(answer.get("NodeNames") or [])
-    rejected = set(answer.get("FailedNodes") or {}) | set(
+    named = set(answer.get("FailedNodes") or {}) | set(
         answer.get("FailedAndUnresolvableNodes") or {}
     )
-    if len(set(passing)) != len(passing) or set(passing) & rejected:
+    if len(set(passing)) != len(passing) or set(passing) & named:
         raise WrongAnswerError("a node both passes and is rejected, or passes twice")
-    if set(passing) | rejected != set(asked):
-        missing = sorted(set(asked) - set(passing) - rejected)[:5]
-        extra = sorted((set(passing) | rejected) - set(asked))[:5]
-        raise WrongAnswerError(f"nodes missing {missing} or not asked {extra}")
+    if (set(passing) | named) - set(asked):
+        extra = sorted((set(passing) | named) - set(asked))[:5]
+        raise WrongAnswerError(f"nodes not asked: {extra}")
+    rejected = set(asked) - set(passing)
+    if not passing and named != rejected:
+        missing = sorted(rejected - named)[:5]
+        raise WrongAnswerError(f"no node passes, yet rejected nodes go unnamed: {missing}")
+    if passing and named:
+        raise WrongAnswerError("a node passes, yet rejected nodes are named")
     return passing, rejected
 
 
@@ -434,7 +440,9 @@ async def build_reference(
             if not subset:
                 continue
             answer = await call(session, f"{base}/prioritize", args_body(image, -1, subset))
-            by_name = {entry["Host"]: entry["Score"] for entry in answer}
+            # Nodes at the lowest score (0 after prioritize's shift) are left out.
+            by_name = {name: 0 for name in subset}
+            by_name.update((entry["Host"], entry["Score"]) for entry in answer)
             for i in stable:
                 kind, name = fleet.initial_type(i), node_name(i)
                 if (
@@ -543,11 +551,17 @@ class Load:
             self.tally.rejected += len(rejected)
             body = args_body(image, index, passing)
             answer, start, end = await self.timed("prioritize", body)
-            if not isinstance(answer, list) or [e.get("Host") for e in answer] != passing:
-                raise WrongAnswerError(f"prioritize {image}: not the asked names in order")
+            listed = [e.get("Host") for e in answer] if isinstance(answer, list) else None
+            order = {name: i for i, name in enumerate(passing)}
+            if listed is None or any(name not in order for name in listed):
+                raise WrongAnswerError(f"prioritize {image}: a name that was not asked")
+            if [order[name] for name in listed] != sorted(order[name] for name in listed):
+                raise WrongAnswerError(f"prioritize {image}: not in the asked order")
+            # A node left out scores 0 (the lowest, after prioritize's shift).
+            got = dict.fromkeys(passing, 0)
+            got.update((entry["Host"], entry["Score"]) for entry in answer)
             scores = self.reference.scores[image]
-            for entry in answer:
-                name, score = entry["Host"], entry["Score"]
+            for name, score in got.items():
                 if score not in {scores[k] for k in self.allowed(name, start, end)}:
                     raise WrongAnswerError(f"prioritize {image}: {name} scored {score}")
         except (TimeoutError, WrongAnswerError, aiohttp.ClientError, ValueError) as err:

@@ -17,19 +17,24 @@ ASKED = ["a", "b", "c"]
 
 
 def test_filter_sets_of_a_right_answer() -> None:
+    # A node passes: the rejected ones are not named (serve's default --filter-reasons).
+    answer = {"NodeNames": ["a"], "FailedAndUnresolvableNodes": {}, "FailedNodes": {}}
+    assert soak.filter_sets(answer, ASKED) == (["a"], {"b", "c"})
+    # None passes: every one is named.
     answer = {
-        "NodeNames": ["a"],
-        "FailedAndUnresolvableNodes": {"b": "x"},
+        "NodeNames": [],
+        "FailedAndUnresolvableNodes": {"a": "x", "b": "x"},
         "FailedNodes": {"c": "y"},
     }
-    assert soak.filter_sets(answer, ASKED) == (["a"], {"b", "c"})
+    assert soak.filter_sets(answer, ASKED) == ([], {"a", "b", "c"})
 
 
 @pytest.mark.parametrize(
     "answer",
     [
         {"NodeNames": None, "Error": "not synced"},
-        {"NodeNames": ["a", "b"], "FailedAndUnresolvableNodes": {}},  # c is missing
+        {"NodeNames": [], "FailedAndUnresolvableNodes": {"a": "x", "b": "x"}},  # c unnamed
+        {"NodeNames": ["a"], "FailedAndUnresolvableNodes": {"b": "x"}},  # named though a passes
         {"NodeNames": ["a", "b", "c", "d"]},  # d was not asked
         {"NodeNames": ["a", "a", "b", "c"]},
         {"NodeNames": ["a", "b", "c"], "FailedAndUnresolvableNodes": {"a": "x"}},
