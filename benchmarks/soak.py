@@ -357,6 +357,9 @@ def args_body(image: str, index: int, names: Sequence[str]) -> bytes:
     ).encode()
 
 
+MAX_SCORE = 10  # kube-scheduler's MaxExtenderPriority
+
+
 class WrongAnswerError(Exception):
     """An answer that is not the reference's (or not an answer at all)."""
 
@@ -557,13 +560,27 @@ class Load:
                 raise WrongAnswerError(f"prioritize {image}: a name that was not asked")
             if [order[name] for name in listed] != sorted(order[name] for name in listed):
                 raise WrongAnswerError(f"prioritize {image}: not in the asked order")
-            # A node left out scores 0 (the lowest, after prioritize's shift).
+            # A node left out scores 0 (the lowest, after prioritize's shift). Scores are
+            # shifted by the lowest among the candidates, which a churning node can lower (it
+            # passed filter, then changed before prioritize): stable nodes must keep the
+            # reference's differences (one common offset); churning ones stay within 0..10.
             got = dict.fromkeys(passing, 0)
             got.update((entry["Host"], entry["Score"]) for entry in answer)
             scores = self.reference.scores[image]
+            offset: int | None = None
             for name, score in got.items():
-                if score not in {scores[k] for k in self.allowed(name, start, end)}:
+                if not 0 <= score <= MAX_SCORE:
                     raise WrongAnswerError(f"prioritize {image}: {name} scored {score}")
+                if name in self.churning:
+                    continue
+                (expected,) = {scores[k] for k in self.allowed(name, start, end)}
+                if offset is None:
+                    offset = score - expected
+                elif score - expected != offset:
+                    raise WrongAnswerError(
+                        f"prioritize {image}: {name} scored {score}, {expected} + {offset} "
+                        "like the other stable nodes was expected"
+                    )
         except (TimeoutError, WrongAnswerError, aiohttp.ClientError, ValueError) as err:
             self.tally.error(f"pod {index}: {type(err).__name__}: {err}")
         finally:
