@@ -16,7 +16,7 @@ each configuration:
 - ``ours-single-call``: ``scheduler-config/image-compat-scheduler-single-call.yaml`` (one
   ``filter-best-fit`` call per pod);
 - each ``--variant NAME=CONFIG[::EXTENDER ARGS[::NULL ARGS]]``: a profile of ours under study,
-  e.g. ``--variant lean=scheduler-config/image-compat-scheduler.yaml::--gc-freeze=false``;
+  e.g. ``--variant big-memo=scheduler-config/image-compat-scheduler.yaml::--memo-size=262144``;
 - ``null-PROFILE`` beside each profile of ours: the same scheduler profile calling
   ``null-extender`` (a Go server that computes nothing) with that profile's verbs, answering
   in the same shape as ours does on this fleet (``-pass-fraction``: the share filter passes;

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import ssl
@@ -417,26 +416,6 @@ def create_app(
 # Serving
 
 
-# The young generation's threshold while serving (Python's default is 700): a request
-# allocates thousands of short-lived objects, nearly all freed by reference counting, so
-# collections that find nothing can run less often. Gen 1 and 2 keep their ratios.
-GC_YOUNG_THRESHOLD = 10_000
-
-
-async def _freeze_when_synced(store: FeatureReader, poll: float = 0.2) -> None:
-    """After the first sync, freeze what is alive (see ``--gc-freeze``)."""
-    # The store publishes snapshots, not events; this waits once, at start.
-    while not store.snapshot().synced:  # noqa: ASYNC110
-        await asyncio.sleep(poll)
-    gc.collect()
-    gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
-    log.info(
-        "node features synced: %d objects frozen out of garbage collection", gc.get_freeze_count()
-    )
-
-
 async def serve(app: web.Application, settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully: stop accepting, let running
     requests finish (up to ``--shutdown-timeout``), then clean every resource up."""
@@ -481,9 +460,6 @@ async def serve(app: web.Application, settings: Settings) -> None:
                 log.info(
                     "listening on %s (%s; verbs under %s)", shown, scheme, settings.path_prefix
                 )
-            if settings.gc_freeze:
-                freezer = asyncio.create_task(_freeze_when_synced(app[FEATURE_STORE]))
-                stack.callback(freezer.cancel)
             await stop.wait()
             log.info("shutting down")
     finally:

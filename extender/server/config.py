@@ -606,17 +606,6 @@ OPTIONS: tuple[Option, ...] = (
         boolean=True,
     ),
     Option(
-        "gc_freeze",
-        "--gc-freeze",
-        "true",
-        "Once node features first sync, move everything alive into the garbage collector's "
-        "permanent generation (gc.freeze) and collect the young generation less often: the "
-        "features of thousands of nodes are never garbage, and a full collection walking "
-        "them stalls every request in flight. false keeps Python's defaults.",
-        _parse_bool,
-        boolean=True,
-    ),
-    Option(
         "drift_label",
         "--drift-label",
         "false",
@@ -781,7 +770,6 @@ class Settings:
     drift: bool = _default("drift")
     drift_all_pods: bool = _default("drift_all_pods")
     drift_label: bool = _default("drift_label")
-    gc_freeze: bool = _default("gc_freeze")
     drift_interval: float = _default("drift_interval")
     scheduler_http_timeout: float = _default("scheduler_http_timeout")
     file_check_interval: float = _default("file_check_interval")
