@@ -248,6 +248,29 @@ def server_section(d: Mapping[str, Any]) -> list[str]:
                         _verdict(c["p99_ms"] <= limit),
                     ]
                 )
+    pod_targets = d.get("pod_targets_ms") or {}
+    for transport in ("in-process", "http"):
+        c = cells.get(("pod", transport, "names", "warm", 1000))
+        if c is None:
+            continue
+        if transport == "in-process" and pod_targets:
+            p50, p99 = pod_targets["p50_ms"], pod_targets["p99_ms"]
+            rows.append(
+                [
+                    f"a pod (filter + prioritize) warm, 1,000 names, in-process: "
+                    f"p50 ≤ {p50:g} ms, p99 ≤ {p99:g} ms",
+                    f"p50 {c['p50_ms']:.2f} / p99 {c['p99_ms']:.2f} ms",
+                    _verdict(c["p50_ms"] <= p50 and c["p99_ms"] <= p99),
+                ]
+            )
+        else:
+            rows.append(
+                [
+                    f"a pod (filter + prioritize) warm, 1,000 names, {transport}",
+                    f"p50 {c['p50_ms']:.2f} / p99 {c['p99_ms']:.2f} ms",
+                    _verdict(None),
+                ]
+            )
     return [
         f"Filter and prioritize as kube-scheduler sees them ({_machine(d)}). "
         f"Reproduce: {_command(d, 'server_bench.py')}",

@@ -677,6 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "quick": args.quick,
         "cluster": {"nodes": CLUSTER, "hardware_types": TYPES, "spec": SPEC.name},
         "targets_ms": TARGETS_MS,
+        "pod_targets_ms": POD_TARGETS_MS,
         "results": cells,
         "profiles": profiles,
     }
