@@ -3,8 +3,10 @@
 Owns :class:`Policy`: how specs are obtained (through an
 :class:`~extender.artifacts.types.ArtifactSource`, waiting at most a small budget), how
 verdicts are computed (through :class:`~extender.policy.memo.VerdictMemo`) and combined
-(filter reasons, normalised scores), and what each failure becomes. The server turns
-:class:`FilterDecision`, scores and :class:`PolicyUnavailableError` into responses.
+(filter reasons, normalised and shifted scores, the best fit), kept per node and pod shape
+(:class:`~extender.policy.memo.NodeTables`, so a warm call is one pass over the names), and
+what each failure becomes. The server turns :class:`FilterDecision`, :class:`Priorities` and
+:class:`PolicyUnavailableError` into responses.
 
 It is over 500 lines because :class:`Policy` is one class: filter, prioritize, preempt, the
 drift check and explain all go through the same plan, spec resolution and memo, and a split

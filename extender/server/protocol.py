@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from extender.kube.nodefeatures import ARCH_LABEL, OS_LABEL
+from extender.policy.decide import MAX_SCORE
 from extender.policy.pods import ObjectMeta, Pod
 
 __all__ = [
@@ -358,7 +359,7 @@ class _HostFragments(dict[str, tuple[bytes, ...]]):
     LIMIT = 65_536  # hosts kept (about 11 x 40 bytes each); started over when full
 
     def __missing__(self, host: str) -> tuple[bytes, ...]:
-        scored = (_ENCODER.encode(HostPriority(host, s)) for s in range(1, MAX_PRIORITY + 1))
+        scored = (_ENCODER.encode(HostPriority(host, s)) for s in range(1, MAX_SCORE + 1))
         fragments = (b"", *scored)
         if len(self) >= self.LIMIT:
             self.clear()
@@ -366,7 +367,6 @@ class _HostFragments(dict[str, tuple[bytes, ...]]):
         return fragments
 
 
-MAX_PRIORITY = 10  # kube-scheduler's MaxExtenderPriority: scores are 0..10
 _HOST_FRAGMENTS = _HostFragments()
 
 
