@@ -27,9 +27,7 @@ import json
 import multiprocessing
 import os
 import platform
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,6 +40,7 @@ from typing import Any, cast
 import aiohttp
 import yaml
 from bench_output import pyplot, write_results
+from serve_process import ServeProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # devcluster is the repository's, not an installed package
@@ -211,67 +210,16 @@ class Churn:
         }
 
 
-class Serve:
-    """A real ``image-compat-extender serve`` subprocess watching the cluster."""
+def start_serve(cluster: ControlPlane, workdir: Path) -> ServeProcess:
+    """A real ``image-compat-extender serve`` watching the cluster, with the image's spec."""
+    (workdir / "map.yaml").write_text(f"- image: '{IMAGE}'\n  spec: {SPEC}\n")
+    return ServeProcess(
+        [f"--kubeconfig={cluster.kubeconfig}", f"--spec-map={workdir / 'map.yaml'}"]
+    )
 
-    def __init__(self, cluster: ControlPlane, workdir: Path) -> None:
-        (workdir / "map.yaml").write_text(f"- image: '{IMAGE}'\n  spec: {SPEC}\n")
-        self.started = time.perf_counter()
-        self.process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "extender", "serve", "--listen=127.0.0.1:0"),
-                f"--kubeconfig={cluster.kubeconfig}",
-                f"--spec-map={workdir / 'map.yaml'}",
-                "--log-level=info",
-            ],
-            stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            text=True,
-        )
-        self.port = 0
-        self.lines: list[str] = []
-        self._listening = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
 
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line)
-            match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-            if match:
-                self.port = int(match.group(1))
-                self._listening.set()
-        self._listening.set()
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def wait_ready(self, nodes: int, within_s: float = 600) -> float:
-        """Seconds from process start until /readyz reports ``nodes`` nodes."""
-        if not self._listening.wait(60) or not self.port:
-            raise RuntimeError("serve did not start:\n" + "".join(self.lines))
-        deadline = time.perf_counter() + within_s
-        async with aiohttp.ClientSession() as session:
-            while time.perf_counter() < deadline:
-                async with session.get(f"{self.base}/readyz") as response:
-                    body = await response.json()
-                if response.status == 200 and body.get("nodes", 0) >= nodes:
-                    return time.perf_counter() - self.started
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"serve not ready with {nodes} nodes: {body}")
-
-    def memory_mb(self) -> dict[str, float]:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        fields = dict(re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, re.MULTILINE))
-        return {k: int(v) / 1024 for k, v in fields.items()}
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+def memory_mb(serve: ServeProcess) -> dict[str, float]:
+    return {k: kb / 1024 for k, kb in serve.memory_kb().items()}
 
 
 def pod_args(nodes: int) -> dict[str, Any]:
@@ -285,7 +233,7 @@ def pod_args(nodes: int) -> dict[str, Any]:
     return {"Pod": pod, "Nodes": None, "NodeNames": [node_name(i) for i in range(nodes)]}
 
 
-async def latencies(serve: Serve, nodes: int, requests: int) -> dict[str, list[float]]:
+async def latencies(serve: ServeProcess, nodes: int, requests: int) -> dict[str, list[float]]:
     """Milliseconds per call, one call at a time as the scheduler makes them."""
     body = json.dumps(pod_args(nodes)).encode()
     headers = {"Content-Type": "application/json"}
@@ -385,12 +333,12 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         for size in sizes:
             created = fleet.grow(size)
             print(f"{size} NodeFeatures and Nodes in the apiserver ({created:.1f} s to create)")
-            serve = Serve(cluster, workdir)
+            serve = start_serve(cluster, workdir)
             try:
                 ready = await serve.wait_ready(size)
                 await latencies(serve, min(size, 10), 5)  # warm the spec and the connection
                 await asyncio.sleep(2)
-                results["memory"][size] = {"ready_s": ready, **serve.memory_mb()}
+                results["memory"][size] = {"ready_s": ready, **memory_mb(serve)}
                 if size != args.nodes:
                     continue
                 quiet = await latencies(serve, size, args.requests)
@@ -411,7 +359,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     results["samples"][phase] = data["filter"]
                 # After churn the store holds the patched objects: memory again.
                 results["memory"][size].update(
-                    {f"after_churn_{k}": v for k, v in serve.memory_mb().items()}
+                    {f"after_churn_{k}": v for k, v in memory_mb(serve).items()}
                 )
             except Exception:
                 print("".join(serve.lines[-30:]), file=sys.stderr)

@@ -49,9 +49,7 @@ import json
 import math
 import os
 import platform
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -65,6 +63,7 @@ from typing import Any, cast
 import aiohttp
 import yaml
 from bench_output import pyplot, write_results
+from serve_process import ServeProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # devcluster is the repository's, not an installed package
@@ -264,68 +263,9 @@ class Cluster:
         self.plane.stop()
 
 
-class Serve:
-    """A real ``image-compat-extender serve`` subprocess watching the cluster."""
-
-    def __init__(self, kubeconfig: Path, spec_map: Path, extra: Sequence[str] = ()) -> None:
-        self.process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "extender", "serve", "--listen=127.0.0.1:0"),
-                f"--kubeconfig={kubeconfig}",
-                f"--spec-map={spec_map}",
-                "--log-level=info",
-                *extra,
-            ],
-            stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            text=True,
-        )
-        self.port = 0
-        self.lines: list[str] = []
-        self._listening = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            if len(self.lines) < 5000:  # bounded: the log of a long run is not kept whole
-                self.lines.append(line)
-            match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-            if match:
-                self.port = int(match.group(1))
-                self._listening.set()
-        self._listening.set()
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def wait_ready(self, session: aiohttp.ClientSession, nodes: int) -> None:
-        if not await asyncio.to_thread(self._listening.wait, 60) or not self.port:
-            raise RuntimeError("serve did not start:\n" + "".join(self.lines))
-        deadline = time.monotonic() + 300
-        body: Any = None
-        while time.monotonic() < deadline:
-            async with session.get(f"{self.base}/readyz") as response:
-                body = await response.json()
-            if response.status == 200 and body.get("nodes", 0) >= nodes:
-                return
-            await asyncio.sleep(0.1)
-        raise RuntimeError(f"serve not ready with {nodes} nodes: {body}")
-
-    def rss_kb(self) -> int:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
-        assert match, status
-        return int(match.group(1))
-
-    def stop(self) -> int:
-        self.process.terminate()
-        try:
-            return self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait(30)
+def start_serve(kubeconfig: Path, spec_map: Path, extra: Sequence[str] = ()) -> ServeProcess:
+    """A real ``image-compat-extender serve`` watching the cluster."""
+    return ServeProcess([f"--kubeconfig={kubeconfig}", f"--spec-map={spec_map}", *extra])
 
 
 # --------------------------------------------------------------------------------------------
@@ -679,7 +619,7 @@ class RssSampler:
     (a cost per pod that rises over the run is the extender's doing; a latency that rises at a
     steady cost per pod is other work taking the CPU)."""
 
-    def __init__(self, serve: Serve, interval: float, pods_done: Callable[[], int]) -> None:
+    def __init__(self, serve: ServeProcess, interval: float, pods_done: Callable[[], int]) -> None:
         self.serve = serve
         self.interval = interval
         self.pods_done = pods_done
@@ -688,7 +628,7 @@ class RssSampler:
 
     def _sample(self, start: float, last: list[float]) -> None:
         now = time.monotonic() - start
-        self.samples.append((now, self.serve.rss_kb()))
+        self.samples.append((now, self.serve.memory_kb()["VmRSS"]))
         cpu, pods = cpu_seconds(self.serve.process.pid), float(self.pods_done())
         if pods > last[1]:
             self.cpu_per_pod.append((now, (cpu - last[0]) * 1000 / (pods - last[1])))
@@ -894,16 +834,16 @@ async def soak(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
     images = write_spec_map(workdir)
     loads = {"before": load_average()}
     cluster = Cluster()
-    serve: Serve | None = None
+    serve: ServeProcess | None = None
     try:
         created = await asyncio.to_thread(cluster.populate, fleet)
         print(f"{args.nodes} Nodes and NodeFeatures created in {created:.1f} s", file=sys.stderr)
         extra = [f"--memo-size={args.memo_size}"] if args.memo_size else []
-        serve = Serve(cluster.kubeconfig, workdir / "map.yaml", extra)
+        serve = start_serve(cluster.kubeconfig, workdir / "map.yaml", extra)
         connector = aiohttp.TCPConnector(limit=args.in_flight + 2)
         timeout = aiohttp.ClientTimeout(total=args.request_timeout)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            await serve.wait_ready(session, args.nodes)
+            await serve.wait_ready(args.nodes, within_s=300)
             reference = await build_reference(session, serve.base, images, fleet)
             history = History({i: fleet.initial_type(i) for i in fleet.churning}, args.lag)
             load = Load(
